@@ -1,0 +1,6 @@
+//! Placeholder; see issue #2.
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
