@@ -5,13 +5,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 create_exception!(
-    _media,
+    voxrelay.media,
     MediaError,
     PyValueError,
     "Invalid audio or argument given to the media engine."
 );
 create_exception!(
-    _media,
+    voxrelay.media,
     FrameError,
     MediaError,
     "A malformed wire frame (bad JSON, base64, payload size or codec)."

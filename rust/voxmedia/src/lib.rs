@@ -11,3 +11,4 @@ pub mod jitter;
 pub mod plc;
 pub mod resample;
 pub mod vad;
+pub mod wire;

@@ -1,0 +1,377 @@
+//! A no-allocation walker over one JSON text, enough to pull a handful of fields out of a
+//! platform message while validating the structure it passes over.
+
+use super::FrameError;
+
+/// Nesting deeper than this is rejected rather than walked (platform messages nest 2-3 levels).
+const MAX_DEPTH: usize = 32;
+
+/// A JSON string as it appears in the text, without the quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawStr<'a> {
+    pub raw: &'a [u8],
+    /// True when the raw text contains backslash escapes (then `raw` is not the value).
+    pub escaped: bool,
+}
+
+impl<'a> RawStr<'a> {
+    /// The value when it needs no unescaping.
+    pub fn plain(&self) -> Option<&'a [u8]> {
+        (!self.escaped).then_some(self.raw)
+    }
+
+    /// Unescape into `out` (cleared first). Only the escapes a platform can put in an ASCII
+    /// field are accepted; `\uXXXX` outside ASCII is refused.
+    pub fn unescape_into(&self, out: &mut Vec<u8>) -> Result<(), &'static str> {
+        out.clear();
+        let mut i = 0;
+        let s = self.raw;
+        while i < s.len() {
+            let c = s[i];
+            if c != b'\\' {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            let e = *s.get(i + 1).ok_or("dangling backslash")?;
+            i += 2;
+            out.push(match e {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 8,
+                b'f' => 12,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => {
+                    let hex = s.get(i..i + 4).ok_or("short \\u escape")?;
+                    let h = std::str::from_utf8(hex).map_err(|_| "bad \\u escape")?;
+                    let v = u16::from_str_radix(h, 16).map_err(|_| "bad \\u escape")?;
+                    i += 4;
+                    if v > 0x7F {
+                        return Err("non-ASCII \\u escape in an ASCII field");
+                    }
+                    v as u8
+                }
+                _ => return Err("unknown escape"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A scalar value the caller asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    Str(RawStr<'a>),
+    /// A number's text.
+    Num(&'a [u8]),
+    Other,
+}
+
+impl Scalar<'_> {
+    /// An unsigned integer given as a JSON number or a decimal string (Twilio sends counters as
+    /// strings, Plivo and Telnyx as numbers).
+    pub fn as_u64(&self) -> Option<u64> {
+        let digits = match self {
+            Scalar::Str(s) => s.plain()?,
+            Scalar::Num(n) => n,
+            Scalar::Other => return None,
+        };
+        if digits.is_empty() || digits.len() > 19 {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u64::from(d - b'0');
+        }
+        Some(v)
+    }
+}
+
+pub struct Walker<'a> {
+    s: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Walker<'a> {
+    pub fn new(s: &'a [u8]) -> Self {
+        Walker { s, pos: 0 }
+    }
+
+    fn err(&self, what: &'static str) -> FrameError {
+        FrameError::Json {
+            offset: self.pos,
+            what,
+        }
+    }
+
+    #[inline]
+    pub fn ws(&mut self) {
+        while let Some(&c) = self.s.get(self.pos) {
+            if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: u8, what: &'static str) -> Result<(), FrameError> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+
+    /// A string starting at the current (whitespace-skipped) position.
+    pub fn string(&mut self) -> Result<RawStr<'a>, FrameError> {
+        self.eat(b'"', "expected a string")?;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            // memchr-like scan: quote, backslash and control characters are the only stops.
+            let rest = &self.s[self.pos..];
+            let n = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            match n {
+                None => {
+                    self.pos = self.s.len();
+                    return Err(self.err("unterminated string"));
+                }
+                Some(k) => {
+                    self.pos += k;
+                    match self.s[self.pos] {
+                        b'"' => {
+                            let raw = &self.s[start..self.pos];
+                            self.pos += 1;
+                            return Ok(RawStr { raw, escaped });
+                        }
+                        b'\\' => {
+                            escaped = true;
+                            self.pos += 2;
+                            if self.pos > self.s.len() {
+                                self.pos = self.s.len();
+                                return Err(self.err("unterminated string"));
+                            }
+                        }
+                        _ => return Err(self.err("control character in string")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<&'a [u8], FrameError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        let digits_start = self.pos;
+        while matches!(
+            self.peek(),
+            Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+        ) {
+            self.pos += 1;
+        }
+        if self.pos == digits_start {
+            return Err(self.err("expected a value"));
+        }
+        Ok(&self.s[start..self.pos])
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), FrameError> {
+        if self.s[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.err("expected a value"))
+        }
+    }
+
+    /// Read a scalar or skip a composite value, validating its structure.
+    pub fn value(&mut self, depth: usize) -> Result<Scalar<'a>, FrameError> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => Ok(Scalar::Str(self.string()?)),
+            Some(b'{') => {
+                self.object(depth + 1, |_, w, d| w.value(d).map(|_| ()))?;
+                Ok(Scalar::Other)
+            }
+            Some(b'[') => {
+                if depth + 1 > MAX_DEPTH {
+                    return Err(self.err("nesting too deep"));
+                }
+                self.pos += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(Scalar::Other);
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b']') => {
+                            self.pos += 1;
+                            return Ok(Scalar::Other);
+                        }
+                        _ => return Err(self.err("expected ',' or ']'")),
+                    }
+                }
+            }
+            Some(b't') => self.literal(b"true").map(|_| Scalar::Other),
+            Some(b'f') => self.literal(b"false").map(|_| Scalar::Other),
+            Some(b'n') => self.literal(b"null").map(|_| Scalar::Other),
+            Some(_) => Ok(Scalar::Num(self.number()?)),
+            None => Err(self.err("unexpected end of input")),
+        }
+    }
+
+    /// Walk an object, calling `field(key, walker, depth)` positioned at each value; the callback
+    /// must consume the value (with `value` or a nested `object`).
+    pub fn object(
+        &mut self,
+        depth: usize,
+        mut field: impl FnMut(&'a [u8], &mut Self, usize) -> Result<(), FrameError>,
+    ) -> Result<(), FrameError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        self.eat(b'{', "expected an object")?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.eat(b':', "expected ':'")?;
+            // Keys we look for never need escapes; an escaped key simply matches nothing.
+            let k = if key.escaped { &b"\\"[..] } else { key.raw };
+            field(k, self, depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+
+    /// After the top-level value: only whitespace may follow.
+    pub fn end(&mut self) -> Result<(), FrameError> {
+        self.ws();
+        if self.pos == self.s.len() {
+            Ok(())
+        } else {
+            Err(self.err("trailing characters after the JSON value"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk_all(s: &str) -> Result<(), FrameError> {
+        let mut w = Walker::new(s.as_bytes());
+        w.value(0)?;
+        w.end()
+    }
+
+    #[test]
+    fn accepts_valid_json() {
+        for s in [
+            r#"{}"#,
+            r#"{"a":1,"b":[1,2,{"c":null}],"d":"x\"y","e":true,"f":-1.5e3}"#,
+            " { \"a\" : [ ] , \"b\" : { } } ",
+        ] {
+            walk_all(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_json_with_offset() {
+        for s in [
+            r#"{"a":}"#,
+            r#"{"a":1"#,
+            r#"{"a" 1}"#,
+            r#"{"a":"x}"#,
+            r#"{"a":1}x"#,
+            "",
+            "[1,]",
+        ] {
+            let e = walk_all(s).unwrap_err();
+            assert!(matches!(e, FrameError::Json { .. }), "{s}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn depth_limit() {
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(walk_all(&deep).is_err());
+        let ok = "[".repeat(10) + &"]".repeat(10);
+        assert!(walk_all(&ok).is_ok());
+    }
+
+    #[test]
+    fn unescape() {
+        let mut out = Vec::new();
+        RawStr {
+            raw: br"a\/b\u0041\n",
+            escaped: true,
+        }
+        .unescape_into(&mut out)
+        .unwrap();
+        assert_eq!(out, b"a/bA\n");
+        assert!(RawStr {
+            raw: br"\u00e9",
+            escaped: true
+        }
+        .unescape_into(&mut out)
+        .is_err());
+    }
+
+    #[test]
+    fn u64_from_string_or_number() {
+        assert_eq!(Scalar::Num(b"42").as_u64(), Some(42));
+        assert_eq!(
+            Scalar::Str(RawStr {
+                raw: b"7",
+                escaped: false
+            })
+            .as_u64(),
+            Some(7)
+        );
+        assert_eq!(Scalar::Num(b"-1").as_u64(), None);
+        assert_eq!(Scalar::Num(b"1.5").as_u64(), None);
+        assert_eq!(Scalar::Num(b"99999999999999999999").as_u64(), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut w = Walker::new(&s);
+            let _ = w.value(0).and_then(|_| w.end());
+        }
+    }
+}

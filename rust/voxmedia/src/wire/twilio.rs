@@ -1,0 +1,396 @@
+//! Twilio Media Streams messages (and the same shape as Telnyx sends it).
+//!
+//! Inbound, only `event` and the `media` object's `payload`, `chunk`, `timestamp` and `track`
+//! are read; everything else is validated as JSON and skipped. Outbound media messages are
+//! built from a prefix rendered once per stream.
+
+use super::json::{RawStr, Scalar, Walker};
+use super::FrameError;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, DecodeSliceError, Engine};
+
+/// Standard alphabet; padding optional on input (some platforms strip it), always written.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Message kinds a Twilio-shaped stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    Connected,
+    Start,
+    Media,
+    Dtmf,
+    Mark,
+    Stop,
+    Clear,
+    /// Any other or missing `event` value; the caller decides what to do with it.
+    Other,
+}
+
+impl Event {
+    fn from_name(name: &[u8]) -> Event {
+        match name {
+            b"media" => Event::Media,
+            b"connected" => Event::Connected,
+            b"start" => Event::Start,
+            b"dtmf" => Event::Dtmf,
+            b"mark" => Event::Mark,
+            b"stop" => Event::Stop,
+            b"clear" => Event::Clear,
+            _ => Event::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Connected => "connected",
+            Event::Start => "start",
+            Event::Media => "media",
+            Event::Dtmf => "dtmf",
+            Event::Mark => "mark",
+            Event::Stop => "stop",
+            Event::Clear => "clear",
+            Event::Other => "other",
+        }
+    }
+}
+
+/// The fields of a `media` message the hot path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Media<'a> {
+    pub payload: RawStr<'a>,
+    /// Media chunk counter (Twilio: string, 1-based; counts media messages only).
+    pub chunk: Option<u64>,
+    /// Milliseconds since the stream started.
+    pub timestamp: Option<u64>,
+    pub track: Option<&'a [u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scanned<'a> {
+    pub event: Event,
+    /// Present when `event` is media and the message has a `media.payload`.
+    pub media: Option<Media<'a>>,
+}
+
+/// Scan one text message. Any well-formed JSON object is accepted; for `media` events the
+/// payload must be present as a string.
+pub fn scan(msg: &[u8], max_size: usize) -> Result<Scanned<'_>, FrameError> {
+    if msg.len() > max_size {
+        return Err(FrameError::TooLarge {
+            size: msg.len(),
+            max: max_size,
+        });
+    }
+    let mut w = Walker::new(msg);
+    let mut event = Event::Other;
+    let mut payload: Option<RawStr<'_>> = None;
+    let (mut chunk, mut timestamp, mut track) = (None, None, None);
+    let mut bad: Option<FrameError> = None;
+    w.ws();
+    w.object(0, |key, w, depth| {
+        match key {
+            b"event" => {
+                if let Scalar::Str(s) = w.value(depth)? {
+                    event = s.plain().map_or(Event::Other, Event::from_name);
+                }
+            }
+            b"media" => {
+                w.ws();
+                // Only an object is a media body; anything else is skipped and reported below.
+                if w.pos < msg.len() && msg[w.pos] == b'{' {
+                    w.object(depth + 1, |k, w, d| {
+                        let v = w.value(d)?;
+                        match (k, v) {
+                            (b"payload", Scalar::Str(s)) => payload = Some(s),
+                            (b"payload", _) => {
+                                bad = Some(FrameError::BadField {
+                                    field: "payload",
+                                    what: "not a string",
+                                })
+                            }
+                            (b"chunk", v) => chunk = v.as_u64(),
+                            (b"timestamp", v) => timestamp = v.as_u64(),
+                            (b"track", Scalar::Str(s)) => track = s.plain(),
+                            _ => {}
+                        }
+                        Ok(())
+                    })?;
+                } else {
+                    w.value(depth)?;
+                    bad = Some(FrameError::BadField {
+                        field: "media",
+                        what: "not an object",
+                    });
+                }
+            }
+            _ => {
+                w.value(depth)?;
+            }
+        }
+        Ok(())
+    })?;
+    w.end()?;
+    if event != Event::Media {
+        return Ok(Scanned { event, media: None });
+    }
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    let payload = payload.ok_or(FrameError::MissingField("media.payload"))?;
+    Ok(Scanned {
+        event,
+        media: Some(Media {
+            payload,
+            chunk,
+            timestamp,
+            track,
+        }),
+    })
+}
+
+/// Decode a payload into `out`, which must hold the largest acceptable frame; returns the byte
+/// count. `scratch` is only used when the JSON string carries escapes (e.g. `\/`).
+pub fn decode_payload(
+    payload: &RawStr<'_>,
+    scratch: &mut Vec<u8>,
+    out: &mut [u8],
+) -> Result<usize, FrameError> {
+    let text: &[u8] = match payload.plain() {
+        Some(t) => t,
+        None => {
+            payload
+                .unescape_into(scratch)
+                .map_err(|what| FrameError::BadField {
+                    field: "payload",
+                    what,
+                })?;
+            scratch
+        }
+    };
+    match B64.decode_slice(text, out) {
+        Ok(n) => Ok(n),
+        Err(DecodeSliceError::OutputSliceTooSmall) => Err(FrameError::PayloadSize {
+            got: text.len() / 4 * 3,
+            expected: out.len(),
+        }),
+        Err(DecodeSliceError::DecodeError(e)) => Err(FrameError::Base64 {
+            offset: match e {
+                base64::DecodeError::InvalidByte(o, _) => o,
+                base64::DecodeError::InvalidLastSymbol { offset, .. } => offset,
+                base64::DecodeError::InvalidLength(n) => n,
+                base64::DecodeError::InvalidPadding => text.len(),
+            },
+        }),
+    }
+}
+
+/// Append `s` to `out` as a JSON string body (no quotes).
+pub fn escape_json_into(s: &str, out: &mut Vec<u8>) {
+    for &c in s.as_bytes() {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1F => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Builds `{"event":"media","streamSid":"..","media":{"payload":".."}}` messages.
+#[derive(Debug, Clone)]
+pub struct MediaMessageBuilder {
+    prefix: Vec<u8>,
+}
+
+const SUFFIX: &[u8] = b"\"}}";
+
+impl MediaMessageBuilder {
+    pub fn new(stream_sid: &str) -> Self {
+        let mut prefix = b"{\"event\":\"media\",\"streamSid\":\"".to_vec();
+        escape_json_into(stream_sid, &mut prefix);
+        prefix.extend_from_slice(b"\",\"media\":{\"payload\":\"");
+        MediaMessageBuilder { prefix }
+    }
+
+    /// Length of the message for a payload of `n` bytes.
+    pub fn message_len(&self, n: usize) -> usize {
+        self.prefix.len() + n.div_ceil(3) * 4 + SUFFIX.len()
+    }
+
+    /// Append one message for `codes` to `out` (no allocation once `out` has grown).
+    pub fn append(&self, codes: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.prefix);
+        let start = out.len();
+        let n = codes.len().div_ceil(3) * 4;
+        out.resize(start + n, 0);
+        let written = B64.encode_slice(codes, &mut out[start..]).unwrap_or(0);
+        debug_assert_eq!(written, n);
+        out.extend_from_slice(SUFFIX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEDIA: &str = r#"{"event":"media","sequenceNumber":"4","media":{"track":"inbound","chunk":"2","timestamp":"5","payload":"AAEC"},"streamSid":"MZ1"}"#;
+
+    #[test]
+    fn scans_a_twilio_media_message() {
+        let s = scan(MEDIA.as_bytes(), 65536).unwrap();
+        assert_eq!(s.event, Event::Media);
+        let m = s.media.unwrap();
+        assert_eq!(m.payload.raw, b"AAEC");
+        assert_eq!(m.chunk, Some(2));
+        assert_eq!(m.timestamp, Some(5));
+        assert_eq!(m.track, Some(&b"inbound"[..]));
+        let mut out = [0u8; 160];
+        let n = decode_payload(&m.payload, &mut Vec::new(), &mut out).unwrap();
+        assert_eq!(&out[..n], &[0, 1, 2]);
+    }
+
+    #[test]
+    fn fields_in_any_order_and_numbers_accepted() {
+        let msg =
+            br#"{ "media" : { "payload":"AAEC", "timestamp": 40, "chunk": 3 }, "event":"media" }"#;
+        let m = scan(msg, 65536).unwrap().media.unwrap();
+        assert_eq!((m.chunk, m.timestamp), (Some(3), Some(40)));
+    }
+
+    #[test]
+    fn a_payload_key_inside_another_field_is_not_taken() {
+        let msg = br#"{"event":"media","start":{"payload":"BBBB"},"media":{"payload":"AAEC"}}"#;
+        assert_eq!(
+            scan(msg, 65536).unwrap().media.unwrap().payload.raw,
+            b"AAEC"
+        );
+    }
+
+    #[test]
+    fn other_events_are_classified() {
+        for (msg, ev) in [
+            (
+                r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+                Event::Connected,
+            ),
+            (r#"{"event":"stop","stop":{"callSid":"CA"}}"#, Event::Stop),
+            (r#"{"event":"mark","mark":{"name":"x"}}"#, Event::Mark),
+            (r#"{"event":"wat"}"#, Event::Other),
+            (r#"{"noevent":1}"#, Event::Other),
+        ] {
+            assert_eq!(scan(msg.as_bytes(), 65536).unwrap().event, ev, "{msg}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            scan(MEDIA.as_bytes(), 10).unwrap_err(),
+            FrameError::TooLarge {
+                size: MEDIA.len(),
+                max: 10
+            }
+        );
+        assert!(matches!(
+            scan(b"not json", 100),
+            Err(FrameError::Json { .. })
+        ));
+        assert!(matches!(scan(b"[1]", 100), Err(FrameError::Json { .. })));
+        assert_eq!(
+            scan(br#"{"event":"media","media":{}}"#, 100).unwrap_err(),
+            FrameError::MissingField("media.payload")
+        );
+        assert!(matches!(
+            scan(br#"{"event":"media","media":{"payload":5}}"#, 100),
+            Err(FrameError::BadField {
+                field: "payload",
+                ..
+            })
+        ));
+        assert!(matches!(
+            scan(br#"{"event":"media","media":"x"}"#, 100),
+            Err(FrameError::BadField { field: "media", .. })
+        ));
+        let bad = RawStr {
+            raw: b"AA*C",
+            escaped: false,
+        };
+        assert_eq!(
+            decode_payload(&bad, &mut Vec::new(), &mut [0u8; 160]).unwrap_err(),
+            FrameError::Base64 { offset: 2 }
+        );
+        let big = "A".repeat(400);
+        let p = RawStr {
+            raw: big.as_bytes(),
+            escaped: false,
+        };
+        assert!(matches!(
+            decode_payload(&p, &mut Vec::new(), &mut [0u8; 160]),
+            Err(FrameError::PayloadSize {
+                got: 300,
+                expected: 160
+            })
+        ));
+    }
+
+    #[test]
+    fn escaped_payload_is_unescaped() {
+        let p = RawStr {
+            raw: br"ab\/+",
+            escaped: true,
+        };
+        let mut out = [0u8; 8];
+        let n = decode_payload(&p, &mut Vec::new(), &mut out).unwrap();
+        assert_eq!(&out[..n], &B64.decode("ab/+").unwrap()[..]);
+    }
+
+    #[test]
+    fn builds_outbound_media_messages() {
+        let b = MediaMessageBuilder::new("MZ\"x");
+        let mut out = Vec::new();
+        b.append(&[0xFF; 160], &mut out);
+        assert_eq!(out.len(), b.message_len(160));
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(s.starts_with(r#"{"event":"media","streamSid":"MZ\"x","media":{"payload":"////"#));
+        assert!(s.ends_with("\"}}"));
+        // And it scans back to the same payload.
+        let m = scan(&out, 65536).unwrap().media.unwrap();
+        let mut back = [0u8; 160];
+        assert_eq!(
+            decode_payload(&m.payload, &mut Vec::new(), &mut back).unwrap(),
+            160
+        );
+        assert_eq!(back, [0xFF; 160]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scan_never_panics(s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(Scanned { media: Some(m), .. }) = scan(&s, 1 << 16) {
+                let _ = decode_payload(&m.payload, &mut Vec::new(), &mut [0u8; 160]);
+            }
+        }
+
+        #[test]
+        fn media_round_trip(codes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), sid in "[ -~]{0,40}") {
+            let b = MediaMessageBuilder::new(&sid);
+            let mut out = Vec::new();
+            b.append(&codes, &mut out);
+            let m = scan(&out, 1 << 16).unwrap().media.unwrap();
+            let mut back = vec![0u8; 400];
+            let n = decode_payload(&m.payload, &mut Vec::new(), &mut back).unwrap();
+            proptest::prop_assert_eq!(&back[..n], &codes[..]);
+        }
+    }
+}
