@@ -1,0 +1,195 @@
+//! The per-message hot path: `TwilioInbound` and `TwilioOutbound`, one Rust call per message.
+
+use crate::buffer::{pcm_samples, Bytes};
+use crate::errors::{media_err, FrameError};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use voxmedia::g711::Law;
+use voxmedia::pipeline::{Inbound, InboundConfig, Outbound, WIRE_RATE};
+use voxmedia::wire::twilio::Event;
+
+fn parse_law(codec: &str) -> PyResult<Law> {
+    match codec {
+        "ulaw" | "pcmu" | "mulaw" => Ok(Law::Ulaw),
+        "alaw" | "pcma" => Ok(Law::Alaw),
+        _ => Err(PyValueError::new_err(format!(
+            "codec {codec:?} is not supported; valid: 'ulaw' or 'alaw'"
+        ))),
+    }
+}
+
+const EVENTS: [Event; 8] = [
+    Event::Connected,
+    Event::Start,
+    Event::Media,
+    Event::Dtmf,
+    Event::Mark,
+    Event::Stop,
+    Event::Clear,
+    Event::Other,
+];
+
+fn event_index(e: Event) -> usize {
+    EVENTS.iter().position(|&x| x == e).unwrap_or(EVENTS.len() - 1)
+}
+
+/// Inbound half of a Twilio Media Streams call.
+///
+/// `process(message)` takes one WebSocket text message exactly as received and returns
+/// `(event, pcm, speech)`: the event name, the PCM16 at `out_rate` that the message released
+/// (empty for non-media events, or while the jitter buffer waits for a reordered frame), and
+/// the VAD decision of the last released frame (`None` when none was released). Non-media
+/// messages are only classified: parse them with your JSON library.
+#[pyclass(module = "voxrelay.media", name = "TwilioInbound")]
+pub struct PyInbound {
+    inner: Inbound,
+    events: Vec<Py<PyString>>,
+}
+
+#[pymethods]
+impl PyInbound {
+    #[new]
+    #[pyo3(signature = (*, out_rate=16000, codec="ulaw", frame_ms=20, max_message_bytes=65536, reorder_window=2))]
+    fn new(
+        py: Python<'_>,
+        out_rate: u32,
+        codec: &str,
+        frame_ms: u32,
+        max_message_bytes: usize,
+        reorder_window: u32,
+    ) -> PyResult<Self> {
+        let cfg = InboundConfig {
+            out_rate,
+            frame_ms,
+            law: parse_law(codec)?,
+            max_message_bytes,
+            reorder_window,
+            ..InboundConfig::default()
+        };
+        let inner = Inbound::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let events = EVENTS.iter().map(|e| PyString::intern(py, e.name()).unbind()).collect();
+        Ok(PyInbound { inner, events })
+    }
+
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<(Py<PyString>, Bound<'py, PyBytes>, Option<bool>)> {
+        let step = if let Ok(s) = message.cast::<PyString>() {
+            self.inner.process(s.to_str()?.as_bytes())
+        } else {
+            let b = Bytes::extract(message, "message")?;
+            self.inner.process(b.as_slice())
+        }
+        .map_err(|e| FrameError::new_err(e.to_string()))?;
+        let pcm = self.inner.output();
+        let out = PyBytes::new_with(py, pcm.len() * 2, |buf| {
+            for (o, s) in buf.chunks_exact_mut(2).zip(pcm) {
+                o.copy_from_slice(&s.to_le_bytes());
+            }
+            Ok(())
+        })?;
+        Ok((self.events[event_index(step.event)].clone_ref(py), out, step.speech))
+    }
+
+    /// Jitter-buffer counters plus the VAD's current level and noise floor.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = crate::jitter::stats_dict(py, &self.inner.jitter().stats())?;
+        d.set_item("level_dbfs", self.inner.vad().level_dbfs())?;
+        d.set_item("noise_floor_dbfs", self.inner.vad().noise_floor_dbfs())?;
+        Ok(d)
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    #[getter]
+    fn out_rate(&self) -> u32 {
+        self.inner.out_rate()
+    }
+
+    #[getter]
+    fn latency_ms(&self) -> f64 {
+        self.inner.latency_ms()
+    }
+}
+
+/// Outbound half: agent PCM16 at `in_rate` -> Twilio `media` messages of one frame each.
+///
+/// `process(pcm)` returns the messages that are complete (partial frames wait for more audio);
+/// `flush()` ends an utterance, padding the last frame with silence; `reset()` drops what is
+/// pending (barge-in). Pace the returned messages at 1x real time.
+#[pyclass(module = "voxrelay.media", name = "TwilioOutbound")]
+pub struct PyOutbound {
+    inner: Outbound,
+}
+
+impl PyOutbound {
+    fn take<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for m in self.inner.messages() {
+            // Built from ASCII base64 and an escaped stream id: always valid UTF-8.
+            let s = std::str::from_utf8(m).map_err(|e| media_err(e.to_string()))?;
+            list.append(PyString::new(py, s))?;
+        }
+        Ok(list)
+    }
+}
+
+#[pymethods]
+impl PyOutbound {
+    #[new]
+    #[pyo3(signature = (stream_sid, in_rate, *, codec="ulaw", frame_ms=20))]
+    fn new(stream_sid: &str, in_rate: u32, codec: &str, frame_ms: u32) -> PyResult<Self> {
+        let inner = Outbound::new(stream_sid, in_rate, parse_law(codec)?, frame_ms)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyOutbound { inner })
+    }
+
+    fn process<'py>(&mut self, py: Python<'py>, pcm: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let b = Bytes::extract(pcm, "pcm")?;
+        let bytes = b.as_slice();
+        if bytes.len() % 2 != 0 {
+            return Err(media_err(format!(
+                "PCM16 input has an odd length of {} bytes; it must be a multiple of 2 (16-bit samples)",
+                bytes.len()
+            )));
+        }
+        self.inner.process(&pcm_samples(bytes));
+        self.take(py)
+    }
+
+    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.inner.flush();
+        self.take(py)
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    /// Audio waiting for a whole frame, in ms.
+    #[getter]
+    fn pending_ms(&self) -> f64 {
+        self.inner.pending_samples() as f64 * 1000.0 / WIRE_RATE as f64
+    }
+
+    #[getter]
+    fn in_rate(&self) -> u32 {
+        self.inner.in_rate()
+    }
+
+    #[getter]
+    fn latency_ms(&self) -> f64 {
+        self.inner.latency_ms()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyInbound>()?;
+    m.add_class::<PyOutbound>()?;
+    Ok(())
+}
