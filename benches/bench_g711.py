@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
 from voxrelay import media
 
 with warnings.catch_warnings():
@@ -68,7 +67,9 @@ BULK = rng.integers(-8000, 8000, 8000 * 10, dtype=np.int16).tobytes()  # 10 s
 def test_encode(benchmark, law: str, impl: str, size: str) -> None:  # type: ignore[no-untyped-def]
     fn = ENCODERS[law][impl]
     ref = REF_ULAW if law == "ulaw" else REF_ALAW
-    mismatches = int(np.count_nonzero(np.frombuffer(fn(ALL), np.uint8) != np.frombuffer(ref, np.uint8)))
+    mismatches = int(
+        np.count_nonzero(np.frombuffer(fn(ALL), np.uint8) != np.frombuffer(ref, np.uint8))
+    )
     benchmark.group = f"g711 {law} encode {size}"
     benchmark.extra_info["mismatches_of_65536"] = mismatches
     benchmark.extra_info["exact"] = mismatches == 0

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import soxr
 import webrtcvad
-
 from voxrelay import media
 
 with warnings.catch_warnings():
@@ -117,7 +116,9 @@ def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignor
 
         def one() -> object:
             nonlocal pending
-            pending += rs.resample_chunk(np.frombuffer(chunks[next(it) % len(chunks)], np.int16)).tobytes()
+            pending += rs.resample_chunk(
+                np.frombuffer(chunks[next(it) % len(chunks)], np.int16)
+            ).tobytes()
             msgs = []
             while len(pending) >= 320:
                 frame, pending = pending[:320], pending[320:]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from voxrelay import media
 
 ALL = np.arange(-32768, 32768, dtype=np.int16)
@@ -73,16 +72,24 @@ def test_alaw_encode_all_65536_inputs() -> None:
 
 def test_decode_all_256_codes() -> None:
     np.testing.assert_array_equal(
-        np.frombuffer(media.ulaw_decode(CODES.tobytes()), np.int16), ulaw_decode_by_definition(CODES)
+        np.frombuffer(media.ulaw_decode(CODES.tobytes()), np.int16),
+        ulaw_decode_by_definition(CODES),
     )
     np.testing.assert_array_equal(
-        np.frombuffer(media.alaw_decode(CODES.tobytes()), np.int16), alaw_decode_by_definition(CODES)
+        np.frombuffer(media.alaw_decode(CODES.tobytes()), np.int16),
+        alaw_decode_by_definition(CODES),
     )
 
 
 @pytest.mark.parametrize(
     "make",
-    [bytes, bytearray, memoryview, lambda b: np.frombuffer(b, np.int16), lambda b: array.array("h", b)],
+    [
+        bytes,
+        bytearray,
+        memoryview,
+        lambda b: np.frombuffer(b, np.int16),
+        lambda b: array.array("h", b),
+    ],
 )
 def test_accepts_any_bytes_like(make: object) -> None:
     pcm = np.array([0, 1000, -1000, 32767, -32768], np.int16).tobytes()

@@ -1,7 +1,6 @@
 # Stubs for the compiled media engine; checked against the module by `python -m mypy.stubtest`.
-from typing import Final
-
 from collections.abc import Buffer
+from typing import Final
 
 __version__: Final[str]
 

@@ -40,11 +40,16 @@ def caller_speech(rate: int = 8000) -> tuple[np.ndarray, str]:
                     src_rate = w.getframerate()
                     pcm = w.readframes(w.getnframes())
                 rs = media.Resampler(src_rate, rate)
-                parts += [np.frombuffer(rs.process(pcm) + rs.flush(), np.int16), np.zeros(rate, np.int16)]
+                parts += [
+                    np.frombuffer(rs.process(pcm) + rs.flush(), np.int16),
+                    np.zeros(rate, np.int16),
+                ]
         return np.concatenate(parts), "espeak-ng"
     t = np.arange(int(rate * 1.6)) / rate
     phase = 2 * np.pi * np.cumsum(130 + 25 * np.sin(2 * np.pi * 0.8 * t)) / rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 16)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 16)) * (
+        0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    )
     speech = (voiced / np.max(np.abs(voiced)) * 9000).astype(np.int16)
     for _ in SENTENCES:
         parts += [speech, np.zeros(rate, np.int16)]
@@ -123,14 +128,22 @@ def run_media_demo(out: str, loss: float, reorder: float, seed: int) -> int:
             segments.append((start * 0.02, k * 0.02))
             start = None
     print(f"caller audio: {n * 0.02:.1f} s from {source}")
-    print(f"network: {n - len(order)} of {n} frames lost ({(n - len(order)) / n:.1%}), "
-          f"reordering {reorder:.0%}")
+    print(
+        f"network: {n - len(order)} of {n} frames lost ({(n - len(order)) / n:.1%}), "
+        f"reordering {reorder:.0%}"
+    )
     print(f"jitter buffer: {stats}")
     print("speech segments (s): " + ", ".join(f"{a:.2f}-{b:.2f}" for a, b in segments))
-    print(f"inbound hot path: {t_in / max(len(order), 1) / 1000:.2f} us per message "
-          f"(JSON, base64, G.711, jitter buffer, VAD, 8->16 kHz)")
-    print(f"outbound hot path: {t_out / max(len(order), 1) / 1000:.2f} us per 20 ms "
-          f"(16->8 kHz, G.711, base64, JSON); {sent} messages")
-    print(f"latency added: inbound {inbound.latency_ms:.1f} ms, outbound {outbound.latency_ms:.1f} ms")
+    print(
+        f"inbound hot path: {t_in / max(len(order), 1) / 1000:.2f} us per message "
+        f"(JSON, base64, G.711, jitter buffer, VAD, 8->16 kHz)"
+    )
+    print(
+        f"outbound hot path: {t_out / max(len(order), 1) / 1000:.2f} us per 20 ms "
+        f"(16->8 kHz, G.711, base64, JSON); {sent} messages"
+    )
+    print(
+        f"latency added: inbound {inbound.latency_ms:.1f} ms, outbound {outbound.latency_ms:.1f} ms"
+    )
     print(f"wrote {out} ({len(audio) / 32000:.1f} s at 16 kHz)")
     return 0

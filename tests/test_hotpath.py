@@ -1,0 +1,241 @@
+"""The per-message hot path: Twilio media JSON in -> 16 kHz PCM + VAD; agent PCM -> media JSON."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from voxrelay import media
+
+SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
+
+
+def voiced(rate: int, seconds: float, f0: float = 140.0, amp: float = 8000) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 12))
+    x = x * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    return (x / np.max(np.abs(x)) * amp).astype(np.int16)
+
+
+def media_msg(
+    chunk: int, codes: bytes, *, ts: int | None = None, payload: str | None = None
+) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(chunk + 2),
+            "media": {
+                "track": "inbound",
+                "chunk": str(chunk),
+                "timestamp": str((chunk - 1) * 20 if ts is None else ts),
+                "payload": base64.b64encode(codes).decode() if payload is None else payload,
+            },
+            "streamSid": SID,
+        }
+    )
+
+
+def call(pcm8: np.ndarray) -> list[str]:
+    codes = media.ulaw_encode(pcm8.tobytes())
+    return [media_msg(i + 1, codes[i * 160 : (i + 1) * 160]) for i in range(len(codes) // 160)]
+
+
+def run(msgs: list[str], **kw: int) -> tuple[bytes, list[bool | None]]:
+    inb = media.TwilioInbound(**kw)  # type: ignore[arg-type]
+    out, flags = [], []
+    for m in msgs:
+        event, pcm, speech = inb.process(m)
+        assert event == "media"
+        out.append(pcm)
+        flags.append(speech)
+    return b"".join(out), flags
+
+
+SPEECH = np.concatenate([np.zeros(8000, np.int16), voiced(8000, 1.0), np.zeros(8000, np.int16)])
+MSGS = call(SPEECH)
+
+
+def test_in_order_call_equals_decode_then_resample() -> None:
+    inb = media.TwilioInbound(out_rate=16000)
+    outs = [inb.process(m)[1] for m in MSGS]
+    assert all(len(o) == 640 for o in outs)  # every 20 ms message releases 20 ms at 16 kHz
+    rs = media.Resampler(8000, 16000)
+    delay = round((inb.latency_ms - rs.latency_ms) * 8)  # jitter buffer / concealment delay
+    assert 0 <= delay <= 80
+    decoded = np.frombuffer(media.ulaw_decode(media.ulaw_encode(SPEECH.tobytes())), np.int16)
+    delayed = np.concatenate([np.zeros(delay, np.int16), decoded])[: len(decoded)]
+    want = b"".join(rs.process(delayed[i : i + 160].tobytes()) for i in range(0, len(delayed), 160))
+    assert b"".join(outs) == want
+
+
+def test_out_rate_8000_is_the_decoded_audio() -> None:
+    inb = media.TwilioInbound(out_rate=8000)
+    got = b"".join(inb.process(m)[1] for m in MSGS)
+    delay = round(inb.latency_ms * 8)
+    decoded = np.frombuffer(media.ulaw_decode(media.ulaw_encode(SPEECH.tobytes())), np.int16)
+    want = np.concatenate([np.zeros(delay, np.int16), decoded])[: len(decoded)]
+    assert got == want.tobytes()
+
+
+def test_vad_flags_the_voiced_second_only() -> None:
+    _, flags = run(MSGS)
+    f = np.array([bool(x) for x in flags])
+    assert f[:45].mean() < 0.1  # leading silence
+    assert f[55:95].mean() > 0.9  # inside the voiced second (frames 50..100)
+    assert f[115:].mean() < 0.1  # trailing silence after hangover
+
+
+def test_reordered_and_duplicated_frames_lose_nothing() -> None:
+    base, _ = run(MSGS)
+    swapped = list(MSGS)
+    swapped[60], swapped[61] = swapped[61], swapped[60]
+    dup = [*MSGS[:70], MSGS[69], *MSGS[70:]]
+    for msgs in (swapped, dup):
+        got, _ = run(msgs)
+        assert got == base
+
+
+def test_lost_frame_is_concealed_and_time_is_kept() -> None:
+    lossy = [m for i, m in enumerate(MSGS) if i != 60]
+    inb = media.TwilioInbound()
+    total = sum(len(inb.process(m)[1]) for m in lossy)
+    assert total == 640 * len(MSGS)  # the missing 20 ms was filled, not skipped
+    stats = inb.stats()
+    assert stats["concealed"] >= 1
+    assert stats["received"] == len(lossy)
+
+
+def test_control_events_are_classified_not_decoded() -> None:
+    inb = media.TwilioInbound()
+    for text, name in [
+        ('{"event":"connected","protocol":"Call","version":"1.0.0"}', "connected"),
+        (
+            '{"event":"start","sequenceNumber":"1","start":{"streamSid":"MZ"},"streamSid":"MZ"}',
+            "start",
+        ),
+        ('{"event":"dtmf","dtmf":{"digit":"1"}}', "dtmf"),
+        ('{"event":"mark","mark":{"name":"utt-1"}}', "mark"),
+        ('{"event":"stop","stop":{"callSid":"CA"}}', "stop"),
+        ('{"event":"bogus"}', "other"),
+    ]:
+        assert inb.process(text) == (name, b"", None)
+    assert inb.process(MSGS[0].encode())[0] == "media"  # bytes work too
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("not json", "malformed JSON"),
+        ('{"event":"media"', "malformed JSON"),
+        ("[]", "malformed JSON"),
+        ('{"event":"media","media":{}}', "media.payload"),
+        ('{"event":"media","media":{"payload":12}}', "payload"),
+        (media_msg(1, b"", payload="AAA*" * 54), "base64"),
+        (media_msg(1, b"\xff" * 159), "159 bytes; expected 160"),
+        (media_msg(1, b"\xff" * 161), "expected 160"),
+        (media_msg(1, b"\xff" * 4000), "expected 160"),
+    ],
+)
+def test_malformed_messages_raise_frame_error_and_the_call_goes_on(text: str, match: str) -> None:
+    inb = media.TwilioInbound()
+    assert len(inb.process(MSGS[0])[1]) == 640
+    with pytest.raises(media.FrameError, match=match):
+        inb.process(text)
+    assert len(inb.process(MSGS[1])[1]) == 640  # nothing lost, state intact
+
+
+def test_oversized_message_is_refused_before_parsing() -> None:
+    inb = media.TwilioInbound(max_message_bytes=1024)
+    with pytest.raises(media.FrameError, match="exceeds the limit of 1024 bytes"):
+        inb.process('{"event":"media","junk":"' + "x" * 2000 + '"}')
+    assert isinstance(media.FrameError("x"), ValueError)
+
+
+def test_non_utf8_bytes_are_a_frame_error() -> None:
+    with pytest.raises(media.FrameError):
+        media.TwilioInbound().process(b"\xff\xfe{")
+
+
+def test_bad_settings_name_the_value() -> None:
+    with pytest.raises(ValueError, match="12345"):
+        media.TwilioInbound(out_rate=12345)
+    with pytest.raises(ValueError, match="'g722'"):
+        media.TwilioInbound(codec="g722")
+    with pytest.raises(ValueError, match="frame_ms = 25"):
+        media.TwilioInbound(frame_ms=25)
+    with pytest.raises(ValueError, match="12345"):
+        media.TwilioOutbound(SID, 12345)
+    with pytest.raises(TypeError):
+        media.TwilioInbound().process(42)  # type: ignore[arg-type]
+
+
+# --- outbound ---
+
+
+def payloads(msgs: list[str]) -> bytes:
+    out = b""
+    for m in msgs:
+        d = json.loads(m)
+        assert list(d) == ["event", "streamSid", "media"]
+        assert d["event"] == "media" and d["streamSid"] == SID
+        codes = base64.b64decode(d["media"]["payload"])
+        assert len(codes) == 160
+        out += codes
+    return out
+
+
+def test_outbound_at_8000_is_exact_ulaw_frames() -> None:
+    out = media.TwilioOutbound(SID, 8000)
+    pcm = voiced(8000, 0.5).tobytes()
+    msgs = [m for i in range(0, len(pcm), 320) for m in out.process(pcm[i : i + 320])]
+    assert len(msgs) == 25
+    assert payloads(msgs) == media.ulaw_encode(pcm)
+    assert out.flush() == []
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100, 48000])
+def test_outbound_one_message_per_20ms_and_flush_pads(rate: int) -> None:
+    out = media.TwilioOutbound(SID, rate)
+    pcm = voiced(rate, 1.0).tobytes()
+    step = rate // 50 * 2
+    batches = [out.process(pcm[i : i + step]) for i in range(0, len(pcm), step)]
+    counts = [len(b) for b in batches]
+    assert counts.count(1) >= 48 and set(counts) <= {0, 1, 2}  # steady 1x, no bursts
+    tail = out.flush()
+    assert out.pending_ms == 0
+    codes = payloads([m for b in batches for m in b] + tail)
+    # Everything that went in comes out: 1 s of audio plus at most the filter tail and padding.
+    assert 8000 <= len(codes) <= 8000 + 160 + round(out.latency_ms * 8) + 160
+
+
+def test_outbound_tone_survives_resampling_and_ulaw() -> None:
+    rate = 24000
+    t = np.arange(rate) / rate
+    tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    out = media.TwilioOutbound(SID, rate)
+    msgs = out.process(tone.tobytes()) + out.flush()
+    pcm8 = np.frombuffer(media.ulaw_decode(payloads(msgs)), np.int16).astype(float)
+    spec = np.abs(np.fft.rfft(pcm8[800:7200] * np.hanning(6400)))
+    assert abs(np.argmax(spec) * 8000 / 6400 - 440) < 2
+
+
+def test_outbound_partial_frame_waits_and_reset_drops_it() -> None:
+    out = media.TwilioOutbound(SID, 8000)
+    assert out.process(b"\x00\x00" * 80) == []
+    assert out.pending_ms == 10.0
+    out.reset()
+    assert out.pending_ms == 0.0
+    assert out.flush() == []
+
+
+def test_outbound_stream_sid_is_json_escaped() -> None:
+    out = media.TwilioOutbound('MZ"\\\n', 8000)
+    (m,) = out.process(b"\x00\x00" * 160)
+    assert json.loads(m)["streamSid"] == 'MZ"\\\n'
+
+
+def test_outbound_odd_length_raises() -> None:
+    with pytest.raises(media.MediaError, match="odd length of 3 bytes"):
+        media.TwilioOutbound(SID, 16000).process(b"abc")
