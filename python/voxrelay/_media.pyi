@@ -1,5 +1,5 @@
 # Stubs for the compiled media engine; checked against the module by `python -m mypy.stubtest`.
-from collections.abc import Buffer
+from typing_extensions import Buffer
 from typing import Final
 
 __version__: Final[str]
