@@ -75,6 +75,16 @@ def test_heard_position_interpolates_from_the_last_echo() -> None:
     assert t.played_ms == 1400
 
 
+def test_bad_clock_values_are_rejected() -> None:
+    t = tracker_with(("a", 1000))
+    for bad in (float("nan"), "5"):
+        with pytest.raises(ValueError, match="now_ms"):
+            t.position_ms(bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="now_ms"):
+            t.echoed("a", now_ms=bad)  # type: ignore[arg-type]
+    assert t.pending == ("a",)
+
+
 def test_interpolation_needs_an_echo_time() -> None:
     t = tracker_with(("a", 1000), ("b", 2000))
     t.echoed("a")

@@ -173,6 +173,18 @@ def test_snake_case_mark_and_stop() -> None:
     assert stop == Stop("c", "a", stream_sid="e", reason="callended", dialect="exotel")
 
 
+def test_dialect_is_guessed_from_the_spelling() -> None:
+    connected = parse_message('{"event":"connected","sequence_number":"1","version":"1.0.0"}')
+    assert connected == Connected("", "1.0.0", sequence_number=1, dialect="telnyx")
+    # Twilio's top-level keys with a snake_case media format: still not Twilio's own shape.
+    mixed = doc(START, start__media_format={"encoding": "PCMU", "sample_rate": 8000})
+    mixed = mixed.replace(
+        ',"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}', ""
+    )
+    ev = parse_message(mixed)
+    assert isinstance(ev, Start) and ev.dialect == "telnyx" and ev.encoding == "PCMU"
+
+
 def test_start_stream_sid_may_be_only_top_level_or_only_inside() -> None:
     inside_only = parse_message(doc(START, streamSid=DELETE))
     outside_only = parse_message(doc(START, start__streamSid=DELETE))
@@ -220,6 +232,7 @@ BAD: list[tuple[str | bytes, str, str]] = [
     (doc(START, start__accountSid=DELETE), "missing_field", "start.accountSid"),
     (doc(START, start__mediaFormat=DELETE), "missing_field", "start.mediaFormat"),
     (doc(START, start__mediaFormat__encoding=DELETE), "missing_field", "encoding"),
+    (doc(START, start__mediaFormat__sampleRate=DELETE), "missing_field", "sampleRate"),
     (doc(START, start__mediaFormat__sampleRate="eight"), "bad_field", "'eight'"),
     (doc(START, start__mediaFormat__sampleRate=-8000), "bad_field", "-8000"),
     (doc(START, start__mediaFormat__sampleRate=True), "bad_field", "True"),

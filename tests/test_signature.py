@@ -136,6 +136,9 @@ def test_candidates() -> None:
     assert signed_url_candidates("wss://[::1]/s") == ["wss://[::1]/s", "wss://[::1]:443/s"]
     assert signed_url_candidates("https://h:8443/x") == ["https://h:8443/x"]
     assert signed_url_candidates("not a url") == ["not a url"]
+    # Unparseable, or changed by the parser (it drops tabs): only the URL exactly as given.
+    assert signed_url_candidates("wss://[::1/s?x") == ["wss://[::1/s?x"]
+    assert signed_url_candidates("https://h\t.example/x") == ["https://h\t.example/x"]
 
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)

@@ -80,6 +80,11 @@ def test_characters_xml_cannot_carry_are_refused(bad: str) -> None:
         connect_stream_twiml("wss://h/s" + bad)
 
 
+def test_non_string_values_are_a_type_error() -> None:
+    with pytest.raises(TypeError, match="int"):
+        connect_stream_twiml("wss://h/s", {"k": 5})  # type: ignore[dict-item]
+
+
 def test_empty_parameter_name_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         connect_stream_twiml("wss://h/s", {"": "v"})
@@ -108,6 +113,7 @@ def test_ws_allowed_for_local_tests() -> None:
         ({"HOST": "h.example:8443", "X-Forwarded-Proto": "HTTPS"}, "wss://h.example:8443/tw/s"),
         ({"Host": "h.example", "X-Forwarded-Proto": "https, http"}, "wss://h.example/tw/s"),
         ({"Host": "10.0.0.5:8080"}, "wss://10.0.0.5:8080/tw/s"),
+        ({"Host": "relay_server:8080"}, "wss://relay_server:8080/tw/s"),
         ({"Host": "[::1]:8080", "X-Forwarded-Proto": "http"}, "ws://[::1]:8080/tw/s"),
     ],
 )
@@ -119,6 +125,11 @@ def test_default_scheme_without_forwarded_proto() -> None:
     assert public_ws_url({"Host": "localhost:8080"}, "s", default_scheme="ws") == (
         "ws://localhost:8080/s"
     )
+
+
+def test_bad_default_scheme() -> None:
+    with pytest.raises(ValueError, match="'ftp'"):
+        public_ws_url({"Host": "h"}, "/s", default_scheme="ftp")
 
 
 @pytest.mark.parametrize(

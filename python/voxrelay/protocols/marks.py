@@ -164,10 +164,10 @@ class PlayoutTracker:
         its audio has not finished playing (give or take the echo's network latency). With no
         mark pending, everything sent has been heard.
         """
+        now = None if now_ms is None else _check_ms(now_ms, "now_ms")
         base = self._anchor_pos
-        if now_ms is None or self._anchor_ms is None or not self._pending:
+        if now is None or self._anchor_ms is None or not self._pending:
             return base
-        now = _check_ms(now_ms, "now_ms")
         cap = next(iter(self._pending.values()))
         return min(max(base, base + (now - self._anchor_ms)), cap)
 

@@ -79,9 +79,10 @@ def connect_stream_twiml(
     return "".join(parts)
 
 
-# A DNS name or IPv4 address, or a bracketed IPv6 address, with an optional port.
+# A DNS name (underscores allowed: container service names) or IPv4 address, or a
+# bracketed IPv6 address, with an optional port.
 _HOST: Final = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
 )
 
 _WS_SCHEMES: Final[dict[str, str]] = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}
