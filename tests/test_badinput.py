@@ -33,8 +33,8 @@ def test_each_kind_is_logged_once_per_call() -> None:
         ("unknown_event", 1008),
         ("media_before_start", 1008),
         ("after_stop", 1008),
-        ("too_large", 1009),
-        ("binary_frame", 1003),
+        ("too_large", 1008),
+        ("binary_frame", 1008),
     ],
 )
 def test_a_flood_closes_with_the_kinds_code(kind: str, code: int) -> None:

@@ -598,7 +598,7 @@ def test_binary_frames_are_refused() -> None:
     with pytest.raises(ProtocolError, match="320 bytes") as e:
         s.receive_binary(b"\0" * 320)
     assert e.value.kind == "binary_frame"
-    assert e.value.close_code == 1003
+    assert e.value.close_code == 1008
 
 
 def test_state_enforces_its_size_limit() -> None:
@@ -636,8 +636,8 @@ def test_protocol_error_kinds_and_close_codes() -> None:
     assert CLOSE_CODES["bad_media"] == 1007
     for k in ("unknown_event", "media_before_start", "out_of_order", "after_stop"):
         assert errors.close_code(k) == 1008
-    assert errors.close_code("too_large") == 1009
-    assert errors.close_code("binary_frame") == 1003
+    assert errors.close_code("too_large") == 1008
+    assert errors.close_code("binary_frame") == 1008
     with pytest.raises(ValueError, match="'nope'"):
         errors.close_code("nope")
     with pytest.raises(ValueError, match="'nope'"):

@@ -1,6 +1,7 @@
 # Stubs for the compiled media engine; checked against the module by `python -m mypy.stubtest`.
-from typing_extensions import Buffer
 from typing import Final
+
+from typing_extensions import Buffer
 
 __version__: Final[str]
 

@@ -24,12 +24,11 @@ ErrorKind = Literal[
 
 KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 
-# RFC 6455 section 7.4.1. 1008 (policy) is the catch-all "when there is no other more suitable
-# code (e.g. 1003 or 1009)", so the two kinds that have a dedicated code get it.
+# A flood of bad input closes the call with 1007 (data we cannot interpret) or 1008 (data the
+# protocol does not allow). Binary and oversized frames are policy here: Twilio sends neither,
+# and one of them alone is counted, not fatal (the socket-level max_size still answers 1009).
 CLOSE_INVALID_DATA: Final = 1007
 CLOSE_POLICY: Final = 1008
-CLOSE_UNSUPPORTED_DATA: Final = 1003
-CLOSE_TOO_BIG: Final = 1009
 
 CLOSE_CODES: Final[dict[str, int]] = {
     # The peer sent data we cannot interpret.
@@ -43,8 +42,8 @@ CLOSE_CODES: Final[dict[str, int]] = {
     "media_before_start": CLOSE_POLICY,
     "out_of_order": CLOSE_POLICY,
     "after_stop": CLOSE_POLICY,
-    "binary_frame": CLOSE_UNSUPPORTED_DATA,
-    "too_large": CLOSE_TOO_BIG,
+    "binary_frame": CLOSE_POLICY,
+    "too_large": CLOSE_POLICY,
 }
 
 
