@@ -22,8 +22,8 @@ impl PyVad {
     #[new]
     #[pyo3(signature = (
         sample_rate, *, frame_ms=20, threshold=None, release=None, band_margin_db=None,
-        band_cap_db=None, min_level_dbfs=None, onset_ms=None, hangover_ms=None,
-        noise_adapt_ms=None, noise_rise_ms=None, noise_fall_ms=None
+        band_cap_db=None, spread_factor=None, min_level_dbfs=None, min_band_dbfs=None, onset_ms=None, hangover_ms=None,
+        noise_adapt_ms=None, noise_rise_ms=None, noise_fall_ms=None, band_weights=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -33,12 +33,15 @@ impl PyVad {
         release: Option<f32>,
         band_margin_db: Option<f32>,
         band_cap_db: Option<f32>,
+        spread_factor: Option<f32>,
         min_level_dbfs: Option<f32>,
+        min_band_dbfs: Option<f32>,
         onset_ms: Option<i64>,
         hangover_ms: Option<i64>,
         noise_adapt_ms: Option<f32>,
         noise_rise_ms: Option<f32>,
         noise_fall_ms: Option<f32>,
+        band_weights: Option<[f32; 5]>,
     ) -> PyResult<Self> {
         let d = VadConfig::default();
         let rate = u32::try_from(sample_rate)
@@ -59,12 +62,15 @@ impl PyVad {
             release,
             band_margin_db: band_margin_db.unwrap_or(d.band_margin_db),
             band_cap_db: band_cap_db.unwrap_or(d.band_cap_db),
+            spread_factor: spread_factor.unwrap_or(d.spread_factor),
             min_level_dbfs: min_level_dbfs.unwrap_or(d.min_level_dbfs),
+            min_band_dbfs: min_band_dbfs.unwrap_or(d.min_band_dbfs),
             onset_ms: ms("onset_ms", onset_ms, d.onset_ms, 1000)?,
             hangover_ms: ms("hangover_ms", hangover_ms, d.hangover_ms, 5000)?,
             noise_adapt_ms: noise_adapt_ms.unwrap_or(d.noise_adapt_ms),
             noise_rise_ms: noise_rise_ms.unwrap_or(d.noise_rise_ms),
             noise_fall_ms: noise_fall_ms.unwrap_or(d.noise_fall_ms),
+            band_weights: band_weights.unwrap_or(d.band_weights),
         };
         let inner = CoreVad::new(rate, cfg).map_err(media_err)?;
         Ok(PyVad { inner, out: Vec::new() })

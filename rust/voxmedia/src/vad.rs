@@ -86,10 +86,18 @@ pub struct VadConfig {
     pub release: f32,
     /// Per-band SNR in dB that counts as nothing: absorbs the frame-to-frame spread of noise.
     pub band_margin_db: f32,
+    /// Extra per-band margin, in units of the band's own learnt noise spread (mean absolute
+    /// deviation of its level in dB): bands whose noise level jumps around (rumble, quantisation
+    /// noise, few samples) need more evidence than steady ones.
+    pub spread_factor: f32,
     /// A band contributes at most this many dB, so one band cannot carry a decision alone.
     pub band_cap_db: f32,
     /// Frames quieter than this (dBFS) are never speech, whatever their SNR.
     pub min_level_dbfs: f32,
+    /// Band levels (dBFS) are clamped up to this before any comparison: below it, mu-law
+    /// quantisation noise switches on and off with the waveform and would look like speech
+    /// against a floor learnt from digital silence.
+    pub min_band_dbfs: f32,
     /// Consecutive above-threshold time needed before speech starts, in ms (0 = first frame).
     pub onset_ms: u32,
     /// Time speech is held after the score drops, in ms.
@@ -101,30 +109,35 @@ pub struct VadConfig {
     pub noise_rise_ms: f32,
     /// Time constant of the noise floor falling during speech, in ms.
     pub noise_fall_ms: f32,
+    /// Weight of each band's SNR in the score, bands 0-250, 250-500, 500-1k, 1-2k, 2-4k Hz.
+    pub band_weights: [f32; BANDS],
 }
 
 impl Default for VadConfig {
     fn default() -> Self {
         VadConfig {
             frame_ms: 20,
-            threshold: 10.0,
-            release: 6.0,
-            band_margin_db: 3.0,
+            threshold: 6.0,
+            release: 3.0,
+            band_margin_db: 0.0,
             band_cap_db: 15.0,
+            spread_factor: 1.0,
             min_level_dbfs: -62.0,
+            min_band_dbfs: -75.0,
             onset_ms: 0,
-            hangover_ms: 200,
-            noise_adapt_ms: 400.0,
+            hangover_ms: 80,
+            noise_adapt_ms: 800.0,
             noise_rise_ms: 6000.0,
             noise_fall_ms: 300.0,
+            band_weights: [0.3, 1.0, 1.0, 0.8, 0.6],
         }
     }
 }
 
-/// Per-band weights: the speech formant region counts most, the hum/rumble band least.
-const WEIGHTS: [f32; BANDS] = [0.3, 1.0, 1.0, 0.8, 0.6];
 /// Frames during which the floor is a running mean of everything seen (cold start).
 const WARMUP_FRAMES: u32 = 10;
+/// Noise spread assumed before any has been measured, dB.
+const INITIAL_SPREAD_DB: f32 = 2.0;
 
 impl VadConfig {
     fn validate(&self) -> Result<(), VadError> {
@@ -141,13 +154,18 @@ impl VadConfig {
         check("threshold", self.threshold, 0.0, 200.0, "[0, 200]")?;
         check("release", self.release, 0.0, self.threshold, "[0, threshold]")?;
         check("band_margin_db", self.band_margin_db, 0.0, 40.0, "[0, 40]")?;
+        check("spread_factor", self.spread_factor, 0.0, 20.0, "[0, 20]")?;
         check("band_cap_db", self.band_cap_db, 1.0, 100.0, "[1, 100]")?;
         check("min_level_dbfs", self.min_level_dbfs, -120.0, 0.0, "[-120, 0]")?;
+        check("min_band_dbfs", self.min_band_dbfs, -120.0, 0.0, "[-120, 0]")?;
         check("onset_ms", self.onset_ms as f32, 0.0, 1000.0, "[0, 1000]")?;
         check("hangover_ms", self.hangover_ms as f32, 0.0, 5000.0, "[0, 5000]")?;
         check("noise_adapt_ms", self.noise_adapt_ms, 10.0, 60000.0, "[10, 60000]")?;
         check("noise_rise_ms", self.noise_rise_ms, 10.0, 600000.0, "[10, 600000]")?;
         check("noise_fall_ms", self.noise_fall_ms, 10.0, 60000.0, "[10, 60000]")?;
+        for &w in &self.band_weights {
+            check("band_weights[i]", w, 0.0, 10.0, "[0, 10]")?;
+        }
         Ok(())
     }
 }
@@ -252,6 +270,8 @@ pub struct Vad {
     split: [HalfBand; 4],
     // State.
     floor_db: [f32; BANDS],
+    spread_db: [f32; BANDS],
+    prev_power: [f32; BANDS],
     frames_seen: u32,
     run: u32,
     hang: u32,
@@ -289,6 +309,8 @@ impl Vad {
             pre3: Third::new(),
             split: [HalfBand::new(), HalfBand::new(), HalfBand::new(), HalfBand::new()],
             floor_db: [0.0; BANDS],
+            spread_db: [INITIAL_SPREAD_DB; BANDS],
+            prev_power: [0.0; BANDS],
             frames_seen: 0,
             run: 0,
             hang: 0,
@@ -341,6 +363,8 @@ impl Vad {
         self.pre3 = Third::new();
         self.split = [HalfBand::new(), HalfBand::new(), HalfBand::new(), HalfBand::new()];
         self.floor_db = [0.0; BANDS];
+        self.spread_db = [INITIAL_SPREAD_DB; BANDS];
+        self.prev_power = [0.0; BANDS];
         self.frames_seen = 0;
         self.run = 0;
         self.hang = 0;
@@ -435,8 +459,18 @@ impl Vad {
         p[0] = x[..len].iter().map(|v| v * v).sum::<f32>() / len as f32;
 
         let mut l = [0.0f32; BANDS];
+        // 10 ms frames hold too few samples per band for a steady estimate: analyse a 20 ms
+        // window (this frame and the last) with a 10 ms hop, so the tuning is the same.
+        if self.cfg.frame_ms == 10 {
+            let cur = p;
+            for (v, &q) in p.iter_mut().zip(self.prev_power.iter()) {
+                *v = 0.5 * (*v + q);
+            }
+            self.prev_power = cur;
+        }
+        let lo = self.cfg.min_band_dbfs;
         for (d, &v) in l.iter_mut().zip(p.iter()) {
-            *d = db(v);
+            *d = db(v).max(lo);
         }
         self.decide(&l)
     }
@@ -448,8 +482,8 @@ impl Vad {
         }
         let mut score = 0.0f32;
         for b in 0..BANDS {
-            let snr = l[b] - self.floor_db[b] - c.band_margin_db;
-            score += WEIGHTS[b] * snr.clamp(0.0, c.band_cap_db);
+            let snr = l[b] - self.floor_db[b] - c.band_margin_db - c.spread_factor * self.spread_db[b];
+            score += c.band_weights[b] * snr.clamp(0.0, c.band_cap_db);
         }
         let loud = self.level_db >= c.min_level_dbfs;
         let thr = if self.speech { c.release } else { c.threshold };
@@ -487,6 +521,9 @@ impl Vad {
                 self.a_rise
             };
             self.floor_db[b] += a * d;
+            if warm || noise_like {
+                self.spread_db[b] += a * (d.abs() - self.spread_db[b]);
+            }
         }
         self.frames_seen = self.frames_seen.saturating_add(1);
         self.speech
