@@ -24,8 +24,6 @@ pub const RATES: [u32; 4] = [8000, 16000, 24000, 48000];
 pub const FRAME_MS: [u32; 3] = [10, 20, 30];
 /// Largest frame in samples (30 ms at 48 kHz): the size of the fixed internal buffers.
 pub const MAX_FRAME: usize = 48 * 30;
-/// Largest analysis frame (30 ms at 8 kHz).
-const MAX_AN: usize = 8 * 30;
 /// Number of analysis bands.
 pub const BANDS: usize = 5;
 /// Upper edges of the analysis bands in Hz, for documentation and callers' plots.
@@ -187,41 +185,80 @@ fn db(power: f32) -> f32 {
     3.010_3 * fast_log2(power + 1e-12)
 }
 
+/// Sum of squares with eight independent accumulators: a single running f32 sum is one long
+/// dependency chain (strict FP order forbids the compiler from splitting it), which made this
+/// the most expensive part of a frame.
+#[inline]
+fn sum_sq(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    let mut s: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for a in acc {
+        s += a;
+    }
+    s
+}
+
 /// Half-band 7-tap lowpass (-1, 0, 9, 16, 9, 0, -1)/32 with decimation by 2; its complement
-/// (delta minus lowpass) gives the upper half's power for free.
+/// (delta minus lowpass) gives the upper half's power for free. Computed in polyphase form
+/// (even and odd samples apart) so the loop is contiguous and vectorises.
 #[derive(Debug, Clone)]
 struct HalfBand {
-    hist: [f32; 6],
+    even: [f32; 3],
+    odd: [f32; 3],
 }
 
 impl HalfBand {
     const fn new() -> Self {
-        HalfBand { hist: [0.0; 6] }
+        HalfBand { even: [0.0; 3], odd: [0.0; 3] }
     }
 
-    /// Decimates `inp` (even length) into `lo[..inp.len()/2]`, returns the mean power of the
-    /// upper half-band. `work` must hold `inp.len() + 6`.
+    /// Decimates `inp` (even length) into `lo[..inp.len()/2]` and returns the mean power of
+    /// the upper half-band. `e` and `o` are scratch of at least `inp.len()/2 + 3`.
     #[inline]
-    fn run(&mut self, inp: &[f32], lo: &mut [f32], work: &mut [f32]) -> f32 {
-        let n = inp.len();
-        let half = n / 2;
-        let work = &mut work[..n + 6];
-        work[..6].copy_from_slice(&self.hist);
-        work[6..].copy_from_slice(inp);
-        let mut hp = 0.0f32;
-        for (m, out) in lo[..half].iter_mut().enumerate() {
-            let w = &work[2 * m..2 * m + 7];
-            let l = (16.0 * w[3] + 9.0 * (w[2] + w[4]) - (w[0] + w[6])) * (1.0 / 32.0);
-            let h = w[3] - l;
-            hp += h * h;
-            *out = l;
-        }
-        self.hist.copy_from_slice(&work[n..n + 6]);
+    fn run(&mut self, inp: &[f32], lo: &mut [f32], e: &mut [f32], o: &mut [f32]) -> f32 {
+        let half = inp.len() / 2;
         if half == 0 {
-            0.0
-        } else {
-            hp / half as f32
+            return 0.0;
         }
+        let (e, o, lo) = (&mut e[..half + 3], &mut o[..half + 3], &mut lo[..half]);
+        e[..3].copy_from_slice(&self.even);
+        o[..3].copy_from_slice(&self.odd);
+        for ((pair, de), dodd) in inp.chunks_exact(2).zip(e[3..].iter_mut()).zip(o[3..].iter_mut()) {
+            *de = pair[0];
+            *dodd = pair[1];
+        }
+        // With w = history ++ input: w[2k] = e[k], w[2k+1] = o[k]; output m is centred on
+        // w[2m+3] = o[m+1].
+        let (e0, e1, e2, e3) = (&e[..half], &e[1..half + 1], &e[2..half + 2], &e[3..half + 3]);
+        let o1 = &o[1..half + 1];
+        for i in 0..half {
+            lo[i] = (16.0 * o1[i] + 9.0 * (e1[i] + e2[i]) - (e0[i] + e3[i])) * (1.0 / 32.0);
+        }
+        let mut acc = [0.0f32; 8];
+        let mut hp = 0.0f32;
+        let mut lc = lo.chunks_exact(8);
+        let mut oc = o1.chunks_exact(8);
+        for (l8, o8) in (&mut lc).zip(&mut oc) {
+            for ((a, &l), &c) in acc.iter_mut().zip(l8).zip(o8) {
+                let h = c - l;
+                *a += h * h;
+            }
+        }
+        for (&l, &c) in lc.remainder().iter().zip(oc.remainder()) {
+            hp += (c - l) * (c - l);
+        }
+        for a in acc {
+            hp += a;
+        }
+        self.even.copy_from_slice(&e[half..half + 3]);
+        self.odd.copy_from_slice(&o[half..half + 3]);
+        hp / half as f32
     }
 }
 
@@ -237,14 +274,15 @@ impl Third {
         Third { hist: [0.0; 4] }
     }
 
+    /// `work` is scratch of at least `inp.len() + 4`.
     fn run(&mut self, inp: &[f32], lo: &mut [f32], work: &mut [f32]) {
         let n = inp.len();
         let work = &mut work[..n + 4];
         work[..4].copy_from_slice(&self.hist);
         work[4..].copy_from_slice(inp);
-        for (m, out) in lo[..n / 3].iter_mut().enumerate() {
-            let w = &work[3 * m..3 * m + 5];
-            *out = (w[0] + w[4] + 2.0 * (w[1] + w[3]) + 3.0 * w[2]) * (1.0 / 9.0);
+        for (out, w) in lo[..n / 3].iter_mut().zip(work.chunks_exact(3).zip(work[3..].chunks_exact(3))) {
+            let (a, b) = w;
+            *out = (a[0] + b[1] + 2.0 * (a[1] + b[0]) + 3.0 * a[2]) * (1.0 / 9.0);
         }
         self.hist.copy_from_slice(&work[n..n + 4]);
     }
@@ -279,6 +317,8 @@ pub struct Vad {
     level_db: f32,
     // Fixed scratch.
     work: [f32; MAX_FRAME + 8],
+    even: [f32; MAX_FRAME / 2 + 4],
+    odd: [f32; MAX_FRAME / 2 + 4],
     a: [f32; MAX_FRAME],
     b: [f32; MAX_FRAME],
     pending: [i16; MAX_FRAME],
@@ -317,6 +357,8 @@ impl Vad {
             speech: false,
             level_db: -120.0,
             work: [0.0; MAX_FRAME + 8],
+            even: [0.0; MAX_FRAME / 2 + 4],
+            odd: [0.0; MAX_FRAME / 2 + 4],
             a: [0.0; MAX_FRAME],
             b: [0.0; MAX_FRAME],
             pending: [0; MAX_FRAME],
@@ -419,19 +461,17 @@ impl Vad {
     fn analyse(&mut self, frame: &[i16]) -> bool {
         let n = frame.len();
         let an = self.an_len;
-        // Level and conversion to float in [-1, 1).
-        let mut sq = 0.0f32;
+        // Level: exact integer sum of squares (vectorises; 1440 * 2^30 fits easily).
+        let sq: i64 = frame.iter().map(|&s| (s as i32 * s as i32) as i64).sum();
+        self.level_db = db(sq as f32 * (1.0 / (32768.0 * 32768.0)) / n as f32).max(-120.0);
         for (d, &s) in self.a[..n].iter_mut().zip(frame) {
-            let v = s as f32 * (1.0 / 32768.0);
-            sq += v * v;
-            *d = v;
+            *d = s as f32 * (1.0 / 32768.0);
         }
-        self.level_db = db(sq / n as f32).max(-120.0);
 
         // To 8 kHz in `a[..an]`.
         match self.rate {
             16000 => {
-                self.pre2.run(&self.a[..n], &mut self.b[..n / 2], &mut self.work);
+                self.pre2.run(&self.a[..n], &mut self.b[..n / 2], &mut self.even, &mut self.odd);
                 self.a[..an].copy_from_slice(&self.b[..an]);
             }
             24000 => {
@@ -439,24 +479,23 @@ impl Vad {
                 self.a[..an].copy_from_slice(&self.b[..an]);
             }
             48000 => {
-                self.pre2.run(&self.a[..n], &mut self.b[..n / 2], &mut self.work);
+                self.pre2.run(&self.a[..n], &mut self.b[..n / 2], &mut self.even, &mut self.odd);
                 self.pre3.run(&self.b[..n / 2], &mut self.a[..an], &mut self.work);
             }
             _ => {}
         }
 
-        // Band powers: bands[4] = 2-4k, ..., bands[1] = 250-500, bands[0] = 0-250.
+        // Band powers: p[4] = 2-4k, p[3] = 1-2k, p[2] = 500-1k, p[1] = 250-500, p[0] = 0-250.
+        // Each stage's output goes right after its input in `a`, so no copies.
         let mut p = [0.0f32; BANDS];
-        let mut x = [0.0f32; MAX_AN];
-        let mut y = [0.0f32; MAX_AN / 2];
-        x[..an].copy_from_slice(&self.a[..an]);
-        let mut len = an;
+        let (mut start, mut len) = (0, an);
         for k in 0..4 {
-            p[BANDS - 1 - k] = self.split[k].run(&x[..len], &mut y[..len / 2], &mut self.work);
+            let (done, rest) = self.a.split_at_mut(start + len);
+            p[BANDS - 1 - k] = self.split[k].run(&done[start..], &mut rest[..len / 2], &mut self.even, &mut self.odd);
+            start += len;
             len /= 2;
-            x[..len].copy_from_slice(&y[..len]);
         }
-        p[0] = x[..len].iter().map(|v| v * v).sum::<f32>() / len as f32;
+        p[0] = sum_sq(&self.a[start..start + len]) / len as f32;
 
         let mut l = [0.0f32; BANDS];
         // 10 ms frames hold too few samples per band for a steady estimate: analyse a 20 ms
