@@ -98,6 +98,8 @@ pub struct VadConfig {
     pub min_band_dbfs: f32,
     /// Consecutive above-threshold time needed before speech starts, in ms (0 = first frame).
     pub onset_ms: u32,
+    /// A score this many times the threshold starts speech without waiting for the onset time.
+    pub strong_factor: f32,
     /// Time speech is held after the score drops, in ms.
     pub hangover_ms: u32,
     /// Time constant of the noise floor while the signal is judged noise, in ms.
@@ -119,15 +121,16 @@ impl Default for VadConfig {
             release: 3.0,
             band_margin_db: 0.0,
             band_cap_db: 15.0,
-            spread_factor: 1.0,
+            spread_factor: 0.6,
             min_level_dbfs: -62.0,
             min_band_dbfs: -75.0,
-            onset_ms: 0,
+            onset_ms: 40,
+            strong_factor: 1.5,
             hangover_ms: 80,
             noise_adapt_ms: 800.0,
-            noise_rise_ms: 6000.0,
+            noise_rise_ms: 3000.0,
             noise_fall_ms: 300.0,
-            band_weights: [0.3, 1.0, 1.0, 0.8, 0.6],
+            band_weights: [0.15, 1.0, 1.0, 0.8, 0.6],
         }
     }
 }
@@ -136,6 +139,12 @@ impl Default for VadConfig {
 const WARMUP_FRAMES: u32 = 10;
 /// Noise spread assumed before any has been measured, dB.
 const INITIAL_SPREAD_DB: f32 = 2.0;
+/// Minimum-statistics window: this many sub-windows of `MIN_SUBWINDOW_MS`.
+const MIN_SUBWINDOWS: usize = 4;
+const MIN_SUBWINDOW_MS: u32 = 500;
+/// The floor is kept at least this many noise spreads above the windowed minimum: the minimum
+/// of steady noise sits about that far below its mean.
+const MIN_BIAS_SPREADS: f32 = 2.0;
 
 impl VadConfig {
     fn validate(&self) -> Result<(), VadError> {
@@ -157,6 +166,7 @@ impl VadConfig {
         check("min_level_dbfs", self.min_level_dbfs, -120.0, 0.0, "[-120, 0]")?;
         check("min_band_dbfs", self.min_band_dbfs, -120.0, 0.0, "[-120, 0]")?;
         check("onset_ms", self.onset_ms as f32, 0.0, 1000.0, "[0, 1000]")?;
+        check("strong_factor", self.strong_factor, 1.0, 100.0, "[1, 100]")?;
         check("hangover_ms", self.hangover_ms as f32, 0.0, 5000.0, "[0, 5000]")?;
         check("noise_adapt_ms", self.noise_adapt_ms, 10.0, 60000.0, "[10, 60000]")?;
         check("noise_rise_ms", self.noise_rise_ms, 10.0, 600000.0, "[10, 600000]")?;
@@ -310,6 +320,14 @@ pub struct Vad {
     floor_db: [f32; BANDS],
     spread_db: [f32; BANDS],
     prev_power: [f32; BANDS],
+    prev_db: [f32; BANDS],
+    prev2_db: [f32; BANDS],
+    // Minimum statistics: per-band minimum over `MIN_SUBWINDOWS` sub-windows.
+    cur_min: [f32; BANDS],
+    mins: [[f32; BANDS]; MIN_SUBWINDOWS],
+    min_pos: usize,
+    sub_count: u32,
+    sub_frames: u32,
     frames_seen: u32,
     run: u32,
     hang: u32,
@@ -351,6 +369,13 @@ impl Vad {
             floor_db: [0.0; BANDS],
             spread_db: [INITIAL_SPREAD_DB; BANDS],
             prev_power: [0.0; BANDS],
+            prev_db: [0.0; BANDS],
+            prev2_db: [0.0; BANDS],
+            cur_min: [f32::MAX; BANDS],
+            mins: [[f32::MAX; BANDS]; MIN_SUBWINDOWS],
+            min_pos: 0,
+            sub_count: 0,
+            sub_frames: (MIN_SUBWINDOW_MS / fms as u32).max(1),
             frames_seen: 0,
             run: 0,
             hang: 0,
@@ -407,6 +432,12 @@ impl Vad {
         self.floor_db = [0.0; BANDS];
         self.spread_db = [INITIAL_SPREAD_DB; BANDS];
         self.prev_power = [0.0; BANDS];
+        self.prev_db = [0.0; BANDS];
+        self.prev2_db = [0.0; BANDS];
+        self.cur_min = [f32::MAX; BANDS];
+        self.mins = [[f32::MAX; BANDS]; MIN_SUBWINDOWS];
+        self.min_pos = 0;
+        self.sub_count = 0;
         self.frames_seen = 0;
         self.run = 0;
         self.hang = 0;
@@ -501,6 +532,9 @@ impl Vad {
         // 10 ms frames hold too few samples per band for a steady estimate: analyse a 20 ms
         // window (this frame and the last) with a 10 ms hop, so the tuning is the same.
         if self.cfg.frame_ms == 10 {
+            if self.frames_seen == 0 {
+                self.prev_power = p;
+            }
             let cur = p;
             for (v, &q) in p.iter_mut().zip(self.prev_power.iter()) {
                 *v = 0.5 * (*v + q);
@@ -516,8 +550,12 @@ impl Vad {
 
     fn decide(&mut self, l: &[f32; BANDS]) -> bool {
         let c = &self.cfg;
-        if self.frames_seen == 0 {
+        // The first frame only primes the filters (their history starts at zero); the floor
+        // starts from the second.
+        if self.frames_seen <= 1 {
             self.floor_db = *l;
+            self.prev_db = *l;
+            self.prev2_db = *l;
         }
         let mut score = 0.0f32;
         for b in 0..BANDS {
@@ -526,11 +564,13 @@ impl Vad {
         }
         let loud = self.level_db >= c.min_level_dbfs;
         let thr = if self.speech { c.release } else { c.threshold };
-        let raw = loud && score > thr;
+        let raw = loud && score > thr && self.frames_seen >= 2;
 
         if raw {
             self.run += 1;
-            if self.speech || self.run >= self.onset_frames {
+            // Clear evidence starts speech at once; marginal evidence must persist for the
+            // onset time, which is what keeps isolated noise blips out.
+            if self.speech || self.run >= self.onset_frames || score >= c.strong_factor * c.threshold {
                 self.speech = true;
                 self.hang = self.hang_frames;
             }
@@ -553,7 +593,11 @@ impl Vad {
             let a = if warm {
                 (1.0 / (self.frames_seen + 1) as f32).max(self.a_noise)
             } else if noise_like {
-                self.a_noise
+                if d < 0.0 {
+                    self.a_noise.max(self.a_fall)
+                } else {
+                    self.a_noise
+                }
             } else if d < 0.0 {
                 self.a_fall
             } else {
@@ -561,10 +605,350 @@ impl Vad {
             };
             self.floor_db[b] += a * d;
             if warm || noise_like {
-                self.spread_db[b] += a * (d.abs() - self.spread_db[b]);
+                // Frame-to-frame change, not distance to the floor: independent of the floor
+                // estimate, so floor and spread cannot feed each other.
+                // With 10 ms frames the previous window overlaps this one; compare with the
+                // one before it so the spread means the same at every frame size.
+                let jump = (l[b] - self.prev_db[b]).abs();
+                self.spread_db[b] += a * (jump - self.spread_db[b]);
             }
+            if self.cfg.frame_ms == 10 {
+                self.prev_db[b] = self.prev2_db[b];
+                self.prev2_db[b] = l[b];
+            } else {
+                self.prev_db[b] = l[b];
+            }
+        }
+        // Minimum statistics: speech has dips to the noise within two seconds, so a floor far
+        // below the windowed minimum means the noise stepped up while we judged it speech
+        // (without this the detector could lock into "speech" on a lasting noise step).
+        let mut wmin = self.cur_min;
+        for b in 0..BANDS {
+            self.cur_min[b] = self.cur_min[b].min(l[b]);
+            for m in &self.mins {
+                wmin[b] = wmin[b].min(m[b]);
+            }
+            wmin[b] = wmin[b].min(l[b]);
+        }
+        if self.mins[self.min_pos][0] < f32::MAX {
+            for b in 0..BANDS {
+                let target = wmin[b] + MIN_BIAS_SPREADS * self.spread_db[b];
+                if self.floor_db[b] < target {
+                    self.floor_db[b] = target;
+                }
+            }
+        }
+        self.sub_count += 1;
+        if self.sub_count >= self.sub_frames {
+            self.mins[self.min_pos] = self.cur_min;
+            self.min_pos = (self.min_pos + 1) % MIN_SUBWINDOWS;
+            self.cur_min = [f32::MAX; BANDS];
+            self.sub_count = 0;
         }
         self.frames_seen = self.frames_seen.saturating_add(1);
         self.speech
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Deterministic white noise, Gaussian-ish (sum of 4 uniforms), unit RMS.
+    struct Noise(u64);
+    impl Noise {
+        fn next(&mut self) -> f32 {
+            let mut s = 0.0;
+            for _ in 0..4 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                s += (self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            }
+            s * 3.0f32.sqrt()
+        }
+    }
+
+    fn dbfs_amp(db: f32) -> f32 {
+        32768.0 * 10f32.powf(db / 20.0)
+    }
+
+    fn to_pcm(x: &[f32]) -> Vec<i16> {
+        x.iter().map(|&v| v.round().clamp(-32768.0, 32767.0) as i16).collect()
+    }
+
+    fn white(rate: u32, secs: f32, level_dbfs: f32, seed: u64) -> Vec<f32> {
+        let mut n = Noise(seed);
+        let a = dbfs_amp(level_dbfs);
+        (0..(rate as f32 * secs) as usize).map(|_| a * n.next()).collect()
+    }
+
+    /// Voiced speech stand-in: harmonics of a pitch gliding between 120 and 220 Hz with a
+    /// falling spectral tilt, amplitude-modulated at a syllabic 4 Hz rate, RMS near `level_dbfs`.
+    fn voiced(rate: u32, secs: f32, level_dbfs: f32) -> Vec<f32> {
+        let n = (rate as f32 * secs) as usize;
+        let mut phase = 0.0f32;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = i as f32 / rate as f32;
+            let f0 = 170.0 + 50.0 * (2.0 * std::f32::consts::PI * 0.7 * t).sin();
+            phase += 2.0 * std::f32::consts::PI * f0 / rate as f32;
+            let mut v = 0.0;
+            for h in 1..=15 {
+                if f0 * h as f32 >= 3600.0 {
+                    break;
+                }
+                v += (h as f32 * phase).sin() / h as f32;
+            }
+            let env = 0.35 + 0.65 * (2.0 * std::f32::consts::PI * 4.0 * t).sin().abs();
+            out.push(v * env);
+        }
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / n as f32).sqrt();
+        let g = dbfs_amp(level_dbfs) / rms;
+        out.iter_mut().for_each(|v| *v *= g);
+        out
+    }
+
+    fn decisions(vad: &mut Vad, pcm: &[i16]) -> Vec<bool> {
+        pcm.chunks_exact(vad.frame_len()).map(|f| vad.is_speech(f).unwrap()).collect()
+    }
+
+    fn share(d: &[bool]) -> f32 {
+        d.iter().filter(|&&b| b).count() as f32 / d.len().max(1) as f32
+    }
+
+    fn all_configs() -> Vec<(u32, u32)> {
+        RATES.iter().flat_map(|&r| FRAME_MS.iter().map(move |&m| (r, m))).collect()
+    }
+
+    fn vad(rate: u32, frame_ms: u32) -> Vad {
+        Vad::new(rate, VadConfig { frame_ms, ..VadConfig::default() }).unwrap()
+    }
+
+    #[test]
+    fn frame_len_per_rate_and_duration() {
+        for (rate, ms) in all_configs() {
+            assert_eq!(vad(rate, ms).frame_len(), (rate / 1000 * ms) as usize);
+        }
+    }
+
+    #[test]
+    fn digital_silence_is_never_speech() {
+        for (rate, ms) in all_configs() {
+            let mut v = vad(rate, ms);
+            let d = decisions(&mut v, &vec![0i16; rate as usize * 3]);
+            assert!(d.iter().all(|&b| !b), "{rate} Hz {ms} ms");
+            assert!(v.level_dbfs() <= -100.0);
+        }
+    }
+
+    #[test]
+    fn steady_noise_is_not_speech_at_any_level() {
+        for (rate, ms) in all_configs() {
+            for (i, level) in [-70.0, -50.0, -35.0, -20.0].into_iter().enumerate() {
+                let mut v = vad(rate, ms);
+                let d = decisions(&mut v, &to_pcm(&white(rate, 5.0, level, 7 + i as u64)));
+                assert!(share(&d) <= 0.03, "{rate} Hz {ms} ms {level} dBFS: {}", share(&d));
+                assert!((v.level_dbfs() - level).abs() < 1.5, "level {} vs {level}", v.level_dbfs());
+            }
+        }
+    }
+
+    #[test]
+    fn voiced_signal_is_speech_and_gaps_are_not() {
+        for (rate, ms) in all_configs() {
+            let mut v = vad(rate, ms);
+            let gap = white(rate, 1.0, -55.0, 3);
+            let talk = voiced(rate, 1.5, -26.0);
+            let mut x = gap.clone();
+            for k in 0..3 {
+                let mut noise = Noise(100 + k);
+                x.extend(talk.iter().map(|&s| s + dbfs_amp(-55.0) * noise.next()));
+                x.extend(white(rate, 1.0, -55.0, 10 + k));
+            }
+            let d = decisions(&mut v, &to_pcm(&x));
+            let fpr = (rate as f32 / 1000.0 * ms as f32) as usize;
+            let per_sec = rate as usize / fpr;
+            let talk_frames = talk.len() / fpr;
+            let mut in_talk = Vec::new();
+            let mut in_gap = d[..per_sec].to_vec();
+            for k in 0..3 {
+                let s = per_sec + k * (talk_frames + per_sec);
+                in_talk.extend_from_slice(&d[s..s + talk_frames]);
+                // Skip the hangover right after the talk spurt.
+                in_gap.extend_from_slice(&d[s + talk_frames + 200 / ms as usize..s + talk_frames + per_sec]);
+            }
+            assert!(share(&in_talk) >= 0.95, "{rate} Hz {ms} ms: talk {}", share(&in_talk));
+            assert!(share(&in_gap) <= 0.02, "{rate} Hz {ms} ms: gap {}", share(&in_gap));
+        }
+    }
+
+    #[test]
+    fn voiced_signal_is_found_in_white_noise_at_5_db_snr() {
+        let rate = 8000;
+        let mut v = vad(rate, 20);
+        let mut x = white(rate, 2.0, -31.0, 5);
+        let talk = voiced(rate, 2.0, -26.0);
+        let mut noise = Noise(77);
+        x.extend(talk.iter().map(|&s| s + dbfs_amp(-31.0) * noise.next()));
+        let d = decisions(&mut v, &to_pcm(&x));
+        assert!(share(&d[10..100]) <= 0.05, "noise {}", share(&d[10..100]));
+        assert!(share(&d[100..]) >= 0.8, "talk {}", share(&d[100..]));
+    }
+
+    #[test]
+    fn noise_floor_tracks_a_step_up_and_down() {
+        let rate = 8000;
+        let mut v = vad(rate, 20);
+        let mut x = white(rate, 3.0, -60.0, 1);
+        x.extend(white(rate, 12.0, -30.0, 2));
+        x.extend(white(rate, 3.0, -60.0, 3));
+        let pcm = to_pcm(&x);
+        let mut floors = Vec::new();
+        let mut d = Vec::new();
+        for f in pcm.chunks_exact(v.frame_len()) {
+            d.push(v.is_speech(f).unwrap());
+            floors.push(v.noise_floor_dbfs());
+        }
+        // Settled on the quiet noise, then on the loud noise, then back; within a few dB
+        // (the floor is a log-domain mean, a little below the power mean).
+        assert!((floors[149] + 60.0).abs() < 4.0, "quiet floor {}", floors[149]);
+        assert!((floors[749] + 30.0).abs() < 4.0, "loud floor {}", floors[749]);
+        assert!((floors[899] + 60.0).abs() < 4.0, "quiet again {}", floors[899]);
+        // The step up may read as speech for a while, but not for the whole loud stretch.
+        assert!(share(&d[400..750]) <= 0.02, "loud noise still speech: {}", share(&d[400..750]));
+        // The floor falls fast: within half a second of the step down.
+        assert!(floors[775] < -50.0, "floor after step down {}", floors[775]);
+        assert!(share(&d[780..900]) <= 0.02);
+    }
+
+    /// Quiet noise, then `burst_frames` frames of a loud voiced signal, then quiet noise.
+    fn burst(v: &mut Vad, burst_frames: usize) -> Vec<bool> {
+        let rate = v.sample_rate();
+        let fl = v.frame_len();
+        let mut x = white(rate, 1.0, -60.0, 9);
+        let talk = voiced(rate, 1.0, -20.0);
+        x.extend_from_slice(&talk[..burst_frames * fl]);
+        x.extend(white(rate, 1.0, -60.0, 11));
+        decisions(v, &to_pcm(&x))
+    }
+
+    #[test]
+    fn onset_delays_the_start_and_hangover_holds_the_end() {
+        let rate = 8000;
+        let start = 50; // one second of 20 ms frames
+        let plain = burst(&mut vad(rate, 20), 20);
+        assert!(!plain[start - 1] && plain[start], "speech starts on the first loud frame");
+        let end = plain[start..].iter().position(|&b| !b).unwrap() + start;
+        // Default hangover 80 ms = 4 frames of 20 ms after the last loud frame.
+        assert_eq!(end, start + 20 + 4);
+
+        let cfg = VadConfig { onset_ms: 60, hangover_ms: 200, ..VadConfig::default() };
+        let d = burst(&mut Vad::new(rate, cfg).unwrap(), 20);
+        assert!(!d[start] && !d[start + 1] && d[start + 2], "onset of 3 frames");
+        let end = d[start..].iter().position(|&b| !b).unwrap();
+        let end = start + 2 + d[start + 2..].iter().position(|&b| !b).unwrap();
+        let _ = end;
+        assert_eq!(start + 2 + d[start + 2..].iter().position(|&b| !b).unwrap(), start + 20 + 10);
+
+        // A single loud frame does not pass a 60 ms onset requirement.
+        let cfg = VadConfig { onset_ms: 60, ..VadConfig::default() };
+        let d = burst(&mut Vad::new(rate, cfg).unwrap(), 1);
+        assert!(d.iter().all(|&b| !b));
+    }
+
+    #[test]
+    fn reset_forgets_everything() {
+        let mut v = vad(16000, 10);
+        let x = to_pcm(&voiced(16000, 1.0, -20.0));
+        let mut out = Vec::new();
+        v.process(&x[..1234], &mut out);
+        v.reset();
+        assert_eq!(v.pending_samples(), 0);
+        let mut fresh = vad(16000, 10);
+        assert_eq!(decisions(&mut v, &x), decisions(&mut fresh, &x));
+        assert_eq!(v.noise_floor_dbfs(), fresh.noise_floor_dbfs());
+    }
+
+    #[test]
+    fn errors_name_the_value_and_the_valid_range() {
+        let e = Vad::new(44100, VadConfig::default()).unwrap_err();
+        assert_eq!(e, VadError::UnsupportedRate(44100));
+        assert!(e.to_string().contains("44100") && e.to_string().contains("8000, 16000, 24000 and 48000"));
+        let e = Vad::new(8000, VadConfig { frame_ms: 25, ..VadConfig::default() }).unwrap_err();
+        assert_eq!(e, VadError::UnsupportedFrameMs(25));
+        assert!(e.to_string().contains("25 ms") && e.to_string().contains("10, 20 and 30"));
+        let mut v = vad(8000, 20);
+        let e = v.is_speech(&[0; 159]).unwrap_err();
+        assert_eq!(e, VadError::FrameLength { got: 159, expected: 160 });
+        assert!(e.to_string().contains("159") && e.to_string().contains("160"));
+        let e = Vad::new(8000, VadConfig { threshold: f32::NAN, ..VadConfig::default() }).unwrap_err();
+        assert!(matches!(e, VadError::InvalidParam { name: "threshold", .. }));
+        let e = Vad::new(8000, VadConfig { release: 9.0, ..VadConfig::default() }).unwrap_err();
+        assert!(e.to_string().contains("release = 9") && e.to_string().contains("[0, threshold]"));
+        let e = Vad::new(8000, VadConfig { hangover_ms: 9000, ..VadConfig::default() }).unwrap_err();
+        assert!(e.to_string().contains("9000") && e.to_string().contains("[0, 5000]"));
+        assert!(VadError::OddLength(3).to_string().contains("odd length of 3"));
+    }
+
+    #[test]
+    fn fast_log2_is_accurate() {
+        for k in -60..60 {
+            let x = 1.37f32 * 2f32.powi(k) * (1.0 + k as f32 * 0.003).abs();
+            assert!((fast_log2(x) - x.log2()).abs() < 2e-4, "x = {x}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn never_panics_on_any_samples(
+            cfg in 0usize..12,
+            pcm in proptest::collection::vec(any::<i16>(), 0..4000),
+            split in 0usize..4000,
+        ) {
+            let (rate, ms) = all_configs()[cfg];
+            let mut v = vad(rate, ms);
+            let mut out = Vec::new();
+            let split = split.min(pcm.len());
+            let n = v.process(&pcm[..split], &mut out) + v.process(&pcm[split..], &mut out);
+            prop_assert_eq!(n, pcm.len() / v.frame_len());
+            prop_assert_eq!(out.len(), n);
+            prop_assert!(v.level_dbfs().is_finite() && v.noise_floor_dbfs().is_finite());
+            for f in pcm.chunks(v.frame_len()) {
+                let r = v.is_speech(f);
+                prop_assert_eq!(r.is_ok(), f.len() == v.frame_len());
+            }
+        }
+
+        #[test]
+        fn chunked_process_matches_frame_by_frame(
+            cfg in 0usize..12,
+            seed in 1u64..1000,
+            speechy in any::<bool>(),
+            cuts in proptest::collection::vec(0usize..3000, 0..12),
+        ) {
+            let (rate, ms) = all_configs()[cfg];
+            let x = if speechy {
+                let mut n = Noise(seed);
+                voiced(rate, 1.0, -25.0).iter().map(|&s| s + 300.0 * n.next()).collect()
+            } else {
+                white(rate, 1.0, -40.0, seed)
+            };
+            let pcm = to_pcm(&x);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (pcm.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(pcm.len());
+            cuts.sort_unstable();
+            let mut v = vad(rate, ms);
+            let mut out = Vec::new();
+            for w in cuts.windows(2) {
+                v.process(&pcm[w[0]..w[1]], &mut out);
+            }
+            let expected = decisions(&mut vad(rate, ms), &pcm);
+            prop_assert_eq!(out, expected);
+        }
     }
 }
