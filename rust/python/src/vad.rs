@@ -22,7 +22,7 @@ impl PyVad {
     #[new]
     #[pyo3(signature = (
         sample_rate, *, frame_ms=20, threshold=None, release=None, band_margin_db=None,
-        band_cap_db=None, spread_factor=None, min_level_dbfs=None, min_band_dbfs=None, onset_ms=None, strong_factor=None, hangover_ms=None,
+        band_cap_db=None, spread_factor=None, min_level_dbfs=None, min_band_dbfs=None, quant_snr_db=None, onset_ms=None, strong_factor=None, hangover_ms=None,
         noise_adapt_ms=None, noise_rise_ms=None, noise_fall_ms=None, band_weights=None
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -36,6 +36,7 @@ impl PyVad {
         spread_factor: Option<f32>,
         min_level_dbfs: Option<f32>,
         min_band_dbfs: Option<f32>,
+        quant_snr_db: Option<f32>,
         onset_ms: Option<i64>,
         strong_factor: Option<f32>,
         hangover_ms: Option<i64>,
@@ -66,6 +67,7 @@ impl PyVad {
             spread_factor: spread_factor.unwrap_or(d.spread_factor),
             min_level_dbfs: min_level_dbfs.unwrap_or(d.min_level_dbfs),
             min_band_dbfs: min_band_dbfs.unwrap_or(d.min_band_dbfs),
+            quant_snr_db: quant_snr_db.unwrap_or(d.quant_snr_db),
             onset_ms: ms("onset_ms", onset_ms, d.onset_ms, 1000)?,
             strong_factor: strong_factor.unwrap_or(d.strong_factor),
             hangover_ms: ms("hangover_ms", hangover_ms, d.hangover_ms, 5000)?,
