@@ -843,28 +843,36 @@ mod tests {
         decisions(v, &to_pcm(&x))
     }
 
+    fn first_false_from(d: &[bool], from: usize) -> usize {
+        from + d[from..].iter().position(|&b| !b).unwrap()
+    }
+
     #[test]
     fn onset_delays_the_start_and_hangover_holds_the_end() {
         let rate = 8000;
         let start = 50; // one second of 20 ms frames
-        let plain = burst(&mut vad(rate, 20), 20);
-        assert!(!plain[start - 1] && plain[start], "speech starts on the first loud frame");
-        let end = plain[start..].iter().position(|&b| !b).unwrap() + start;
-        // Default hangover 80 ms = 4 frames of 20 ms after the last loud frame.
-        assert_eq!(end, start + 20 + 4);
+        // A loud onset (score far above the threshold) starts speech on its first frame.
+        let d = burst(&mut vad(rate, 20), 20);
+        assert!(!d[start - 1] && d[start], "speech starts on the first loud frame");
+        // Hangover 80 ms = 4 frames after the last loud frame, plus one frame whose filter
+        // memory still holds the end of the burst.
+        assert_eq!(first_false_from(&d, start), start + 20 + 4 + 1);
 
-        let cfg = VadConfig { onset_ms: 60, hangover_ms: 200, ..VadConfig::default() };
-        let d = burst(&mut Vad::new(rate, cfg).unwrap(), 20);
+        // Without the strong-evidence bypass, a 60 ms onset needs three loud frames.
+        let cfg = VadConfig { onset_ms: 60, strong_factor: 100.0, hangover_ms: 200, ..VadConfig::default() };
+        let d = burst(&mut Vad::new(rate, cfg.clone()).unwrap(), 20);
         assert!(!d[start] && !d[start + 1] && d[start + 2], "onset of 3 frames");
-        let end = d[start..].iter().position(|&b| !b).unwrap();
-        let end = start + 2 + d[start + 2..].iter().position(|&b| !b).unwrap();
-        let _ = end;
-        assert_eq!(start + 2 + d[start + 2..].iter().position(|&b| !b).unwrap(), start + 20 + 10);
-
-        // A single loud frame does not pass a 60 ms onset requirement.
-        let cfg = VadConfig { onset_ms: 60, ..VadConfig::default() };
+        assert_eq!(first_false_from(&d, start + 2), start + 20 + 10 + 1);
+        // ... so a single loud frame is ignored, while by default it is taken (with hangover).
         let d = burst(&mut Vad::new(rate, cfg).unwrap(), 1);
         assert!(d.iter().all(|&b| !b));
+        let d = burst(&mut vad(rate, 20), 1);
+        assert_eq!(d.iter().filter(|&&b| b).count(), 1 + 4 + 1);
+
+        // No hangover: speech ends right after the burst (and its filter tail).
+        let cfg = VadConfig { hangover_ms: 0, ..VadConfig::default() };
+        let d = burst(&mut Vad::new(rate, cfg).unwrap(), 20);
+        assert_eq!(first_false_from(&d, start), start + 20 + 1);
     }
 
     #[test]
