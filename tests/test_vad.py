@@ -97,7 +97,9 @@ def _balanced_accuracy(pred: list[bool], labels: np.ndarray) -> tuple[float, flo
     return float((tpr + 1 - fpr) / 2), float(fpr)
 
 
-# Measured on this signal: about 0.95 clean, 0.93 at 10 dB (webrtcvad mode 3: about 0.9).
+# Measured on this signal: 0.944 clean, 0.938 white and 0.945 pink at 10 dB, 0.887 white at
+# 0 dB (webrtcvad mode 3: 0.941, 0.910, 0.893, 0.500). Thresholds leave margin for other espeak-ng
+# builds.
 @pytest.mark.parametrize(
     ("kind", "snr_db", "min_ba"),
     [("clean", None, 0.85), ("white", 10, 0.82), ("pink", 10, 0.82), ("white", 0, 0.72)],
