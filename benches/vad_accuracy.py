@@ -17,7 +17,6 @@ import os
 import sys
 
 import numpy as np
-
 from voxrelay.media import Vad, ulaw_decode
 
 
@@ -89,11 +88,16 @@ def main() -> None:
                 row += f"{ba:>13.3f}{fp:>7.3f}"
             if not a.quiet:
                 print(row)
-        print(f"{os.path.basename(d.rstrip('/')):<14}" + "".join(
-            f"{np.mean(set_ba[s]):>13.3f}{'':>7}" for s in systems) + "  (mean BA)")
-    print("ALL           " + "".join(
-        f"{np.mean(all_ba[s]):>13.3f}{np.mean(all_fp[s]):>7.3f}" for s in systems)
-        + "  (mean BA, mean FPR)")
+        print(
+            f"{os.path.basename(d.rstrip('/')):<14}"
+            + "".join(f"{np.mean(set_ba[s]):>13.3f}{'':>7}" for s in systems)
+            + "  (mean BA)"
+        )
+    print(
+        "ALL           "
+        + "".join(f"{np.mean(all_ba[s]):>13.3f}{np.mean(all_fp[s]):>7.3f}" for s in systems)
+        + "  (mean BA, mean FPR)"
+    )
     sys.stdout.flush()
 
 

@@ -54,8 +54,12 @@ def main() -> None:
     gmin, gmax = (float(v) for v in a.gap.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         clips = [
-            dv.synth(s, voices[(i + a.voice_shift) % len(voices)],
-                     int([135, 155, 170, 185][(i + a.voice_shift) % 4] * a.speed_scale), tmp)
+            dv.synth(
+                s,
+                voices[(i + a.voice_shift) % len(voices)],
+                int([135, 155, 170, 185][(i + a.voice_shift) % 4] * a.speed_scale),
+                tmp,
+            )
             for i, s in enumerate(sents)
         ]
     parts = []
@@ -84,9 +88,19 @@ def main() -> None:
             dv.mulaw_encode(np.clip(x, -1, 1)).tofile(os.path.join(a.out, name + ".ulaw"))
             names.append(name)
     np.save(os.path.join(a.out, "labels.npy"), labels)
-    json.dump({"files": names, "frame_ms": 20, "rate": 8000, "encoding": "mulaw",
-               "frames": int(nf), "speech_frames": int(labels.sum()), "args": vars(a)},
-              open(os.path.join(a.out, "meta.json"), "w"), indent=1)
+    json.dump(
+        {
+            "files": names,
+            "frame_ms": 20,
+            "rate": 8000,
+            "encoding": "mulaw",
+            "frames": int(nf),
+            "speech_frames": int(labels.sum()),
+            "args": vars(a),
+        },
+        open(os.path.join(a.out, "meta.json"), "w"),
+        indent=1,
+    )
     print(f"{a.out}: {len(names)} files, {nf} frames, {int(labels.sum())} speech")
 
 

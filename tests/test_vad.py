@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from voxrelay.media import MediaError, Vad, ulaw_decode, ulaw_encode
 
 RATE = 8000
@@ -34,13 +33,14 @@ def _espeak(text: str, voice: str, speed: int, tmp: str) -> np.ndarray:
     exe = shutil.which("espeak-ng")
     assert exe, "espeak-ng is required for the VAD tests (apt-get install espeak-ng)"
     path = os.path.join(tmp, "s.wav")
-    subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", path, text], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [exe, "-v", voice, "-s", str(speed), "-w", path, text], check=True, capture_output=True
+    )
     with wave.open(path, "rb") as w:
         rate = w.getframerate()
         x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float64) / 32768
     # Band-limit and resample to 8 kHz by FFT (espeak-ng writes 22050 Hz).
-    n_out = int(round(len(x) * RATE / rate))
+    n_out = round(len(x) * RATE / rate)
     spec = np.fft.rfft(x)
     keep = n_out // 2 + 1
     spec = spec[:keep] * (np.arange(keep) < int(3600 * len(x) / rate))
@@ -213,8 +213,11 @@ def test_reset_restores_the_fresh_state(clean_speech: tuple[np.ndarray, np.ndarr
 
 
 _signal = np.frombuffer(
-    _phone(np.sin(np.arange(RATE * 2) * 0.2) * (np.arange(RATE * 2) % 4000 < 2000) * 0.2
-           + np.random.default_rng(5).standard_normal(RATE * 2) * 0.005), np.uint8
+    _phone(
+        np.sin(np.arange(RATE * 2) * 0.2) * (np.arange(RATE * 2) % 4000 < 2000) * 0.2
+        + np.random.default_rng(5).standard_normal(RATE * 2) * 0.005
+    ),
+    np.uint8,
 ).tobytes()
 
 
@@ -227,8 +230,10 @@ def test_chunked_process_matches_frame_by_frame(rate_ms: tuple[int, int], cuts: 
     rate, ms = rate_ms
     frame_bytes = rate // 1000 * ms * 2
     ref = Vad(rate, frame_ms=ms)
-    expected = [ref.is_speech(_signal[i : i + frame_bytes])
-                for i in range(0, len(_signal) - frame_bytes + 1, frame_bytes)]
+    expected = [
+        ref.is_speech(_signal[i : i + frame_bytes])
+        for i in range(0, len(_signal) - frame_bytes + 1, frame_bytes)
+    ]
     vad = Vad(rate, frame_ms=ms)
     got: list[bool] = []
     bounds = sorted({0, len(_signal) // 2, *cuts})

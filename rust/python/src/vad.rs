@@ -48,13 +48,18 @@ impl PyVad {
         let d = VadConfig::default();
         let rate = u32::try_from(sample_rate)
             .map_err(|_| media_err(format!("unsupported sample rate {sample_rate} Hz; valid rates are 8000, 16000, 24000 and 48000 Hz")))?;
-        let fms = u32::try_from(frame_ms)
-            .map_err(|_| media_err(format!("unsupported frame duration {frame_ms} ms; valid durations are 10, 20 and 30 ms")))?;
+        let fms = u32::try_from(frame_ms).map_err(|_| {
+            media_err(format!(
+                "unsupported frame duration {frame_ms} ms; valid durations are 10, 20 and 30 ms"
+            ))
+        })?;
         let ms = |name: &str, v: Option<i64>, dflt: u32, hi: u32| -> PyResult<u32> {
             match v {
                 None => Ok(dflt),
                 Some(x) if (0..=hi as i64).contains(&x) => Ok(x as u32),
-                Some(x) => Err(media_err(format!("{name} = {x} is out of range; valid range is [0, {hi}]"))),
+                Some(x) => Err(media_err(format!(
+                    "{name} = {x} is out of range; valid range is [0, {hi}]"
+                ))),
             }
         };
         let release = release.unwrap_or(d.release.min(threshold.unwrap_or(d.threshold)));
@@ -77,7 +82,10 @@ impl PyVad {
             band_weights: band_weights.unwrap_or(d.band_weights),
         };
         let inner = CoreVad::new(rate, cfg).map_err(media_err)?;
-        Ok(PyVad { inner, out: Vec::new() })
+        Ok(PyVad {
+            inner,
+            out: Vec::new(),
+        })
     }
 
     /// Decision for exactly one frame (`frame_len` samples, `2 * frame_len` bytes).
@@ -94,7 +102,11 @@ impl PyVad {
                     expected
                 )
             } else {
-                VadError::FrameLength { got: bytes.len() / 2, expected }.to_string()
+                VadError::FrameLength {
+                    got: bytes.len() / 2,
+                    expected,
+                }
+                .to_string()
             };
             return Err(media_err(msg));
         }
@@ -103,7 +115,11 @@ impl PyVad {
     }
 
     /// One decision per whole frame; a trailing partial frame is kept for the next call.
-    fn process<'py>(&mut self, py: Python<'py>, pcm: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        pcm: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let input = Bytes::extract(pcm, "pcm")?;
         let bytes = input.as_slice();
         if bytes.len() % 2 != 0 {
@@ -156,7 +172,11 @@ impl PyVad {
     }
 
     fn __repr__(&self) -> String {
-        format!("Vad(sample_rate={}, frame_ms={})", self.inner.sample_rate(), self.inner.config().frame_ms)
+        format!(
+            "Vad(sample_rate={}, frame_ms={})",
+            self.inner.sample_rate(),
+            self.inner.config().frame_ms
+        )
     }
 }
 

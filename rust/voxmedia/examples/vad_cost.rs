@@ -7,8 +7,21 @@ use std::time::Instant;
 use voxmedia::vad::{Vad, VadConfig};
 
 fn main() {
-    for &(rate, ms) in &[(8000u32, 20u32), (8000, 10), (8000, 30), (16000, 20), (48000, 20)] {
-        let mut vad = Vad::new(rate, VadConfig { frame_ms: ms, ..VadConfig::default() }).unwrap();
+    for &(rate, ms) in &[
+        (8000u32, 20u32),
+        (8000, 10),
+        (8000, 30),
+        (16000, 20),
+        (48000, 20),
+    ] {
+        let mut vad = Vad::new(
+            rate,
+            VadConfig {
+                frame_ms: ms,
+                ..VadConfig::default()
+            },
+        )
+        .unwrap();
         let n = vad.frame_len();
         // Deterministic pseudo-noise plus a tone, ten seconds' worth of distinct frames.
         let frames = (10_000 / ms) as usize;

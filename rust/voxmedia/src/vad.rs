@@ -41,7 +41,11 @@ pub enum VadError {
     /// PCM16 bytes whose length is not a whole number of samples.
     OddLength(usize),
     /// A tuning knob out of its valid range.
-    InvalidParam { name: &'static str, value: f32, range: &'static str },
+    InvalidParam {
+        name: &'static str,
+        value: f32,
+        range: &'static str,
+    },
 }
 
 impl fmt::Display for VadError {
@@ -160,23 +164,69 @@ impl VadConfig {
             if v.is_finite() && v >= lo && v <= hi {
                 Ok(())
             } else {
-                Err(VadError::InvalidParam { name, value: v, range })
+                Err(VadError::InvalidParam {
+                    name,
+                    value: v,
+                    range,
+                })
             }
         };
         check("threshold", self.threshold, 0.0, 200.0, "[0, 200]")?;
-        check("release", self.release, 0.0, self.threshold, "[0, threshold]")?;
+        check(
+            "release",
+            self.release,
+            0.0,
+            self.threshold,
+            "[0, threshold]",
+        )?;
         check("band_margin_db", self.band_margin_db, 0.0, 40.0, "[0, 40]")?;
         check("spread_factor", self.spread_factor, 0.0, 20.0, "[0, 20]")?;
         check("band_cap_db", self.band_cap_db, 1.0, 100.0, "[1, 100]")?;
-        check("min_level_dbfs", self.min_level_dbfs, -120.0, 0.0, "[-120, 0]")?;
-        check("min_band_dbfs", self.min_band_dbfs, -120.0, 0.0, "[-120, 0]")?;
+        check(
+            "min_level_dbfs",
+            self.min_level_dbfs,
+            -120.0,
+            0.0,
+            "[-120, 0]",
+        )?;
+        check(
+            "min_band_dbfs",
+            self.min_band_dbfs,
+            -120.0,
+            0.0,
+            "[-120, 0]",
+        )?;
         check("quant_snr_db", self.quant_snr_db, 10.0, 120.0, "[10, 120]")?;
         check("onset_ms", self.onset_ms as f32, 0.0, 1000.0, "[0, 1000]")?;
         check("strong_factor", self.strong_factor, 1.0, 100.0, "[1, 100]")?;
-        check("hangover_ms", self.hangover_ms as f32, 0.0, 5000.0, "[0, 5000]")?;
-        check("noise_adapt_ms", self.noise_adapt_ms, 10.0, 60000.0, "[10, 60000]")?;
-        check("noise_rise_ms", self.noise_rise_ms, 10.0, 600000.0, "[10, 600000]")?;
-        check("noise_fall_ms", self.noise_fall_ms, 10.0, 60000.0, "[10, 60000]")?;
+        check(
+            "hangover_ms",
+            self.hangover_ms as f32,
+            0.0,
+            5000.0,
+            "[0, 5000]",
+        )?;
+        check(
+            "noise_adapt_ms",
+            self.noise_adapt_ms,
+            10.0,
+            60000.0,
+            "[10, 60000]",
+        )?;
+        check(
+            "noise_rise_ms",
+            self.noise_rise_ms,
+            10.0,
+            600000.0,
+            "[10, 600000]",
+        )?;
+        check(
+            "noise_fall_ms",
+            self.noise_fall_ms,
+            10.0,
+            60000.0,
+            "[10, 60000]",
+        )?;
         for &w in &self.band_weights {
             check("band_weights[i]", w, 0.0, 10.0, "[0, 10]")?;
         }
@@ -193,7 +243,8 @@ fn fast_log2(x: f32) -> f32 {
     let e = ((bits >> 23) & 0xff) as i32 - 127;
     let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
     // Least-squares quartic for log2 on [1, 2).
-    let p = (((-0.079_149_67 * m + 0.628_810_6) * m - 2.081_046_5) * m + 4.028_357) * m - 2.496_767_3;
+    let p =
+        (((-0.079_149_67 * m + 0.628_810_6) * m - 2.081_046_5) * m + 4.028_357) * m - 2.496_767_3;
     e as f32 + p
 }
 
@@ -232,7 +283,10 @@ struct HalfBand {
 
 impl HalfBand {
     const fn new() -> Self {
-        HalfBand { even: [0.0; 3], odd: [0.0; 3] }
+        HalfBand {
+            even: [0.0; 3],
+            odd: [0.0; 3],
+        }
     }
 
     /// Decimates `inp` (even length) into `lo[..inp.len()/2]` and returns the mean power of
@@ -246,13 +300,22 @@ impl HalfBand {
         let (e, o, lo) = (&mut e[..half + 3], &mut o[..half + 3], &mut lo[..half]);
         e[..3].copy_from_slice(&self.even);
         o[..3].copy_from_slice(&self.odd);
-        for ((pair, de), dodd) in inp.chunks_exact(2).zip(e[3..].iter_mut()).zip(o[3..].iter_mut()) {
+        for ((pair, de), dodd) in inp
+            .chunks_exact(2)
+            .zip(e[3..].iter_mut())
+            .zip(o[3..].iter_mut())
+        {
             *de = pair[0];
             *dodd = pair[1];
         }
         // With w = history ++ input: w[2k] = e[k], w[2k+1] = o[k]; output m is centred on
         // w[2m+3] = o[m+1].
-        let (e0, e1, e2, e3) = (&e[..half], &e[1..half + 1], &e[2..half + 2], &e[3..half + 3]);
+        let (e0, e1, e2, e3) = (
+            &e[..half],
+            &e[1..half + 1],
+            &e[2..half + 2],
+            &e[3..half + 3],
+        );
         let o1 = &o[1..half + 1];
         for i in 0..half {
             lo[i] = (16.0 * o1[i] + 9.0 * (e1[i] + e2[i]) - (e0[i] + e3[i])) * (1.0 / 32.0);
@@ -297,7 +360,10 @@ impl Third {
         let work = &mut work[..n + 4];
         work[..4].copy_from_slice(&self.hist);
         work[4..].copy_from_slice(inp);
-        for (out, w) in lo[..n / 3].iter_mut().zip(work.chunks_exact(3).zip(work[3..].chunks_exact(3))) {
+        for (out, w) in lo[..n / 3]
+            .iter_mut()
+            .zip(work.chunks_exact(3).zip(work[3..].chunks_exact(3)))
+        {
             let (a, b) = w;
             *out = (a[0] + b[1] + 2.0 * (a[1] + b[0]) + 3.0 * a[2]) * (1.0 / 9.0);
         }
@@ -372,7 +438,12 @@ impl Vad {
             cfg: config,
             pre2: HalfBand::new(),
             pre3: Third::new(),
-            split: [HalfBand::new(), HalfBand::new(), HalfBand::new(), HalfBand::new()],
+            split: [
+                HalfBand::new(),
+                HalfBand::new(),
+                HalfBand::new(),
+                HalfBand::new(),
+            ],
             floor_db: [0.0; BANDS],
             spread_db: [INITIAL_SPREAD_DB; BANDS],
             prev_power: [0.0; BANDS],
@@ -435,7 +506,12 @@ impl Vad {
     pub fn reset(&mut self) {
         self.pre2 = HalfBand::new();
         self.pre3 = Third::new();
-        self.split = [HalfBand::new(), HalfBand::new(), HalfBand::new(), HalfBand::new()];
+        self.split = [
+            HalfBand::new(),
+            HalfBand::new(),
+            HalfBand::new(),
+            HalfBand::new(),
+        ];
         self.floor_db = [0.0; BANDS];
         self.spread_db = [INITIAL_SPREAD_DB; BANDS];
         self.prev_power = [0.0; BANDS];
@@ -456,7 +532,10 @@ impl Vad {
     /// Decision for exactly one frame. Independent of any partial frame `process` holds.
     pub fn is_speech(&mut self, frame: &[i16]) -> Result<bool, VadError> {
         if frame.len() != self.frame_len {
-            return Err(VadError::FrameLength { got: frame.len(), expected: self.frame_len });
+            return Err(VadError::FrameLength {
+                got: frame.len(),
+                expected: self.frame_len,
+            });
         }
         Ok(self.analyse(frame))
     }
@@ -509,16 +588,28 @@ impl Vad {
         // To 8 kHz in `a[..an]`.
         match self.rate {
             16000 => {
-                self.pre2.run(&self.a[..n], &mut self.b[..n / 2], &mut self.even, &mut self.odd);
+                self.pre2.run(
+                    &self.a[..n],
+                    &mut self.b[..n / 2],
+                    &mut self.even,
+                    &mut self.odd,
+                );
                 self.a[..an].copy_from_slice(&self.b[..an]);
             }
             24000 => {
-                self.pre3.run(&self.a[..n], &mut self.b[..an], &mut self.work);
+                self.pre3
+                    .run(&self.a[..n], &mut self.b[..an], &mut self.work);
                 self.a[..an].copy_from_slice(&self.b[..an]);
             }
             48000 => {
-                self.pre2.run(&self.a[..n], &mut self.b[..n / 2], &mut self.even, &mut self.odd);
-                self.pre3.run(&self.b[..n / 2], &mut self.a[..an], &mut self.work);
+                self.pre2.run(
+                    &self.a[..n],
+                    &mut self.b[..n / 2],
+                    &mut self.even,
+                    &mut self.odd,
+                );
+                self.pre3
+                    .run(&self.b[..n / 2], &mut self.a[..an], &mut self.work);
             }
             _ => {}
         }
@@ -529,7 +620,12 @@ impl Vad {
         let (mut start, mut len) = (0, an);
         for k in 0..4 {
             let (done, rest) = self.a.split_at_mut(start + len);
-            p[BANDS - 1 - k] = self.split[k].run(&done[start..], &mut rest[..len / 2], &mut self.even, &mut self.odd);
+            p[BANDS - 1 - k] = self.split[k].run(
+                &done[start..],
+                &mut rest[..len / 2],
+                &mut self.even,
+                &mut self.odd,
+            );
             start += len;
             len /= 2;
         }
@@ -556,6 +652,8 @@ impl Vad {
         self.decide(&l, quant)
     }
 
+    // Several per-band arrays are updated together; indexing reads clearer than zipping five.
+    #[allow(clippy::needless_range_loop)]
     fn decide(&mut self, l: &[f32; BANDS], quant_db: f32) -> bool {
         let c = &self.cfg;
         // The first frame only primes the filters (their history starts at zero); the floor
@@ -579,7 +677,10 @@ impl Vad {
             self.run += 1;
             // Clear evidence starts speech at once; marginal evidence must persist for the
             // onset time, which is what keeps isolated noise blips out.
-            if self.speech || self.run >= self.onset_frames || score >= c.strong_factor * c.threshold {
+            if self.speech
+                || self.run >= self.onset_frames
+                || score >= c.strong_factor * c.threshold
+            {
                 self.speech = true;
                 self.hang = self.hang_frames;
             }
@@ -616,11 +717,11 @@ impl Vad {
             if warm || noise_like {
                 // Frame-to-frame change, not distance to the floor: independent of the floor
                 // estimate, so floor and spread cannot feed each other.
-                // With 10 ms frames the previous window overlaps this one; compare with the
-                // one before it so the spread means the same at every frame size.
                 let jump = (l[b] - self.prev_db[b]).abs();
                 self.spread_db[b] += a * (jump - self.spread_db[b]);
             }
+            // With 10 ms frames the previous window overlaps this one; compare with the one
+            // before it so the spread means the same at every frame size.
             if self.cfg.frame_ms == 10 {
                 self.prev_db[b] = self.prev2_db[b];
                 self.prev2_db[b] = l[b];
@@ -684,13 +785,17 @@ mod tests {
     }
 
     fn to_pcm(x: &[f32]) -> Vec<i16> {
-        x.iter().map(|&v| v.round().clamp(-32768.0, 32767.0) as i16).collect()
+        x.iter()
+            .map(|&v| v.round().clamp(-32768.0, 32767.0) as i16)
+            .collect()
     }
 
     fn white(rate: u32, secs: f32, level_dbfs: f32, seed: u64) -> Vec<f32> {
         let mut n = Noise(seed);
         let a = dbfs_amp(level_dbfs);
-        (0..(rate as f32 * secs) as usize).map(|_| a * n.next()).collect()
+        (0..(rate as f32 * secs) as usize)
+            .map(|_| a * n.next())
+            .collect()
     }
 
     /// Voiced speech stand-in: harmonics of a pitch gliding between 120 and 220 Hz with a
@@ -720,7 +825,9 @@ mod tests {
     }
 
     fn decisions(vad: &mut Vad, pcm: &[i16]) -> Vec<bool> {
-        pcm.chunks_exact(vad.frame_len()).map(|f| vad.is_speech(f).unwrap()).collect()
+        pcm.chunks_exact(vad.frame_len())
+            .map(|f| vad.is_speech(f).unwrap())
+            .collect()
     }
 
     fn share(d: &[bool]) -> f32 {
@@ -728,11 +835,21 @@ mod tests {
     }
 
     fn all_configs() -> Vec<(u32, u32)> {
-        RATES.iter().flat_map(|&r| FRAME_MS.iter().map(move |&m| (r, m))).collect()
+        RATES
+            .iter()
+            .flat_map(|&r| FRAME_MS.iter().map(move |&m| (r, m)))
+            .collect()
     }
 
     fn vad(rate: u32, frame_ms: u32) -> Vad {
-        Vad::new(rate, VadConfig { frame_ms, ..VadConfig::default() }).unwrap()
+        Vad::new(
+            rate,
+            VadConfig {
+                frame_ms,
+                ..VadConfig::default()
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -758,8 +875,16 @@ mod tests {
             for (i, level) in [-70.0, -50.0, -35.0, -20.0].into_iter().enumerate() {
                 let mut v = vad(rate, ms);
                 let d = decisions(&mut v, &to_pcm(&white(rate, 5.0, level, 7 + i as u64)));
-                assert!(share(&d) <= 0.03, "{rate} Hz {ms} ms {level} dBFS: {}", share(&d));
-                assert!((v.level_dbfs() - level).abs() < 1.5, "level {} vs {level}", v.level_dbfs());
+                assert!(
+                    share(&d) <= 0.03,
+                    "{rate} Hz {ms} ms {level} dBFS: {}",
+                    share(&d)
+                );
+                assert!(
+                    (v.level_dbfs() - level).abs() < 1.5,
+                    "level {} vs {level}",
+                    v.level_dbfs()
+                );
             }
         }
     }
@@ -786,10 +911,20 @@ mod tests {
                 let s = per_sec + k * (talk_frames + per_sec);
                 in_talk.extend_from_slice(&d[s..s + talk_frames]);
                 // Skip the hangover right after the talk spurt.
-                in_gap.extend_from_slice(&d[s + talk_frames + 200 / ms as usize..s + talk_frames + per_sec]);
+                in_gap.extend_from_slice(
+                    &d[s + talk_frames + 200 / ms as usize..s + talk_frames + per_sec],
+                );
             }
-            assert!(share(&in_talk) >= 0.95, "{rate} Hz {ms} ms: talk {}", share(&in_talk));
-            assert!(share(&in_gap) <= 0.02, "{rate} Hz {ms} ms: gap {}", share(&in_gap));
+            assert!(
+                share(&in_talk) >= 0.95,
+                "{rate} Hz {ms} ms: talk {}",
+                share(&in_talk)
+            );
+            assert!(
+                share(&in_gap) <= 0.02,
+                "{rate} Hz {ms} ms: gap {}",
+                share(&in_gap)
+            );
         }
     }
 
@@ -822,11 +957,27 @@ mod tests {
         }
         // Settled on the quiet noise, then on the loud noise, then back; within a few dB
         // (the floor is a log-domain mean, a little below the power mean).
-        assert!((floors[149] + 60.0).abs() < 4.0, "quiet floor {}", floors[149]);
-        assert!((floors[749] + 30.0).abs() < 4.0, "loud floor {}", floors[749]);
-        assert!((floors[899] + 60.0).abs() < 4.0, "quiet again {}", floors[899]);
+        assert!(
+            (floors[149] + 60.0).abs() < 4.0,
+            "quiet floor {}",
+            floors[149]
+        );
+        assert!(
+            (floors[749] + 30.0).abs() < 4.0,
+            "loud floor {}",
+            floors[749]
+        );
+        assert!(
+            (floors[899] + 60.0).abs() < 4.0,
+            "quiet again {}",
+            floors[899]
+        );
         // The step up may read as speech for a while, but not for the whole loud stretch.
-        assert!(share(&d[400..750]) <= 0.02, "loud noise still speech: {}", share(&d[400..750]));
+        assert!(
+            share(&d[400..750]) <= 0.02,
+            "loud noise still speech: {}",
+            share(&d[400..750])
+        );
         // The floor falls fast: within half a second of the step down.
         assert!(floors[775] < -50.0, "floor after step down {}", floors[775]);
         assert!(share(&d[780..900]) <= 0.02);
@@ -851,17 +1002,28 @@ mod tests {
     fn onset_delays_the_start_and_hangover_holds_the_end() {
         let rate = 8000;
         let start = 50; // one second of 20 ms frames
-        // A loud onset (score far above the threshold) starts speech on its first frame.
+                        // A loud onset (score far above the threshold) starts speech on its first frame.
         let d = burst(&mut vad(rate, 20), 20);
-        assert!(!d[start - 1] && d[start], "speech starts on the first loud frame");
+        assert!(
+            !d[start - 1] && d[start],
+            "speech starts on the first loud frame"
+        );
         // Hangover 80 ms = 4 frames after the last loud frame, plus one frame whose filter
         // memory still holds the end of the burst.
         assert_eq!(first_false_from(&d, start), start + 20 + 4 + 1);
 
         // Without the strong-evidence bypass, a 60 ms onset needs three loud frames.
-        let cfg = VadConfig { onset_ms: 60, strong_factor: 100.0, hangover_ms: 200, ..VadConfig::default() };
+        let cfg = VadConfig {
+            onset_ms: 60,
+            strong_factor: 100.0,
+            hangover_ms: 200,
+            ..VadConfig::default()
+        };
         let d = burst(&mut Vad::new(rate, cfg.clone()).unwrap(), 20);
-        assert!(!d[start] && !d[start + 1] && d[start + 2], "onset of 3 frames");
+        assert!(
+            !d[start] && !d[start + 1] && d[start + 2],
+            "onset of 3 frames"
+        );
         assert_eq!(first_false_from(&d, start + 2), start + 20 + 10 + 1);
         // ... so a single loud frame is ignored, while by default it is taken (with hangover).
         let d = burst(&mut Vad::new(rate, cfg).unwrap(), 1);
@@ -870,7 +1032,10 @@ mod tests {
         assert_eq!(d.iter().filter(|&&b| b).count(), 1 + 4 + 1);
 
         // No hangover: speech ends right after the burst (and its filter tail).
-        let cfg = VadConfig { hangover_ms: 0, ..VadConfig::default() };
+        let cfg = VadConfig {
+            hangover_ms: 0,
+            ..VadConfig::default()
+        };
         let d = burst(&mut Vad::new(rate, cfg).unwrap(), 20);
         assert_eq!(first_false_from(&d, start), start + 20 + 1);
     }
@@ -892,21 +1057,66 @@ mod tests {
     fn errors_name_the_value_and_the_valid_range() {
         let e = Vad::new(44100, VadConfig::default()).unwrap_err();
         assert_eq!(e, VadError::UnsupportedRate(44100));
-        assert!(e.to_string().contains("44100") && e.to_string().contains("8000, 16000, 24000 and 48000"));
-        let e = Vad::new(8000, VadConfig { frame_ms: 25, ..VadConfig::default() }).unwrap_err();
+        assert!(
+            e.to_string().contains("44100")
+                && e.to_string().contains("8000, 16000, 24000 and 48000")
+        );
+        let e = Vad::new(
+            8000,
+            VadConfig {
+                frame_ms: 25,
+                ..VadConfig::default()
+            },
+        )
+        .unwrap_err();
         assert_eq!(e, VadError::UnsupportedFrameMs(25));
         assert!(e.to_string().contains("25 ms") && e.to_string().contains("10, 20 and 30"));
         let mut v = vad(8000, 20);
         let e = v.is_speech(&[0; 159]).unwrap_err();
-        assert_eq!(e, VadError::FrameLength { got: 159, expected: 160 });
+        assert_eq!(
+            e,
+            VadError::FrameLength {
+                got: 159,
+                expected: 160
+            }
+        );
         assert!(e.to_string().contains("159") && e.to_string().contains("160"));
-        let e = Vad::new(8000, VadConfig { threshold: f32::NAN, ..VadConfig::default() }).unwrap_err();
-        assert!(matches!(e, VadError::InvalidParam { name: "threshold", .. }));
-        let e = Vad::new(8000, VadConfig { release: 9.0, ..VadConfig::default() }).unwrap_err();
+        let e = Vad::new(
+            8000,
+            VadConfig {
+                threshold: f32::NAN,
+                ..VadConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            VadError::InvalidParam {
+                name: "threshold",
+                ..
+            }
+        ));
+        let e = Vad::new(
+            8000,
+            VadConfig {
+                release: 9.0,
+                ..VadConfig::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("release = 9") && e.to_string().contains("[0, threshold]"));
-        let e = Vad::new(8000, VadConfig { hangover_ms: 9000, ..VadConfig::default() }).unwrap_err();
+        let e = Vad::new(
+            8000,
+            VadConfig {
+                hangover_ms: 9000,
+                ..VadConfig::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("9000") && e.to_string().contains("[0, 5000]"));
-        assert!(VadError::OddLength(3).to_string().contains("odd length of 3"));
+        assert!(VadError::OddLength(3)
+            .to_string()
+            .contains("odd length of 3"));
     }
 
     #[test]
