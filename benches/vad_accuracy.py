@@ -7,6 +7,7 @@ Balanced accuracy = (speech frames flagged + non-speech frames rejected) / 2; FP
 non-speech frames flagged (false barge-ins).
 
   python benches/vad_accuracy.py DEVSET_DIR [DEVSET_DIR ...] [--webrtc 0,3] [--kw threshold=9]
+  python benches/vad_accuracy.py --noise-only     # false positives on 10 s of pure line noise
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 
 import numpy as np
-from voxrelay.media import Vad, ulaw_decode
+from voxrelay.media import Vad, ulaw_decode, ulaw_encode
 
 
 def load(devset: str) -> tuple[list[str], dict[str, bytes], np.ndarray]:
@@ -56,15 +57,59 @@ def parse_kw(items: list[str]) -> dict[str, float]:
     return kw
 
 
+def line_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The dev set's noise shapes (shared/tools/vad_devset.py), unit RMS."""
+    w = rng.standard_normal(n)
+    if kind == "white":
+        x = w
+    elif kind in ("pink", "brown"):
+        f = np.fft.rfft(w)
+        k = np.arange(len(f), dtype=float)
+        k[0] = 1
+        x = np.fft.irfft(f / (np.sqrt(k) if kind == "pink" else k), n)
+    else:
+        t = np.arange(n) / 8000
+        x = np.sin(2 * np.pi * 50 * t) + 0.5 * np.sin(2 * np.pi * 150 * t) + 0.1 * w
+    return x / np.sqrt(np.mean(x**2))
+
+
+def noise_only(modes: list[int], kw: dict[str, float]) -> None:
+    """Share of frames flagged on speech-free line noise: every one is a false barge-in."""
+    rng = np.random.default_rng(99)
+    systems = ["voxrelay"] + [f"webrtc{m}" for m in modes]
+    print(f"{'noise':<8}{'dBFS':>6}" + "".join(f"{s + ' FPR':>14}" for s in systems))
+    totals: dict[str, list[float]] = {s: [] for s in systems}
+    for kind in ["white", "pink", "brown", "hum"]:
+        for level in [-60, -45, -30, -20]:
+            x = line_noise(kind, 8000 * 10, rng) * 10 ** (level / 20)
+            pcm = ulaw_decode(
+                ulaw_encode(np.clip(x * 32768, -32768, 32767).astype("<i2").tobytes())
+            )
+            row = f"{kind:<8}{level:>6}"
+            for s in systems:
+                if s == "voxrelay":
+                    pred = voxrelay_decisions(pcm, **kw)
+                else:
+                    pred = webrtc_decisions(pcm, int(s[6:]))
+                totals[s].append(float(np.mean(pred)))
+                row += f"{np.mean(pred):>14.3f}"
+            print(row)
+    print(f"{'mean':<14}" + "".join(f"{np.mean(totals[s]):>14.3f}" for s in systems))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("devsets", nargs="+")
+    ap.add_argument("devsets", nargs="*")
+    ap.add_argument("--noise-only", action="store_true", help="false positives on pure noise")
     ap.add_argument("--webrtc", default="3", help="comma-separated webrtcvad modes ('' = none)")
     ap.add_argument("--kw", nargs="*", default=[], help="Vad tuning kwargs, key=value")
     ap.add_argument("--quiet", action="store_true", help="only print means")
     a = ap.parse_args()
     kw = parse_kw(a.kw)
     modes = [int(m) for m in a.webrtc.split(",") if m.strip()]
+    if a.noise_only:
+        noise_only(modes, kw)
+        return
     systems = ["voxrelay"] + [f"webrtc{m}" for m in modes]
     all_ba: dict[str, list[float]] = {s: [] for s in systems}
     all_fp: dict[str, list[float]] = {s: [] for s in systems}
