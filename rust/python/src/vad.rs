@@ -6,11 +6,17 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use voxmedia::vad::{Vad as CoreVad, VadConfig, VadError};
 
-/// Voice activity detector for 16-bit little-endian mono PCM.
+/// Voice activity detector for 16-bit little-endian mono PCM (8, 16, 24 or 48 kHz).
 ///
 /// Multi-band SNR against adaptive noise floors, so coloured line noise (hum, rumble, hiss)
 /// is not taken for speech; a hangover keeps quiet word tails. Decisions are per frame with no
-/// lookahead (`latency_ms` is 0).
+/// lookahead (`latency_ms` is 0); the first two frames after construction or `reset` only
+/// prime the filters and floors and are never speech.
+///
+/// The keyword-only tuning arguments mirror `voxmedia::vad::VadConfig` (defaults were tuned
+/// on 8 kHz mu-law calls under white, pink, brown and hum noise down to 0 dB SNR): raise
+/// `threshold` or `onset_ms` for fewer false barge-ins, raise `hangover_ms` to keep more of
+/// word tails.
 #[pyclass(module = "voxrelay._media", name = "Vad")]
 pub struct PyVad {
     inner: CoreVad,

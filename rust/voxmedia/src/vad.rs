@@ -11,8 +11,21 @@
 //! hysteresis, an onset requirement and a hangover (which also covers the quiet tails that
 //! energy cannot see under noise) turn it into decisions.
 //!
-//! Cost: all filters are short FIRs on fixed arrays; logarithms use a bit-trick approximation.
-//! No allocation after construction.
+//! Three details carry most of the robustness:
+//! - Each band's margin grows with the noise's own frame-to-frame spread in that band, so bands
+//!   whose noise level jumps (rumble, few samples per frame) need more evidence.
+//! - A band more than `quant_snr_db` below the frame's total level is ignored: in G.711 audio
+//!   that is quantisation noise, which rises and falls with loud rumble and would otherwise look
+//!   like speech in the upper bands.
+//! - Floors rise slowly during speech (so speech does not teach the floor) but never stay far
+//!   below a two-second minimum of the band level (minimum statistics), so a lasting noise step
+//!   up cannot lock the detector into "speech".
+//!
+//! The first frame only primes the filters and the second seeds the floors, so the first two
+//! frames of a stream (or after `reset`) are never speech.
+//!
+//! Cost: all filters are short FIRs on fixed arrays (polyphase, vectorisable); logarithms use a
+//! bit-trick approximation. No allocation after construction.
 
 use std::fmt;
 
@@ -89,8 +102,8 @@ pub struct VadConfig {
     /// Per-band SNR in dB that counts as nothing: absorbs the frame-to-frame spread of noise.
     pub band_margin_db: f32,
     /// Extra per-band margin, in units of the band's own learnt noise spread (mean absolute
-    /// deviation of its level in dB): bands whose noise level jumps around (rumble, quantisation
-    /// noise, few samples) need more evidence than steady ones.
+    /// frame-to-frame change of its level in dB, measured on noise): bands whose noise level
+    /// jumps around (rumble, few samples per frame) need more evidence than steady ones.
     pub spread_factor: f32,
     /// A band contributes at most this many dB, so one band cannot carry a decision alone.
     pub band_cap_db: f32,
@@ -104,7 +117,8 @@ pub struct VadConfig {
     /// quantisation noise sits about 38 dB below the signal, spread over all bands, so under
     /// loud rumble the upper bands carry noise that rises and falls with the rumble.
     pub quant_snr_db: f32,
-    /// Consecutive above-threshold time needed before speech starts, in ms (0 = first frame).
+    /// Above-threshold time needed before speech starts, in ms: speech starts on the
+    /// `ceil(onset_ms / frame_ms)`-th consecutive above-threshold frame (at least the first).
     pub onset_ms: u32,
     /// A score this many times the threshold starts speech without waiting for the onset time.
     pub strong_factor: f32,
@@ -115,7 +129,8 @@ pub struct VadConfig {
     /// Time constant of the noise floor rising during speech, in ms: slow, so speech does not
     /// raise the floor, but a lasting noise step up is still learnt.
     pub noise_rise_ms: f32,
-    /// Time constant of the noise floor falling during speech, in ms.
+    /// Time constant of the noise floor falling (in speech, and in noise when faster than
+    /// `noise_adapt_ms`), in ms: a noise step down is learnt quickly.
     pub noise_fall_ms: f32,
     /// Weight of each band's SNR in the score, bands 0-250, 250-500, 500-1k, 1-2k, 2-4k Hz.
     pub band_weights: [f32; BANDS],
