@@ -17,6 +17,7 @@ from voxrelay._media import (
 # --- resample ---
 
 # --- vad ---
+from voxrelay._media import Vad
 
 # --- jitter ---
 
@@ -31,6 +32,7 @@ __all__ = [
     "ulaw_encode",
     # --- resample ---
     # --- vad ---
+    "Vad",
     # --- jitter ---
     # --- hotpath ---
 ]
