@@ -19,6 +19,7 @@ from voxrelay._media import (
 # --- vad ---
 
 # --- jitter ---
+from voxrelay._media import Concealer, JitterBuffer  # noqa: E402
 
 # --- hotpath ---
 
@@ -32,5 +33,7 @@ __all__ = [
     # --- resample ---
     # --- vad ---
     # --- jitter ---
+    "Concealer",
+    "JitterBuffer",
     # --- hotpath ---
 ]

@@ -14,7 +14,9 @@
 //!   repeated for long sounds buzzy), the output fades out linearly by 20% per 10 ms from 10 ms on
 //!   and is silent after 60 ms;
 //! - the first good sub-frame after a loss is cross-faded with the continued synthetic signal
-//!   over 4 ms, plus 4 ms per extra 10 ms of loss, at most 10 ms.
+//!   over a quarter pitch period plus 4 ms per extra 10 ms of loss, at most 10 ms (as the
+//!   Appendix I reference code does; a fixed 4 ms start scored 0.02 PESQ lower in
+//!   `benches/plc_quality.py`).
 //!
 //! Other rates than 8 kHz scale every length by `sample_rate / 8000`.
 
@@ -204,7 +206,7 @@ impl Concealer {
 
     fn add_to_history(&mut self, s: &mut [i16]) {
         if self.erasecnt > 0 {
-            let olen = (self.eoverlap_incr * self.erasecnt).min(self.sub);
+            let olen = (self.poverlap + self.eoverlap_incr * (self.erasecnt - 1)).min(self.sub);
             let mut buf = std::mem::take(&mut self.overlapbuf);
             self.get_fe_speech(&mut buf[..olen]);
             let gain = (1.0 - (self.erasecnt as f32 - 1.0) * ATTEN_PER_SUBFRAME).max(0.0);

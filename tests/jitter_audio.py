@@ -1,0 +1,119 @@
+"""Test speech and loss-concealment baselines shared by tests/test_jitter.py and the benches.
+
+Speech comes from espeak-ng (resampled to 8 kHz by sox) because PESQ needs real speech
+structure (voicing, pitch, pauses) that synthetic tones do not have.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Please call me back tomorrow morning about the delivery of my order.",
+    "Thank you for calling, your estimated wait time is about three minutes.",
+    "She sells sea shells by the sea shore, and the shells she sells are surely seashells.",
+    "I would like to change my flight to Friday afternoon if there is a seat available.",
+    "Our office hours are nine to five, Monday through Friday, except public holidays.",
+]
+VOICES = ["en-us", "en-gb+f3", "en-gb-scotland", "en-us+f4"]
+FRAME = 160  # 20 ms at 8 kHz
+
+
+def have_tools() -> bool:
+    return shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
+
+
+def speech(voice: str, texts: list[str], speed: int = 150) -> np.ndarray:
+    """espeak-ng speech for `texts` at 8 kHz int16, trimmed to whole 20 ms frames."""
+    with tempfile.TemporaryDirectory() as d:
+        wav, raw = os.path.join(d, "s.wav"), os.path.join(d, "s.raw")
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-g", "6", "-w", wav, " ".join(texts)],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["sox", wav, "-r", "8000", "-b", "16", "-c", "1", "-e", "signed-integer", raw],
+            check=True,
+            capture_output=True,
+        )
+        x = np.fromfile(raw, dtype="<i2")
+    n = len(x) // FRAME * FRAME
+    return x[:n].astype(np.int16)
+
+
+def level(x: np.ndarray, dbov: float = -26.0) -> np.ndarray:
+    """Scale so the active (non-pause) samples sit at `dbov`, the P.830 listening level."""
+    xf = x.astype(np.float64)
+    frames = xf[: len(xf) // FRAME * FRAME].reshape(-1, FRAME)
+    e = np.sqrt(np.mean(frames**2, axis=1))
+    active = e > 0.05 * e.max()
+    rms = np.sqrt(np.mean(frames[active] ** 2))
+    y = xf * (32768.0 * 10 ** (dbov / 20) / rms)
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def corpus() -> list[np.ndarray]:
+    """One clip per voice, in the P.830 layout PESQ is designed for: two sentences separated by
+    silence (0.5 s lead, 0.8 s gap, 0.5 s tail), about 8-10 s, active speech at -26 dBov."""
+    clips = []
+    for i, v in enumerate(VOICES):
+        a, b = SENTENCES[(2 * i) % len(SENTENCES)], SENTENCES[(2 * i + 1) % len(SENTENCES)]
+        z = lambda s: np.zeros(int(s * 8000), dtype=np.int16)  # noqa: E731
+        clips.append(level(np.concatenate([z(0.5), speech(v, [a]), z(0.8), speech(v, [b]), z(0.5)])))
+    return clips
+
+
+def loss_mask(n_frames: int, rate: float, seed: int) -> np.ndarray:
+    """Independent random frame loss; the first frame is kept so every method has history."""
+    m = np.random.default_rng(seed).random(n_frames) < rate
+    m[0] = False
+    return m
+
+
+def zero_fill(x: np.ndarray, lost: np.ndarray) -> np.ndarray:
+    y = x.copy().reshape(-1, FRAME)
+    y[lost] = 0
+    return y.reshape(-1)
+
+
+def repeat_previous(x: np.ndarray, lost: np.ndarray) -> np.ndarray:
+    y = x.copy().reshape(-1, FRAME)
+    for k in range(1, len(y)):
+        if lost[k]:
+            y[k] = y[k - 1]
+    return y.reshape(-1)
+
+
+def conceal(x: np.ndarray, lost: np.ndarray, concealer_cls: type) -> np.ndarray:
+    """Run voxrelay's Concealer and undo its fixed delay so PESQ compares aligned signals."""
+    c = concealer_cls(8000, FRAME)
+    frames = x.reshape(-1, FRAME)
+    out = b"".join(c.lost() if lost[k] else c.good(frames[k].tobytes()) for k in range(len(frames)))
+    y = np.frombuffer(out, dtype="<i2")
+    d = c.latency_samples
+    return np.concatenate([y[d:], np.zeros(d, dtype=np.int16)])
+
+
+def pesq_nb(ref: np.ndarray, deg: np.ndarray) -> float:
+    from pesq import pesq
+
+    return float(pesq(8000, ref.astype(np.float32), deg.astype(np.float32), "nb"))
+
+
+def plc_table(clips: list[np.ndarray], rate: float, seeds: list[int], concealer_cls: type) -> dict[str, float]:
+    """Mean PESQ-NB of each method over clips x seeds, same loss patterns for all methods."""
+    scores: dict[str, list[float]] = {"zero-fill": [], "repeat-previous": [], "voxrelay": []}
+    for i, x in enumerate(clips):
+        for s in seeds:
+            lost = loss_mask(len(x) // FRAME, rate, 1000 * i + s)
+            scores["zero-fill"].append(pesq_nb(x, zero_fill(x, lost)))
+            scores["repeat-previous"].append(pesq_nb(x, repeat_previous(x, lost)))
+            scores["voxrelay"].append(pesq_nb(x, conceal(x, lost, concealer_cls)))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
