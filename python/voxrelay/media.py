@@ -19,7 +19,7 @@ from voxrelay._media import (
 # --- vad ---
 
 # --- jitter ---
-from voxrelay._media import Concealer, JitterBuffer  # noqa: E402
+from voxrelay._media import Concealer, JitterBuffer
 
 # --- hotpath ---
 

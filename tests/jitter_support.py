@@ -1,7 +1,9 @@
-"""Test speech and loss-concealment baselines shared by tests/test_jitter.py and the benches.
+"""Test speech, concealment baselines and network simulation shared by tests/test_jitter.py and
+benches/plc_quality.py, benches/jitter_sim.py.
 
 Speech comes from espeak-ng (resampled to 8 kHz by sox) because PESQ needs real speech
-structure (voicing, pitch, pauses) that synthetic tones do not have.
+structure (voicing, pitch, pauses) that synthetic tones do not have. Network traces are
+generated from fixed seeds so every run sees the same packets.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ def corpus() -> list[np.ndarray]:
     for i, v in enumerate(VOICES):
         a, b = SENTENCES[(2 * i) % len(SENTENCES)], SENTENCES[(2 * i + 1) % len(SENTENCES)]
         z = lambda s: np.zeros(int(s * 8000), dtype=np.int16)  # noqa: E731
-        clips.append(level(np.concatenate([z(0.5), speech(v, [a]), z(0.8), speech(v, [b]), z(0.5)])))
+        clips.append(
+            level(np.concatenate([z(0.5), speech(v, [a]), z(0.8), speech(v, [b]), z(0.5)]))
+        )
     return clips
 
 
@@ -107,7 +111,9 @@ def pesq_nb(ref: np.ndarray, deg: np.ndarray) -> float:
     return float(pesq(8000, ref.astype(np.float32), deg.astype(np.float32), "nb"))
 
 
-def plc_table(clips: list[np.ndarray], rate: float, seeds: list[int], concealer_cls: type) -> dict[str, float]:
+def plc_table(
+    clips: list[np.ndarray], rate: float, seeds: list[int], concealer_cls: type
+) -> dict[str, float]:
     """Mean PESQ-NB of each method over clips x seeds, same loss patterns for all methods."""
     scores: dict[str, list[float]] = {"zero-fill": [], "repeat-previous": [], "voxrelay": []}
     for i, x in enumerate(clips):
@@ -117,3 +123,90 @@ def plc_table(clips: list[np.ndarray], rate: float, seeds: list[int], concealer_
             scores["repeat-previous"].append(pesq_nb(x, repeat_previous(x, lost)))
             scores["voxrelay"].append(pesq_nb(x, conceal(x, lost, concealer_cls)))
     return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def gilbert_elliott(n: int, loss: float, burst: float, rng: np.random.Generator) -> np.ndarray:
+    """Bursty loss: a two-state chain, every packet lost in the bad state, mean burst length
+    `burst` packets and stationary loss rate `loss`."""
+    lost = np.zeros(n, dtype=bool)
+    if loss <= 0:
+        return lost
+    p_bg = 1.0 / burst
+    p_gb = loss * p_bg / (1.0 - loss)
+    bad = False
+    u = rng.random(n)
+    for i in range(n):
+        bad = u[i] >= p_bg if bad else u[i] < p_gb
+        lost[i] = bad
+    return lost
+
+
+def delays(sd: np.ndarray, rng: np.random.Generator, base: float = 40.0) -> np.ndarray:
+    """One-way delay in ms per packet: a base plus a shifted gamma (shape 2) whose standard
+    deviation is `sd`, and 1% spikes (exponential, mean 3 sd) on top: the long tail real paths
+    show."""
+    sd = np.maximum(sd, 1e-6)
+    g = rng.gamma(2.0, sd / np.sqrt(2.0))
+    spikes = (rng.random(len(sd)) < 0.01) * rng.exponential(3.0 * sd)
+    return base + g + spikes
+
+
+def simulate(
+    jb_factory, segments: list[tuple[float, float, float]], seed: int, frame_ms: int = 20
+) -> dict:
+    """Drive a clock-driven JitterBuffer with a trace made of `segments`
+    (duration_s, jitter_sd_ms, loss_rate). Returns per-tick depths and the final stats.
+
+    Added delay is `current_depth_ms`: how long after the earliest-possible arrival each frame
+    is played, i.e. the delay the buffer adds on top of the network's minimum."""
+    rng = np.random.default_rng(seed)
+    sds, losses = [], []
+    for dur, sd, loss in segments:
+        n = int(dur * 1000 / frame_ms)
+        sds.append(np.full(n, sd))
+        losses.append(gilbert_elliott(n, loss, 2.0, rng))
+    sd = np.concatenate(sds)
+    net_lost = np.concatenate(losses)
+    n = len(sd)
+    send = np.arange(n) * frame_ms
+    arrive = send + delays(sd, rng)
+    order = np.argsort(arrive, kind="stable")
+    order = order[~net_lost[order]]
+    jb = jb_factory()
+    # Talk spurts: 1.2 s of a loud tone, 0.8 s of mu-law silence, so the buffer has quiet frames
+    # to drop as conversation does.
+    from voxrelay.media import ulaw_encode
+
+    tone = (6000 * np.sin(2 * np.pi * 210 * np.arange(FRAME) / 8000)).astype("<i2")
+    loud, quiet = ulaw_encode(tone.tobytes()), b"\xff" * FRAME
+    depth, target, status = [], [], []
+    k = 0
+    tick = 7.0  # playout clock phase is unrelated to the sender's
+    end = send[-1] + 40.0  # stop with the stream, not in the starvation after it
+    while tick < end:
+        while k < len(order) and arrive[order[k]] <= tick:
+            s = int(order[k])
+            jb.push(s, s * frame_ms, loud if s % 100 < 60 else quiet, now_ms=float(arrive[s]))
+            k += 1
+        _, st = jb.pop(now_ms=tick)
+        stats = jb.stats()
+        status.append(st)
+        depth.append(stats["current_depth_ms"])
+        target.append(stats["target_depth_ms"])
+        tick += frame_ms
+    st = jb.stats()
+    started = next(i for i, s in enumerate(status) if s != "silence")
+    playing = status[started:]
+    d = np.array(depth[started:])
+    sent_ok = int((~net_lost).sum())
+    return {
+        "stats": st,
+        "depth": np.array(depth),
+        "target": np.array(target),
+        "status": status,
+        "mean_delay": float(d.mean()),
+        "p95_delay": float(np.percentile(d, 95)),
+        "late_rate": st["late"] / max(sent_ok, 1),
+        "net_loss": float(net_lost.mean()),
+        "conceal_ratio": sum(s != "normal" for s in playing) / len(playing),
+    }
