@@ -84,6 +84,8 @@ pub struct Concealer {
     corr_min_power: f32,
     history: Vec<i16>,
     pitchbuf: Vec<f32>,
+    /// `pitchbuf` decimated by `ndec`, for the coarse pitch search.
+    decbuf: Vec<f32>,
     lastq: Vec<f32>,
     tmp: Vec<i16>,
     overlapbuf: Vec<i16>,
@@ -126,6 +128,7 @@ impl Concealer {
             corr_min_power: 250.0 * m as f32,
             history: vec![0; histlen],
             pitchbuf: vec![0.0; histlen],
+            decbuf: vec![0.0; histlen / (2 * m)],
             lastq: vec![0.0; povmax],
             tmp: vec![0; povmax],
             overlapbuf: vec![0; sub],
@@ -327,55 +330,56 @@ impl Concealer {
     }
 
     /// Period (samples) whose repetition best matches the last 20 ms.
-    fn find_pitch(&self) -> usize {
+    fn find_pitch(&mut self) -> usize {
         let end = self.histlen();
-        let pb = &self.pitchbuf;
         let corrlen = self.corrlen;
         let l = end - corrlen;
         let r = end - corrlen - self.pitch_max;
         let pitchdiff = self.pitch_max - self.pitch_min;
         let ndec = self.ndec;
-        let norm = |corr: f32, energy: f64| corr / (energy as f32).max(self.corr_min_power).sqrt();
-        let corr_at = |off: usize, step: usize| -> f32 {
-            let (a, b) = (&pb[r + off..r + off + corrlen], &pb[l..l + corrlen]);
-            a.iter().zip(b).step_by(step).map(|(x, y)| x * y).sum()
-        };
+        let min_power = self.corr_min_power;
+        let norm = |corr: f32, energy: f64| corr / (energy as f32).max(min_power).sqrt();
 
-        // Coarse search on every ndec-th sample and lag.
-        let mut energy: f64 = pb[r..r + corrlen]
-            .iter()
-            .step_by(ndec)
-            .map(|&x| (x * x) as f64)
-            .sum();
-        let mut best = norm(corr_at(0, ndec), energy);
+        // Coarse search on every ndec-th sample and lag. `r`, `l` and the lags are multiples
+        // of ndec at every supported rate, so the decimated buffer indexes line up.
+        for (d, &p) in self
+            .decbuf
+            .iter_mut()
+            .zip(self.pitchbuf.iter().step_by(ndec))
+        {
+            *d = p;
+        }
+        let db = &self.decbuf;
+        let (dr, dl, dlen) = (r / ndec, l / ndec, corrlen / ndec);
+        let target = &db[dl..dl + dlen];
+        let mut energy: f64 = db[dr..dr + dlen].iter().map(|&x| (x * x) as f64).sum();
+        let mut best = norm(dot(&db[dr..dr + dlen], target), energy);
         let mut best_j = 0;
-        let mut j = ndec;
-        while j <= pitchdiff {
-            let out = pb[r + j - ndec] as f64;
-            let inn = pb[r + j - ndec + corrlen] as f64;
+        for k in 1..=pitchdiff / ndec {
+            let (out, inn) = (db[dr + k - 1] as f64, db[dr + k - 1 + dlen] as f64);
             energy += inn * inn - out * out;
-            let c = norm(corr_at(j, ndec), energy);
+            let c = norm(dot(&db[dr + k..dr + k + dlen], target), energy);
             if c >= best {
                 best = c;
-                best_j = j;
+                best_j = k * ndec;
             }
-            j += ndec;
         }
 
         // Refine around the coarse lag at full resolution.
+        let pb = &self.pitchbuf;
+        let target = &pb[l..l + corrlen];
         let lo = best_j.saturating_sub(ndec - 1);
         let hi = (best_j + ndec - 1).min(pitchdiff);
         let mut energy: f64 = pb[r + lo..r + lo + corrlen]
             .iter()
             .map(|&x| (x * x) as f64)
             .sum();
-        let mut best = norm(corr_at(lo, 1), energy);
+        let mut best = norm(dot(&pb[r + lo..r + lo + corrlen], target), energy);
         let mut best_j = lo;
         for j in lo + 1..=hi {
-            let out = pb[r + j - 1] as f64;
-            let inn = pb[r + j - 1 + corrlen] as f64;
+            let (out, inn) = (pb[r + j - 1] as f64, pb[r + j - 1 + corrlen] as f64);
             energy += inn * inn - out * out;
-            let c = norm(corr_at(j, 1), energy);
+            let c = norm(dot(&pb[r + j..r + j + corrlen], target), energy);
             if c > best {
                 best = c;
                 best_j = j;
@@ -385,9 +389,31 @@ impl Concealer {
     }
 }
 
+/// Round half away from zero and saturate. `f32::round` is a libm call on baseline x86-64
+/// (no SSE4.1), which made concealment 10x slower; the saturating `as` cast is one instruction.
 #[inline]
 fn sat(x: f32) -> i16 {
-    x.round().clamp(-32768.0, 32767.0) as i16
+    (x + 0.5f32.copysign(x)) as i16
+}
+
+/// Dot product with eight independent accumulators, so it vectorises (a single f32 running
+/// sum cannot be reordered by the compiler).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
