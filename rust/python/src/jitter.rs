@@ -16,6 +16,18 @@ fn non_negative(name: &str, v: i128, max: u64) -> PyResult<u64> {
     Ok(v as u64)
 }
 
+/// Per-packet integer argument: the u64 fast path, falling back to i128 only to word the error.
+fn u64_arg(obj: &Bound<'_, PyAny>, name: &str, max: u64) -> PyResult<u64> {
+    match obj.extract::<u64>() {
+        Ok(v) if v <= max => Ok(v),
+        Ok(v) => non_negative(name, v as i128, max),
+        Err(e) => match obj.extract::<i128>() {
+            Ok(v) => non_negative(name, v, max),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 fn pcm_to_bytes<'py>(py: Python<'py>, pcm: &[i16]) -> PyResult<Bound<'py, PyBytes>> {
     new_bytes(py, pcm.len() * 2, |buf| {
         for (o, &x) in buf.chunks_exact_mut(2).zip(pcm) {
@@ -113,13 +125,13 @@ impl PyJitterBuffer {
     fn push(
         &mut self,
         py: Python<'_>,
-        seq: i128,
-        timestamp_ms: i128,
+        seq: &Bound<'_, PyAny>,
+        timestamp_ms: &Bound<'_, PyAny>,
         payload: &Bound<'_, PyAny>,
         now_ms: Option<f64>,
     ) -> PyResult<&'static str> {
-        let seq = non_negative("seq", seq, u64::MAX - 1)?;
-        let ts = non_negative("timestamp_ms", timestamp_ms, u64::MAX)?;
+        let seq = u64_arg(seq, "seq", u64::MAX - 1)?;
+        let ts = u64_arg(timestamp_ms, "timestamp_ms", u64::MAX)?;
         let data = Bytes::extract(payload, "payload")?;
         let now = self.now(py, now_ms)?;
         let outcome = self.inner.push(seq, ts, data.as_slice(), now).map_err(media_err)?;
