@@ -105,6 +105,43 @@ def conceal(x: np.ndarray, lost: np.ndarray, concealer_cls: type) -> np.ndarray:
     return np.concatenate([y[d:], np.zeros(d, dtype=np.int16)])
 
 
+def conceal_lookahead(x: np.ndarray, lost: np.ndarray, concealer_cls: type) -> np.ndarray:
+    """Like `conceal`, but a lost frame followed by received ones gets up to 40 ms of them as
+    look-ahead, as the jitter buffer does."""
+    c = concealer_cls(8000, FRAME)
+    frames = x.reshape(-1, FRAME)
+    out = []
+    for k in range(len(frames)):
+        if not lost[k]:
+            out.append(c.good(frames[k].tobytes()))
+            continue
+        ahead = []
+        for j in (k + 1, k + 2):
+            if j >= len(frames) or lost[j]:
+                break
+            ahead.append(frames[j].tobytes())
+        out.append(c.lost(lookahead=b"".join(ahead)) if ahead else c.lost())
+    y = np.frombuffer(b"".join(out), dtype="<i2")
+    d = c.latency_samples
+    return np.concatenate([y[d:], np.zeros(d, dtype=np.int16)])
+
+
+def jitter_relay_path(x: np.ndarray, lost: np.ndarray, jb_cls: type) -> np.ndarray:
+    """The relay's arrival-driven path: push received frames, drain `pop_ready`."""
+    jb = jb_cls(codec="pcm16")
+    frames = x.reshape(-1, FRAME)
+    out = []
+    for k in range(len(frames)):
+        if not lost[k]:
+            jb.push(k, 20 * k, frames[k].tobytes(), now_ms=20.0 * k)
+        while (r := jb.pop_ready()) is not None:
+            out.append(r[0])
+    y = np.frombuffer(b"".join(out), dtype="<i2")
+    y = np.concatenate([y, np.zeros(len(x) - len(y), dtype=np.int16)])
+    d = 30
+    return np.concatenate([y[d:], np.zeros(d, dtype=np.int16)])
+
+
 def pesq_nb(ref: np.ndarray, deg: np.ndarray) -> float:
     from pesq import pesq
 
@@ -115,13 +152,21 @@ def plc_table(
     clips: list[np.ndarray], rate: float, seeds: list[int], concealer_cls: type
 ) -> dict[str, float]:
     """Mean PESQ-NB of each method over clips x seeds, same loss patterns for all methods."""
-    scores: dict[str, list[float]] = {"zero-fill": [], "repeat-previous": [], "voxrelay": []}
+    scores: dict[str, list[float]] = {
+        "zero-fill": [],
+        "repeat-previous": [],
+        "voxrelay": [],
+        "voxrelay+lookahead": [],
+    }
     for i, x in enumerate(clips):
         for s in seeds:
             lost = loss_mask(len(x) // FRAME, rate, 1000 * i + s)
             scores["zero-fill"].append(pesq_nb(x, zero_fill(x, lost)))
             scores["repeat-previous"].append(pesq_nb(x, repeat_previous(x, lost)))
             scores["voxrelay"].append(pesq_nb(x, conceal(x, lost, concealer_cls)))
+            scores["voxrelay+lookahead"].append(
+                pesq_nb(x, conceal_lookahead(x, lost, concealer_cls))
+            )
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 

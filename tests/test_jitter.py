@@ -55,12 +55,15 @@ def test_pop_ready_conceals_a_gap_then_goes_silent_after_60_ms():
         jb.push(s, 20 * s, frames[s], now_ms=20.0 * s)
         got += drain(jb)
     statuses = [st for _, st in got]
-    assert statuses == ["normal"] * 5 + ["concealed"] * 3 + ["silence"] * 4 + ["normal"] * 8
+    # 60 ms concealed, then silence, and the last lost frame fades in from the next one.
+    assert statuses == (
+        ["normal"] * 5 + ["concealed"] * 3 + ["silence"] * 3 + ["concealed"] + ["normal"] * 8
+    )
     concealed = np.frombuffer(got[5][0], dtype="<i2")
     assert np.abs(concealed).max() > 1000, "concealment continues the signal"
     assert not any(np.frombuffer(p, dtype="<i2").any() for p, st in got if st == "silence")
     s = jb.stats()
-    assert (s["lost"], s["concealed"], s["silence"], s["played"]) == (7, 3, 4, 13)
+    assert (s["lost"], s["concealed"], s["silence"], s["played"]) == (7, 4, 3, 13)
 
 
 def test_pop_ready_waits_inside_the_reorder_window():
@@ -204,6 +207,19 @@ def test_concealer_standalone():
         c.good(bytes(10))
     c.reset()
     assert c.good(frames[0])[: 2 * PLC_DELAY] == bytes(2 * PLC_DELAY)
+    with pytest.raises(MediaError, match="odd length of 3"):
+        c.lost(lookahead=bytes(3))
+
+
+def test_concealer_lookahead_hands_over_to_the_next_frame_untouched():
+    frames = tone_frames(8)
+    c = Concealer(8000, FRAME)
+    for f in frames[:4]:
+        c.good(f)
+    gap = c.lost(lookahead=frames[5] + frames[6])
+    assert gap != Concealer(8000, FRAME).lost()
+    after = np.frombuffer(c.good(frames[5]), dtype="<i2")
+    assert (after[PLC_DELAY:] == np.frombuffer(frames[5], dtype="<i2")[:-PLC_DELAY]).all()
 
 
 @settings(max_examples=150, deadline=None)
@@ -255,12 +271,23 @@ def speech_clips():
 
 
 def test_plc_pesq_beats_baselines_at_10_percent_loss(speech_clips):
-    pytest.importorskip("pesq") if "CI" not in os.environ else None
     table = js.plc_table(speech_clips, 0.10, [1, 2], Concealer)
-    # Measured on this corpus: zero-fill ~2.2, repeat-previous ~2.5, voxrelay ~2.9.
+    # Measured on this corpus (4 seeds): zero-fill 2.20, repeat-previous 2.48, Appendix I 2.92,
+    # with look-ahead 3.32.
     assert table["voxrelay"] >= 2.75, table
     assert table["voxrelay"] >= table["repeat-previous"] + 0.25, table
+    assert table["voxrelay+lookahead"] >= 3.15, table
+    assert table["voxrelay+lookahead"] >= table["voxrelay"] + 0.2, table
     assert table["repeat-previous"] > table["zero-fill"], table
+
+
+def test_relay_path_conceals_exactly_like_the_lookahead_concealer(speech_clips):
+    x = speech_clips[0]
+    lost = js.loss_mask(len(x) // FRAME, 0.15, 99)
+    relay = js.jitter_relay_path(x, lost, JitterBuffer)
+    direct = js.conceal_lookahead(x, lost, Concealer)
+    n = len(x) - 3 * FRAME  # the stream's tail may end in a gap pop_ready never closes
+    assert (relay[:n] == direct[:n]).all()
 
 
 def test_sim_late_loss_and_delay_bounded_at_30ms_jitter():

@@ -1,7 +1,7 @@
 //! Jitter buffer and loss concealment bindings. Frames are small (a few hundred bytes), so the
 //! GIL is kept: releasing it would cost more than the work.
 
-use crate::buffer::{new_bytes, Bytes};
+use crate::buffer::{new_bytes, pcm_samples, Bytes};
 use crate::errors::media_err;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -11,7 +11,9 @@ use voxmedia::plc::Concealer;
 
 fn non_negative(name: &str, v: i128, max: u64) -> PyResult<u64> {
     if v < 0 || v > max as i128 {
-        return Err(PyValueError::new_err(format!("{name} = {v} is out of range; valid: 0..={max}")));
+        return Err(PyValueError::new_err(format!(
+            "{name} = {v} is out of range; valid: 0..={max}"
+        )));
     }
     Ok(v as u64)
 }
@@ -115,7 +117,11 @@ impl PyJitterBuffer {
         };
         let inner = JitterBuffer::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let clock = py.import("time")?.getattr("monotonic")?.unbind();
-        Ok(PyJitterBuffer { out: vec![0; inner.frame_len()], inner, clock })
+        Ok(PyJitterBuffer {
+            out: vec![0; inner.frame_len()],
+            inner,
+            clock,
+        })
     }
 
     /// Add one packet. `seq` is the media frame counter (Twilio's `media.chunk`), `payload` one
@@ -134,14 +140,21 @@ impl PyJitterBuffer {
         let ts = u64_arg(timestamp_ms, "timestamp_ms", u64::MAX)?;
         let data = Bytes::extract(payload, "payload")?;
         let now = self.now(py, now_ms)?;
-        let outcome = self.inner.push(seq, ts, data.as_slice(), now).map_err(media_err)?;
+        let outcome = self
+            .inner
+            .push(seq, ts, data.as_slice(), now)
+            .map_err(media_err)?;
         Ok(outcome.name())
     }
 
     /// Clock-driven playout: one frame of PCM16 and its status ("normal", "concealed" or
     /// "silence"). Call once per frame period.
     #[pyo3(signature = (*, now_ms=None))]
-    fn pop<'py>(&mut self, py: Python<'py>, now_ms: Option<f64>) -> PyResult<(Bound<'py, PyBytes>, &'static str)> {
+    fn pop<'py>(
+        &mut self,
+        py: Python<'py>,
+        now_ms: Option<f64>,
+    ) -> PyResult<(Bound<'py, PyBytes>, &'static str)> {
         let now = self.now(py, now_ms)?;
         let status = self.inner.pop_into(&mut self.out, now).map_err(media_err)?;
         Ok((pcm_to_bytes(py, &self.out)?, status.name()))
@@ -149,8 +162,15 @@ impl PyJitterBuffer {
 
     /// Arrival-driven playout: the next frame if it can be released now, else None. Call it in
     /// a loop after each push.
-    fn pop_ready<'py>(&mut self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyBytes>, &'static str)>> {
-        match self.inner.pop_ready_into(&mut self.out).map_err(media_err)? {
+    fn pop_ready<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, &'static str)>> {
+        match self
+            .inner
+            .pop_ready_into(&mut self.out)
+            .map_err(media_err)?
+        {
             Some(status) => Ok(Some((pcm_to_bytes(py, &self.out)?, status.name()))),
             None => Ok(None),
         }
@@ -217,11 +237,18 @@ impl PyConcealer {
         let sr = non_negative("sample_rate", sample_rate, u32::MAX as u64)? as u32;
         let n = non_negative("frame_len", frame_len, 1 << 20)? as usize;
         let inner = Concealer::new(sr, n).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(PyConcealer { out: vec![0; n], inner })
+        Ok(PyConcealer {
+            out: vec![0; n],
+            inner,
+        })
     }
 
     /// A received frame (PCM16); returns the output frame.
-    fn good<'py>(&mut self, py: Python<'py>, frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    fn good<'py>(
+        &mut self,
+        py: Python<'py>,
+        frame: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let data = Bytes::extract(frame, "frame")?;
         let bytes = data.as_slice();
         if bytes.len() != self.out.len() * 2 {
@@ -239,9 +266,32 @@ impl PyConcealer {
         pcm_to_bytes(py, &self.out)
     }
 
-    /// The output for a lost frame.
-    fn lost<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        self.inner.lost_frame(&mut self.out).map_err(media_err)?;
+    /// The output for a lost frame. `lookahead`: PCM16 that follows the lost frame, if already
+    /// known (at least 20 ms; 30-40 ms is best): the gap is then cross-faded into it, and it must
+    /// be passed to `good` next.
+    #[pyo3(signature = (*, lookahead=None))]
+    fn lost<'py>(
+        &mut self,
+        py: Python<'py>,
+        lookahead: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        match lookahead {
+            None => self.inner.lost_frame(&mut self.out).map_err(media_err)?,
+            Some(obj) => {
+                let data = Bytes::extract(obj, "lookahead")?;
+                let bytes = data.as_slice();
+                if bytes.len() % 2 != 0 {
+                    return Err(media_err(format!(
+                        "lookahead has an odd length of {} bytes; it must be PCM16 (a multiple of 2)",
+                        bytes.len()
+                    )));
+                }
+                let ahead = pcm_samples(bytes);
+                self.inner
+                    .lost_frame_before(&mut self.out, &ahead)
+                    .map_err(media_err)?;
+            }
+        }
         pcm_to_bytes(py, &self.out)
     }
 

@@ -391,6 +391,8 @@ pub struct JitterBuffer {
     slot_seq: Vec<u64>,
     slot_energy: Vec<f32>,
     scratch: Vec<i16>,
+    /// Look-ahead for the concealer: up to two buffered frames after a lost one.
+    ahead: Vec<i16>,
     fade_len: usize,
     plc: Concealer,
     started: bool,
@@ -464,6 +466,7 @@ impl JitterBuffer {
             slot_seq: vec![EMPTY; cap],
             slot_energy: vec![0.0; cap],
             scratch: vec![0; frame_len],
+            ahead: vec![0; 2 * frame_len],
             fade_len: (cfg.sample_rate * DROP_FADE_MS / 1000) as usize,
             plc,
             started: false,
@@ -710,8 +713,24 @@ impl JitterBuffer {
         FrameStatus::Normal
     }
 
+    /// Conceal the frame before `next_seq`. When `next_seq` (and the one after) are already
+    /// here, the concealer cross-fades into them instead of only extrapolating the past.
     fn conceal(&mut self, out: &mut [i16]) -> FrameStatus {
-        let _ = self.plc.lost_frame(out);
+        if self.present(self.next_seq) {
+            let fl = self.frame_len;
+            let mut n = 0;
+            for s in self.next_seq..self.next_seq + 2 {
+                if !self.present(s) {
+                    break;
+                }
+                let slot = self.slot(s);
+                self.ahead[n..n + fl].copy_from_slice(&self.pcm[slot * fl..(slot + 1) * fl]);
+                n += fl;
+            }
+            let _ = self.plc.lost_frame_before(out, &self.ahead[..n]);
+        } else {
+            let _ = self.plc.lost_frame(out);
+        }
         if self.plc.is_silent() {
             out.fill(0);
             self.stats.silence += 1;
@@ -1032,16 +1051,18 @@ mod tests {
             }
         }
         use FrameStatus::*;
+        // The last lost frame fades in from the next one (look-ahead), so it is not silent.
         let expect = [Normal; 5]
             .iter()
             .chain(&[Concealed; 3])
-            .chain(&[Silence; 3])
+            .chain(&[Silence; 2])
+            .chain(&[Concealed; 1])
             .chain(&[Normal; 9])
             .copied()
             .collect::<Vec<_>>();
         assert_eq!(got, expect);
         let s = jb.stats();
-        assert_eq!((s.lost, s.concealed, s.silence, s.played), (6, 3, 3, 14));
+        assert_eq!((s.lost, s.concealed, s.silence, s.played), (6, 4, 2, 14));
     }
 
     #[test]
