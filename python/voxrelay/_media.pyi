@@ -18,7 +18,9 @@ def alaw_encode(pcm: Buffer, /) -> bytes: ...
 # --- vad ---
 
 # --- jitter ---
+from typing import final as _final
 
+@_final
 class JitterBuffer:
     def __new__(
         cls,
@@ -48,6 +50,7 @@ class JitterBuffer:
     @property
     def payload_len(self) -> int: ...
 
+@_final
 class Concealer:
     def __new__(cls, sample_rate: int, frame_len: int) -> Concealer: ...
     def good(self, frame: Buffer) -> bytes: ...
