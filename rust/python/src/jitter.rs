@@ -6,7 +6,7 @@ use crate::errors::media_err;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use voxmedia::jitter::{Codec, JitterBuffer, JitterConfig};
+use voxmedia::jitter::{Codec, JitterBuffer, JitterConfig, MAX_SEQ};
 use voxmedia::plc::Concealer;
 
 fn non_negative(name: &str, v: i128, max: u64) -> PyResult<u64> {
@@ -136,7 +136,7 @@ impl PyJitterBuffer {
         payload: &Bound<'_, PyAny>,
         now_ms: Option<f64>,
     ) -> PyResult<&'static str> {
-        let seq = u64_arg(seq, "seq", u64::MAX - 1)?;
+        let seq = u64_arg(seq, "seq", MAX_SEQ)?;
         let ts = u64_arg(timestamp_ms, "timestamp_ms", u64::MAX)?;
         let data = Bytes::extract(payload, "payload")?;
         let now = self.now(py, now_ms)?;

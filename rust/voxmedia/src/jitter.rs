@@ -160,6 +160,8 @@ pub enum JitterError {
     OutputLength { expected: usize, got: usize },
     /// A time that is NaN or infinite.
     NonFiniteTime(f64),
+    /// Sequence number above `MAX_SEQ`.
+    SeqOutOfRange(u64),
 }
 
 impl fmt::Display for JitterError {
@@ -181,6 +183,9 @@ impl fmt::Display for JitterError {
                 write!(f, "output buffer holds {got} samples but exactly {expected} are needed")
             }
             JitterError::NonFiniteTime(t) => write!(f, "time {t} ms is not a finite number"),
+            JitterError::SeqOutOfRange(s) => {
+                write!(f, "seq = {s} is out of range; valid: 0..={MAX_SEQ}")
+            }
         }
     }
 }
@@ -237,6 +242,9 @@ pub struct JitterStats {
 }
 
 const EMPTY: u64 = u64::MAX;
+/// Largest sequence number accepted: far beyond any real stream, and it keeps `seq + window`
+/// arithmetic free of overflow.
+pub const MAX_SEQ: u64 = 1 << 62;
 /// Window of the minimum-transit reference.
 const MIN_TRANSIT_WINDOW_MS: u32 = 2000;
 /// A packet this far behind the playout point means the sender restarted its numbering.
@@ -595,10 +603,8 @@ impl JitterBuffer {
         if !arrival_ms.is_finite() {
             return Err(JitterError::NonFiniteTime(arrival_ms));
         }
-        if seq == EMPTY {
-            // Reserved as the empty-slot marker; no real stream gets here.
-            self.stats.late += 1;
-            return Ok(PushOutcome::Late);
+        if seq > MAX_SEQ {
+            return Err(JitterError::SeqOutOfRange(seq));
         }
         let mut outcome = PushOutcome::Accepted;
         if !self.started {
@@ -1281,6 +1287,9 @@ mod tests {
             JitterError::OddPcm16Length(319)
         );
         assert!(jb.push(0, 0, &[0u8; 320], f64::NAN).is_err());
+        let e = jb.push(u64::MAX, 0, &[0u8; 320], 0.0).unwrap_err();
+        assert_eq!(e, JitterError::SeqOutOfRange(u64::MAX));
+        assert!(e.to_string().contains("4611686018427387904"));
         let mut out = vec![0i16; 10];
         assert_eq!(
             jb.pop_into(&mut out, 0.0).unwrap_err(),
