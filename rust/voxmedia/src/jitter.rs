@@ -12,6 +12,11 @@
 //!   buffer runs dry while below target, a concealed frame is inserted without advancing (the
 //!   delay grows by one frame); when it is more than a frame above target, a quiet frame is
 //!   dropped (or any frame, once far above), with a short cross-fade.
+//!
+//! A lost frame is concealed with G.711 Appendix I (`plc`); when the frames after it are
+//! already buffered (always the case in arrival-driven mode), up to 40 ms of them are given to
+//! the concealer as look-ahead, so the gap fades into the real continuation. Concealment lasts
+//! 60 ms, after which frames are silent.
 //! - arrival-driven (`pop_ready_into`), for in-order transports such as WebSockets over TCP: a
 //!   frame is released as soon as it is there, and a missing one is concealed once a packet
 //!   `reorder_window` frames later has arrived.
@@ -191,23 +196,6 @@ impl fmt::Display for JitterError {
 }
 
 impl std::error::Error for JitterError {}
-
-impl From<PlcError> for JitterError {
-    fn from(e: PlcError) -> Self {
-        match e {
-            PlcError::UnsupportedSampleRate(sr) => JitterError::Config {
-                name: "sample_rate",
-                value: sr.to_string(),
-                valid: "8000, 16000, 24000, 32000, 40000 or 48000".into(),
-            },
-            other => JitterError::Config {
-                name: "frame_ms",
-                value: other.to_string(),
-                valid: "10..=120, multiple of 10".into(),
-            },
-        }
-    }
-}
 
 /// Counters since construction or `reset`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -435,7 +423,14 @@ impl JitterBuffer {
             ));
         }
         let frame_len = (cfg.sample_rate as u64 * cfg.frame_ms as u64 / 1000) as usize;
-        let plc = Concealer::new(cfg.sample_rate, frame_len)?;
+        let plc = Concealer::new(cfg.sample_rate, frame_len).map_err(|e| match e {
+            PlcError::UnsupportedSampleRate(sr) => cfg_err(
+                "sample_rate",
+                sr,
+                "8000, 16000, 24000, 32000, 40000 or 48000",
+            ),
+            _ => cfg_err("frame_ms", cfg.frame_ms, "10..=120, a multiple of 10"),
+        })?;
         if cfg.max_delay_ms > 5000 {
             return Err(cfg_err("max_delay_ms", cfg.max_delay_ms, "0..=5000"));
         }
@@ -811,7 +806,8 @@ impl JitterBuffer {
             self.stats.lost += 1;
             self.conceal(out)
         } else {
-            // Starved below target: stretch with concealment and let the delay grow.
+            // Nothing later has arrived, or we are still below target: the packet may just be
+            // late, so stretch with concealment (the delay grows by a frame) instead of skipping.
             self.stats.expanded += 1;
             offset += f;
             self.conceal(out)

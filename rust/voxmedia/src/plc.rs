@@ -696,6 +696,28 @@ mod tests {
     }
 
     proptest! {
+        /// Everything runs per 10 ms sub-frame, so the caller's frame size must not change the
+        /// output: one 20 ms frame == two 10 ms frames, good or lost.
+        #[test]
+        fn frame_size_does_not_change_output(pattern in prop::collection::vec((any::<bool>(), 20.0f64..200.0, 0.0f64..12000.0), 1..30)) {
+            let mut c20 = Concealer::new(8000, 160).unwrap();
+            let mut c10 = Concealer::new(8000, 80).unwrap();
+            for (k, (good, period, amp)) in pattern.into_iter().enumerate() {
+                let mut a = tone(160, 160 * k, period, amp);
+                let mut b = a.clone();
+                if good {
+                    c20.good_frame(&mut a).unwrap();
+                    c10.good_frame(&mut b[..80]).unwrap();
+                    c10.good_frame(&mut b[80..]).unwrap();
+                } else {
+                    c20.lost_frame(&mut a).unwrap();
+                    c10.lost_frame(&mut b[..80]).unwrap();
+                    c10.lost_frame(&mut b[80..]).unwrap();
+                }
+                prop_assert_eq!(a, b);
+            }
+        }
+
         #[test]
         fn never_panics_on_any_pattern(rate_i in 0usize..3, frames in 1usize..4,
                                         pattern in prop::collection::vec((any::<bool>(), any::<i16>(), any::<u8>()), 1..60)) {
