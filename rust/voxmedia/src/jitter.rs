@@ -1211,6 +1211,41 @@ mod tests {
     }
 
     #[test]
+    fn clock_driven_long_gap_conceals_then_silence_then_recovers_depth() {
+        let n = 400u64;
+        let sig = voice(F * n as usize);
+        let p = frames(&sig);
+        let mut jb = JitterBuffer::new(pcm_cfg()).unwrap();
+        // The platform skips 1 s of frames (seq 100..150): nothing arrives meanwhile.
+        let arr = (0..n)
+            .filter(|s| !(100..150).contains(s))
+            .map(|s| (s, s as f64 * 20.0 + 2.0))
+            .collect();
+        let (_, st) = run(&mut jb, &p, arr, n as f64 * 20.0);
+        let k = first_normal(&st);
+        let gap_start = k + 100;
+        use FrameStatus::*;
+        assert_eq!(
+            &st[gap_start..gap_start + 4],
+            &[Concealed, Concealed, Concealed, Silence]
+        );
+        // Silence until the stream resumes; the last gap frame fades into it (look-ahead).
+        let resume = gap_start + st[gap_start..].iter().position(|&s| s == Normal).unwrap();
+        // 50 frames were skipped; excess delay from the start-up target is shed meanwhile.
+        assert!(
+            (45..=52).contains(&(resume - gap_start)),
+            "{:?}",
+            &st[gap_start..resume]
+        );
+        assert!(st[gap_start + 3..resume - 1].iter().all(|&s| s == Silence));
+        assert_eq!(st[resume - 1], Concealed);
+        assert!(st[resume..].iter().all(|&s| s == Normal));
+        let s = jb.stats();
+        assert_eq!(s.lost, 50);
+        assert!(s.current_depth_ms <= s.target_depth_ms + 20.0, "{s:?}");
+    }
+
+    #[test]
     fn starvation_expands_and_keeps_the_late_packet() {
         let p = frames(&voice(F * 20));
         let mut jb = JitterBuffer::new(JitterConfig {
