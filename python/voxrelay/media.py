@@ -20,6 +20,7 @@ from voxrelay._media import (
 from voxrelay._media import Vad
 
 # --- jitter ---
+from voxrelay._media import Concealer, JitterBuffer
 
 # --- hotpath ---
 
@@ -34,5 +35,7 @@ __all__ = [
     # --- vad ---
     "Vad",
     # --- jitter ---
+    "Concealer",
+    "JitterBuffer",
     # --- hotpath ---
 ]
