@@ -6,7 +6,7 @@ use crate::errors::media_err;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use voxmedia::jitter::{Codec, JitterBuffer, JitterConfig, MAX_SEQ};
+use voxmedia::jitter::{Codec, JitterBuffer, JitterConfig, JitterStats, MAX_SEQ};
 use voxmedia::plc::Concealer;
 
 fn non_negative(name: &str, v: i128, max: u64) -> PyResult<u64> {
@@ -178,24 +178,7 @@ impl PyJitterBuffer {
 
     /// Counters since construction or reset, plus the current and target depth.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
-        let d = PyDict::new(py);
-        d.set_item("received", s.received)?;
-        d.set_item("late", s.late)?;
-        d.set_item("duplicate", s.duplicate)?;
-        d.set_item("lost", s.lost)?;
-        d.set_item("played", s.played)?;
-        d.set_item("concealed", s.concealed)?;
-        d.set_item("silence", s.silence)?;
-        d.set_item("dropped", s.dropped)?;
-        d.set_item("expanded", s.expanded)?;
-        d.set_item("flushed", s.flushed)?;
-        d.set_item("restarts", s.restarts)?;
-        d.set_item("current_depth_ms", s.current_depth_ms)?;
-        d.set_item("target_depth_ms", s.target_depth_ms)?;
-        d.set_item("buffered_frames", s.buffered_frames)?;
-        d.set_item("last_timestamp_ms", s.last_timestamp_ms)?;
-        Ok(d)
+        stats_dict(py, &self.inner.stats())
     }
 
     /// Forget all packets, timing and statistics.
@@ -308,6 +291,27 @@ impl PyConcealer {
     fn frame_len(&self) -> usize {
         self.inner.frame_len()
     }
+}
+
+/// The jitter counters as a dict; shared with the hot-path pipeline's `stats()`.
+pub fn stats_dict<'py>(py: Python<'py>, s: &JitterStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("received", s.received)?;
+    d.set_item("late", s.late)?;
+    d.set_item("duplicate", s.duplicate)?;
+    d.set_item("lost", s.lost)?;
+    d.set_item("played", s.played)?;
+    d.set_item("concealed", s.concealed)?;
+    d.set_item("silence", s.silence)?;
+    d.set_item("dropped", s.dropped)?;
+    d.set_item("expanded", s.expanded)?;
+    d.set_item("flushed", s.flushed)?;
+    d.set_item("restarts", s.restarts)?;
+    d.set_item("current_depth_ms", s.current_depth_ms)?;
+    d.set_item("target_depth_ms", s.target_depth_ms)?;
+    d.set_item("buffered_frames", s.buffered_frames)?;
+    d.set_item("last_timestamp_ms", s.last_timestamp_ms)?;
+    Ok(d)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -513,7 +513,13 @@ impl JitterBuffer {
 
     /// Current target delay plus the concealer's fixed 3.75 ms output delay.
     pub fn latency_ms(&self) -> f64 {
-        self.target_ms() + self.plc.latency_samples() as f64 * 1000.0 / self.cfg.sample_rate as f64
+        self.target_ms() + self.concealment_latency_ms()
+    }
+
+    /// The concealer's fixed output delay alone: all the delay of arrival-driven playout
+    /// (`pop_ready_into`), which holds no target depth.
+    pub fn concealment_latency_ms(&self) -> f64 {
+        self.plc.latency_samples() as f64 * 1000.0 / self.cfg.sample_rate as f64
     }
 
     pub fn stats(&self) -> JitterStats {
