@@ -15,6 +15,7 @@ from voxrelay._media import (
 )
 
 # --- resample ---
+from voxrelay._media import Resampler
 
 # --- vad ---
 
@@ -30,6 +31,7 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
     # --- resample ---
+    "Resampler",
     # --- vad ---
     # --- jitter ---
     # --- hotpath ---

@@ -272,7 +272,12 @@ impl Resampler {
         }
     }
 
-    /// Upper bound on what `flush_into` writes.
+    /// Exactly how many samples the next `flush_into` writes.
+    pub fn flush_len(&self) -> usize {
+        self.output_len(self.flush_zeros())
+    }
+
+    /// Upper bound on what `flush_into` writes, whatever the state.
     pub fn flush_len_max(&self) -> usize {
         self.output_len_max(self.flush_zeros())
     }
