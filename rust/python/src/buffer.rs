@@ -21,24 +21,18 @@ impl<'py> Bytes<'py> {
         let mut view = Box::new(MaybeUninit::<ffi::Py_buffer>::uninit());
         // PyBUF_SIMPLE: a contiguous run of bytes, whatever the item format (so int16 numpy
         // arrays are read as their little-endian bytes on the platforms we ship).
-        let rc =
-            unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) };
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) };
         if rc != 0 {
             let _ = PyErr::take(obj.py());
             return Err(PyTypeError::new_err(format!(
                 "{what} must be a bytes-like object (bytes, bytearray, memoryview or a contiguous \
                  numpy array), not {}",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| "?".into())
+                obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
             )));
         }
         let view: Box<ffi::Py_buffer> = unsafe { Box::from_raw(Box::into_raw(view).cast()) };
         if view.buf.is_null() && view.len != 0 {
-            return Err(PyBufferError::new_err(format!(
-                "{what}: buffer has no data pointer"
-            )));
+            return Err(PyBufferError::new_err(format!("{what}: buffer has no data pointer")));
         }
         Ok(Bytes::Buffer(view))
     }
@@ -80,12 +74,7 @@ pub fn pcm_samples(bytes: &[u8]) -> std::borrow::Cow<'_, [i16]> {
             return std::borrow::Cow::Borrowed(mid);
         }
     }
-    std::borrow::Cow::Owned(
-        bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect(),
-    )
+    std::borrow::Cow::Owned(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
 }
 
 /// New `bytes` of `len` filled in place by `f`, no intermediate copy.

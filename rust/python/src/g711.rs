@@ -6,11 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use voxmedia::g711::{G711Error, Law};
 
-fn decode<'py>(
-    py: Python<'py>,
-    data: &Bound<'py, PyAny>,
-    law: Law,
-) -> PyResult<Bound<'py, PyBytes>> {
+fn decode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, law: Law) -> PyResult<Bound<'py, PyBytes>> {
     let input = Bytes::extract(data, "data")?;
     let codes = input.as_slice();
     new_bytes(py, codes.len() * 2, |out| {
@@ -23,11 +19,7 @@ fn decode<'py>(
     })
 }
 
-fn encode<'py>(
-    py: Python<'py>,
-    pcm: &Bound<'py, PyAny>,
-    law: Law,
-) -> PyResult<Bound<'py, PyBytes>> {
+fn encode<'py>(py: Python<'py>, pcm: &Bound<'py, PyAny>, law: Law) -> PyResult<Bound<'py, PyBytes>> {
     let input = Bytes::extract(pcm, "pcm")?;
     let pcm = input.as_slice();
     if pcm.len() % 2 != 0 {
