@@ -10,7 +10,7 @@
 //! needs it: a 0.1 dB passband allows a ripple ~500x larger. So the downsampling transition is
 //! centred slightly below its nominal midpoint (measured: 0.02 dB at 0.85 ny, ~10% fewer taps).
 
-use super::{Bank, Quality};
+use super::{Bank, Lanes, Quality};
 
 struct Spec {
     /// Stopband attenuation target, dB.
@@ -110,14 +110,14 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
 
     let per_phase = n.div_ceil(l);
     let taps = per_phase.max(m).div_ceil(8) * 8;
-    let mut coefs = vec![0f32; l * taps];
+    let mut flat = vec![0f32; l * taps];
     let mut trivial = vec![None; l];
     for ph in 0..l {
         let row: Vec<f64> = (0..per_phase)
             .map(|k| h.get(k * l + ph).copied().unwrap_or(0.0))
             .collect();
         let sum: f64 = row.iter().sum();
-        let dst = &mut coefs[ph * taps..(ph + 1) * taps];
+        let dst = &mut flat[ph * taps..(ph + 1) * taps];
         for (k, &v) in row.iter().enumerate() {
             // x[n - k] sits at window index taps - 1 - k.
             dst[taps - 1 - k] = (v / sum) as f32;
@@ -127,6 +127,10 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
             trivial[ph] = Some(nonzero[0]);
         }
     }
+    let coefs = flat
+        .chunks_exact(8)
+        .map(|c| Lanes(c.try_into().expect("chunks of 8")))
+        .collect();
     let step = (0..l).map(|ph| ((ph + m) / l, (ph + m) % l)).collect();
     Bank {
         l,

@@ -82,8 +82,8 @@ impl fmt::Display for ResampleError {
             ),
             ResampleError::UnknownQuality(q) => write!(
                 f,
-                "unknown resampler quality {q:?}; valid qualities are {}",
-                Quality::NAMES.map(|n| format!("{n:?}")).join(", ")
+                "unknown resampler quality '{q}'; valid qualities are {}",
+                Quality::NAMES.map(|n| format!("'{n}'")).join(", ")
             ),
             ResampleError::OutputTooSmall { needed, got } => {
                 write!(
@@ -148,15 +148,31 @@ struct Bank {
     m: usize,
     /// Taps per phase, a multiple of 8 and at least `m`.
     taps: usize,
-    /// `l * taps`, phase-major; each phase reversed so that it lines up with the oldest-first
-    /// window `x[n - taps + 1 ..= n]`.
-    coefs: Vec<f32>,
+    /// `l * taps / 8` lanes, phase-major; each phase reversed so that it lines up with the
+    /// oldest-first window `x[n - taps + 1 ..= n]`. 32-byte aligned so no coefficient load
+    /// splits a cache line.
+    coefs: Vec<Lanes>,
     /// Per phase: `Some(i)` when the phase is a unit impulse at window index `i` (a copy).
     trivial: Vec<Option<usize>>,
     /// Per phase: (input advance, next phase) after emitting an output of this phase.
     step: Vec<(usize, usize)>,
     /// Group delay in input samples.
     delay_in: f64,
+}
+
+/// Eight coefficients on a 32-byte boundary.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Lanes([f32; 8]);
+
+impl Bank {
+    /// The `taps` coefficients of phase `ph`.
+    #[inline(always)]
+    fn phase(&self, ph: usize) -> &[f32] {
+        let lanes = &self.coefs[ph * self.taps / 8..(ph + 1) * self.taps / 8];
+        // SAFETY: `Lanes` is `repr(C)` over `[f32; 8]` with no padding.
+        unsafe { std::slice::from_raw_parts(lanes.as_ptr().cast::<f32>(), lanes.len() * 8) }
+    }
 }
 
 /// Mutable streaming state of a non-passthrough resampler.
@@ -169,15 +185,18 @@ struct State {
     next: usize,
     /// Phase of the next output.
     phase: usize,
+    /// f32 outputs staged before conversion, so the conversion loop vectorises.
+    ybuf: Vec<f32>,
 }
 
 impl State {
-    fn new(taps: usize) -> Self {
+    fn new(taps: usize, l: usize) -> Self {
         State {
             buf: vec![0.0; taps - 1 + BLOCK],
             fill: taps - 1,
             next: taps - 1,
             phase: 0,
+            ybuf: vec![0.0; 1024 + 4 * l],
         }
     }
 
@@ -215,7 +234,7 @@ impl Resampler {
             None
         } else {
             let bank = design::bank(in_rate, out_rate, quality);
-            let state = State::new(bank.taps);
+            let state = State::new(bank.taps, bank.l);
             Some((bank, state))
         };
         Ok(Resampler {
@@ -373,7 +392,13 @@ impl Resampler {
             }
             st.fill += take;
             rest = &rest[take..];
-            written += kernel.emit(bank, st, &mut out[written..]);
+            loop {
+                let k = kernel.emit(bank, st, &mut out[written..]);
+                written += k;
+                if k == 0 {
+                    break;
+                }
+            }
             // Keep only the history the next output needs.
             let keep_from = (st.next + 1 - bank.taps).min(st.fill);
             st.buf.copy_within(keep_from..st.fill, 0);
@@ -386,14 +411,20 @@ impl Resampler {
 }
 
 fn ceil_div(a: u128, b: u128) -> usize {
-    a.div_ceil(b).min(usize::MAX as u128) as usize
+    // u64 division is far cheaper than the u128 library call and covers every real length.
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => a.div_ceil(b).min(usize::MAX as u64) as usize,
+        _ => a.div_ceil(b).min(usize::MAX as u128) as usize,
+    }
 }
 
 /// Emits every output whose input has arrived. Generic over the dot-product kernel so that the
 /// AVX2 instantiation compiles the whole loop with AVX2 enabled.
 #[inline(always)]
-fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, out: &mut [S]) -> usize {
+fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [S]) -> usize {
     let (l, m, taps) = (bank.l, bank.m, bank.taps);
+    let cap = st.ybuf.len().min(dst.len());
+    let out = &mut st.ybuf[..cap];
     let buf = &st.buf[..st.fill];
     let fill = st.fill;
     let mut next = st.next;
@@ -413,7 +444,7 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, out: &mut [
                         [buf[b], buf[b + m], buf[b + 2 * m], buf[b + 3 * m]]
                     }
                     None => {
-                        let c = &bank.coefs[ph * taps..(ph + 1) * taps];
+                        let c = bank.phase(ph);
                         // The last window ends at start + 3m + taps <= fill (checked above).
                         let w = &buf[start..start + 3 * m + taps];
                         // SAFETY: `c` has `taps` items and `w` covers all four windows.
@@ -421,7 +452,7 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, out: &mut [
                     }
                 };
                 for (k, y) in ys.into_iter().enumerate() {
-                    out[o + r + k * l] = S::from_f32(y);
+                    out[o + r + k * l] = y;
                 }
                 let (dn, np) = bank.step[ph];
                 n += dn;
@@ -436,13 +467,13 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, out: &mut [
             let y = match bank.trivial[phase] {
                 Some(i) => buf[start + i],
                 None => {
-                    let c = &bank.coefs[phase * taps..(phase + 1) * taps];
+                    let c = bank.phase(phase);
                     let w = &buf[start..start + taps];
                     // SAFETY: both slices have `taps` items.
                     unsafe { K::dot(c.as_ptr(), w.as_ptr(), taps) }
                 }
             };
-            out[o] = S::from_f32(y);
+            out[o] = y;
             o += 1;
             let (dn, np) = bank.step[phase];
             next += dn;
@@ -453,6 +484,9 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, out: &mut [
     }
     st.next = next;
     st.phase = phase;
+    for (d, &y) in dst[..o].iter_mut().zip(&out[..o]) {
+        *d = S::from_f32(y);
+    }
     o
 }
 
