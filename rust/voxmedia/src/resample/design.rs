@@ -112,26 +112,31 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
     let taps = per_phase.max(m).div_ceil(8) * 8;
     let mut flat = vec![0f32; l * taps];
     let mut trivial = vec![None; l];
-    for ph in 0..l {
+    // Rows are stored in the order the outputs visit the phases (slot s holds phase s*m mod l),
+    // so a run of outputs streams through the table instead of jumping by m rows each time.
+    for slot in 0..l {
+        let ph = slot * m % l;
         let row: Vec<f64> = (0..per_phase)
             .map(|k| h.get(k * l + ph).copied().unwrap_or(0.0))
             .collect();
         let sum: f64 = row.iter().sum();
-        let dst = &mut flat[ph * taps..(ph + 1) * taps];
+        let dst = &mut flat[slot * taps..(slot + 1) * taps];
         for (k, &v) in row.iter().enumerate() {
             // x[n - k] sits at window index taps - 1 - k.
             dst[taps - 1 - k] = (v / sum) as f32;
         }
         let nonzero: Vec<usize> = (0..taps).filter(|&i| dst[i] != 0.0).collect();
         if nonzero.len() == 1 && dst[nonzero[0]] == 1.0 {
-            trivial[ph] = Some(nonzero[0]);
+            trivial[slot] = Some(nonzero[0]);
         }
     }
     let coefs = flat
         .chunks_exact(8)
         .map(|c| Lanes(c.try_into().expect("chunks of 8")))
         .collect();
-    let step = (0..l).map(|ph| ((ph + m) / l, (ph + m) % l)).collect();
+    let step = (0..l)
+        .map(|slot| ((slot * m % l + m) / l, (slot + 1) % l))
+        .collect();
     Bank {
         l,
         m,

@@ -16,6 +16,11 @@ pub(super) trait Dot {
     /// # Safety
     /// `c` valid for `n` reads, `x` for `3 * stride + n`; `n` is a multiple of 8.
     unsafe fn dot4(c: *const f32, x: *const f32, stride: usize, n: usize) -> [f32; 4];
+    /// Four independent (coefficients, window) pairs, interleaved to hide FMA latency.
+    ///
+    /// # Safety
+    /// Every `c[k]` and `x[k]` must be valid for `n` reads; `n` is a multiple of 8.
+    unsafe fn dot4g(c: [*const f32; 4], x: [*const f32; 4], n: usize) -> [f32; 4];
 }
 
 #[inline(always)]
@@ -55,6 +60,11 @@ impl Dot for Scalar {
     #[inline(always)]
     unsafe fn dot4(c: *const f32, x: *const f32, stride: usize, n: usize) -> [f32; 4] {
         [0, 1, 2, 3].map(|k| reduce8(Self::acc(c, x.add(k * stride), n)))
+    }
+
+    #[inline(always)]
+    unsafe fn dot4g(c: [*const f32; 4], x: [*const f32; 4], n: usize) -> [f32; 4] {
+        [0, 1, 2, 3].map(|k| reduce8(Self::acc(c[k], x[k], n)))
     }
 }
 
@@ -115,10 +125,44 @@ mod avx2 {
                 a2 = _mm256_fmadd_ps(ca, _mm256_loadu_ps(x2.add(i)), a2);
                 a3 = _mm256_fmadd_ps(ca, _mm256_loadu_ps(x3.add(i)), a3);
             }
-            let v0 = _mm256_add_ps(a0, b0);
-            let v1 = _mm256_add_ps(a1, b1);
-            let v2 = _mm256_add_ps(a2, b2);
-            let v3 = _mm256_add_ps(a3, b3);
+            finish4([a0, a1, a2, a3], [b0, b1, b2, b3])
+        }
+
+        #[inline(always)]
+        unsafe fn dot4g(c: [*const f32; 4], x: [*const f32; 4], n: usize) -> [f32; 4] {
+            let z = _mm256_setzero_ps();
+            let mut a = [z; 4];
+            let mut b = [z; 4];
+            let mut i = 0;
+            while i + 16 <= n {
+                for k in 0..4 {
+                    let ca = _mm256_loadu_ps(c[k].add(i));
+                    a[k] = _mm256_fmadd_ps(ca, _mm256_loadu_ps(x[k].add(i)), a[k]);
+                }
+                for k in 0..4 {
+                    let cb = _mm256_loadu_ps(c[k].add(i + 8));
+                    b[k] = _mm256_fmadd_ps(cb, _mm256_loadu_ps(x[k].add(i + 8)), b[k]);
+                }
+                i += 16;
+            }
+            if i < n {
+                for k in 0..4 {
+                    let ca = _mm256_loadu_ps(c[k].add(i));
+                    a[k] = _mm256_fmadd_ps(ca, _mm256_loadu_ps(x[k].add(i)), a[k]);
+                }
+            }
+            finish4(a, b)
+        }
+    }
+
+    /// Sums the two accumulators of four windows and reduces each in `reduce8`'s order.
+    #[inline(always)]
+    unsafe fn finish4(a: [__m256; 4], b: [__m256; 4]) -> [f32; 4] {
+        {
+            let v0 = _mm256_add_ps(a[0], b[0]);
+            let v1 = _mm256_add_ps(a[1], b[1]);
+            let v2 = _mm256_add_ps(a[2], b[2]);
+            let v3 = _mm256_add_ps(a[3], b[3]);
             // hadd pairs lanes within each 128-bit half: after two rounds lane k of the low half
             // holds (v0+v1)+(v2+v3) of window k, the high half (v4+v5)+(v6+v7): reduce8's order.
             let h01 = _mm256_hadd_ps(v0, v1);

@@ -152,9 +152,10 @@ struct Bank {
     /// oldest-first window `x[n - taps + 1 ..= n]`. 32-byte aligned so no coefficient load
     /// splits a cache line.
     coefs: Vec<Lanes>,
-    /// Per phase: `Some(i)` when the phase is a unit impulse at window index `i` (a copy).
+    /// Per phase slot: `Some(i)` when the phase is a unit impulse at window index `i` (a copy).
     trivial: Vec<Option<usize>>,
-    /// Per phase: (input advance, next phase) after emitting an output of this phase.
+    /// Per phase slot: (input advance, next slot) after emitting an output of this slot. Slots
+    /// are phases in visiting order: slot `s` is phase `s * m mod l`.
     step: Vec<(usize, usize)>,
     /// Group delay in input samples.
     delay_in: f64,
@@ -183,7 +184,7 @@ struct State {
     fill: usize,
     /// Index in `buf` of the newest input sample the next output needs.
     next: usize,
-    /// Phase of the next output.
+    /// Phase slot of the next output (see `Bank::step`).
     phase: usize,
     /// f32 outputs staged before conversion, so the conversion loop vectorises.
     ybuf: Vec<f32>,
@@ -277,7 +278,8 @@ impl Resampler {
                 if avail <= next {
                     return 0;
                 }
-                let k = (avail - next) * b.l as u128 - s.phase as u128;
+                let ph = s.phase * b.m % b.l;
+                let k = (avail - next) * b.l as u128 - ph as u128;
                 ceil_div(k, b.m as u128)
             }
         }
@@ -433,7 +435,7 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [
     loop {
         // A group is four rounds of l outputs; each round advances the input by exactly m and
         // returns to the same phase, so the four outputs of one phase share their coefficients.
-        let last_off = (phase + (l - 1) * m) / l;
+        let last_off = (phase * m % l + (l - 1) * m) / l;
         if next + last_off + 3 * m < fill && o + 4 * l <= out.len() {
             let (mut n, mut ph) = (next, phase);
             for r in 0..l {
@@ -460,6 +462,30 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [
             }
             o += 4 * l;
             next += 4 * m;
+            continue;
+        }
+        // Four consecutive outputs (any phases) at once: four independent FMA chains.
+        let (d0, p1) = bank.step[phase];
+        let (d1, p2) = bank.step[p1];
+        let (d2, p3) = bank.step[p2];
+        let n3 = next + d0 + d1 + d2;
+        if n3 < fill && o + 4 <= out.len() {
+            let ns = [next, next + d0, next + d0 + d1, n3];
+            let ps = [phase, p1, p2, p3];
+            let w = &buf[next + 1 - taps..n3 + 1];
+            let c = ps.map(|p| bank.phase(p).as_ptr());
+            // SAFETY: window k starts at ns[k] - next within `w` and ends at or before its end.
+            let mut ys = unsafe { K::dot4g(c, ns.map(|n| w.as_ptr().add(n - next)), taps) };
+            for k in 0..4 {
+                if let Some(i) = bank.trivial[ps[k]] {
+                    ys[k] = buf[ns[k] + 1 - taps + i];
+                }
+            }
+            out[o..o + 4].copy_from_slice(&ys);
+            o += 4;
+            let (d3, p4) = bank.step[p3];
+            next = n3 + d3;
+            phase = p4;
             continue;
         }
         if next < fill && o < out.len() {

@@ -113,10 +113,11 @@ fn fit(y: &[f32], rate: u32, freqs: &[f64]) -> (Vec<f64>, f64) {
         }
     }
     for p in 0..k {
-        for r in p + 1..k {
-            let f = a[r][p] / a[p][p];
-            for c in p..=k {
-                a[r][c] -= f * a[p][c];
+        let pivot = a[p].clone();
+        for row in a.iter_mut().skip(p + 1) {
+            let f = row[p] / pivot[p];
+            for (x, y) in row.iter_mut().zip(&pivot).skip(p) {
+                *x -= f * y;
             }
         }
     }
@@ -160,10 +161,7 @@ fn rejects_bad_rates_with_valid_set() {
         ResampleError::UnsupportedRate(0)
     );
     let q = Quality::from_name("best").unwrap_err().to_string();
-    assert!(
-        q.contains("'best'") && q.contains("'voice', 'high'"),
-        "{q}"
-    );
+    assert!(q.contains("'best'") && q.contains("'voice', 'high'"), "{q}");
     assert_eq!(Quality::from_name("high").unwrap(), Quality::High);
 }
 
