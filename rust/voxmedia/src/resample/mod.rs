@@ -21,7 +21,7 @@ mod kernel;
 
 use std::fmt;
 
-use kernel::Kernel;
+use kernel::{Kernel, GROUP};
 
 /// The sample rates the engine converts between (Hz).
 pub const SUPPORTED_RATES: [u32; 8] = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -197,7 +197,7 @@ impl State {
             fill: taps - 1,
             next: taps - 1,
             phase: 0,
-            ybuf: vec![0.0; 1024 + 4 * l],
+            ybuf: vec![0.0; 1024 + GROUP * l],
         }
     }
 
@@ -433,24 +433,22 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [
     let mut phase = st.phase;
     let mut o = 0;
     loop {
-        // A group is four rounds of l outputs; each round advances the input by exactly m and
-        // returns to the same phase, so the four outputs of one phase share their coefficients.
+        // A group is GROUP rounds of l outputs; each round advances the input by exactly m and
+        // returns to the same phase, so the GROUP outputs of one phase share their coefficients.
         let last_off = (phase * m % l + (l - 1) * m) / l;
-        if next + last_off + 3 * m < fill && o + 4 * l <= out.len() {
+        let span = (GROUP - 1) * m;
+        if next + last_off + span < fill && o + GROUP * l <= out.len() {
             let (mut n, mut ph) = (next, phase);
             for r in 0..l {
                 let start = n + 1 - taps;
-                let ys = match bank.trivial[ph] {
-                    Some(i) => {
-                        let b = start + i;
-                        [buf[b], buf[b + m], buf[b + 2 * m], buf[b + 3 * m]]
-                    }
+                let ys: [f32; GROUP] = match bank.trivial[ph] {
+                    Some(i) => std::array::from_fn(|k| buf[start + i + k * m]),
                     None => {
                         let c = bank.phase(ph);
-                        // The last window ends at start + 3m + taps <= fill (checked above).
-                        let w = &buf[start..start + 3 * m + taps];
-                        // SAFETY: `c` has `taps` items and `w` covers all four windows.
-                        unsafe { K::dot4(c.as_ptr(), w.as_ptr(), m, taps) }
+                        // The last window ends at start + span + taps <= fill (checked above).
+                        let w = &buf[start..start + span + taps];
+                        // SAFETY: `c` has `taps` items, 32-byte aligned; `w` covers all windows.
+                        unsafe { K::dot8(c.as_ptr(), w.as_ptr(), m, taps) }
                     }
                 };
                 for (k, y) in ys.into_iter().enumerate() {
@@ -460,8 +458,8 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [
                 n += dn;
                 ph = np;
             }
-            o += 4 * l;
-            next += 4 * m;
+            o += GROUP * l;
+            next += GROUP * m;
             continue;
         }
         // Four consecutive outputs (any phases) at once: four independent FMA chains.
