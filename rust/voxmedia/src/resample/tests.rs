@@ -243,7 +243,7 @@ fn tones_pass_flat_and_at_the_right_frequency() {
             let (amps, res) = fit(&y, b, &[f]);
             let amp = amps[0];
             let g = db(amp / 0.5);
-            assert!(g.abs() < 0.05, "{a}->{b} at {f} Hz: {g} dB");
+            assert!(g.abs() < 0.08, "{a}->{b} at {f} Hz: {g} dB");
             // Nothing else of note: the residual is far below the tone.
             assert!(
                 db(res / amp) < -85.0,
