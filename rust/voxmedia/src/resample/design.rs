@@ -11,7 +11,7 @@
 //! centred below its nominal midpoint: 0.05 dB at 0.85 ny (of the 0.1 dB allowed) for ~14% fewer
 //! taps than the symmetric design.
 
-use super::{Bank, Lanes, Quality};
+use super::{tables, Bank, Lanes, Quality};
 
 struct Spec {
     /// Stopband attenuation target, dB.
@@ -78,13 +78,8 @@ fn sinc(x: f64) -> f64 {
     }
 }
 
-pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
-    let g = gcd(in_rate, out_rate);
-    let l = (out_rate / g) as usize;
-    let m = (in_rate / g) as usize;
-    let sp = spec(in_rate, out_rate, quality);
-    let ny = in_rate.min(out_rate) as f64 / 2.0;
-    let proto = in_rate as f64 * l as f64;
+/// Kaiser-windowed sinc prototype at `proto` Hz; returns the taps and the centre index.
+fn kaiser(sp: &Spec, ny: f64, proto: f64, l: usize) -> (Vec<f64>, f64) {
     let fc = sp.cutoff * ny / proto; // cycles per prototype sample
     let dw = 2.0 * std::f64::consts::PI * (2.0 * sp.half_width * ny) / proto;
     let beta = 0.1102 * (sp.atten - 8.7);
@@ -108,6 +103,28 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
             2.0 * fc * sinc(2.0 * fc * t) * w
         })
         .collect();
+    (h, centre)
+}
+
+pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
+    let g = gcd(in_rate, out_rate);
+    let l = (out_rate / g) as usize;
+    let m = (in_rate / g) as usize;
+    let sp = spec(in_rate, out_rate, quality);
+    let ny = in_rate.min(out_rate) as f64 / 2.0;
+    let proto = in_rate as f64 * l as f64;
+    // The hot 2:1 and 3:1 decimators use offline near-minimax designs (see gen_tables.py):
+    // ~20% fewer taps than Kaiser for the same goals.
+    let table: Option<&[f64]> = match (quality, l, m) {
+        (Quality::Voice, 1, 2) => Some(&tables::DECIM2),
+        (Quality::Voice, 1, 3) => Some(&tables::DECIM3),
+        _ => None,
+    };
+    let (h, centre) = match table {
+        Some(t) => (t.to_vec(), (t.len() - 1) as f64 / 2.0),
+        None => kaiser(&sp, ny, proto, l),
+    };
+    let n = h.len();
 
     let per_phase = n.div_ceil(l);
     let taps = per_phase.max(m).div_ceil(8) * 8;

@@ -18,6 +18,7 @@
 
 mod design;
 mod kernel;
+mod tables;
 
 use std::fmt;
 
@@ -112,6 +113,13 @@ pub trait Sample: Copy + Send + Sync + 'static {
     const ZERO: Self;
     fn to_f32(self) -> f32;
     fn from_f32(y: f32) -> Self;
+    /// `from_f32` over a slice; written so that it vectorises.
+    #[inline(always)]
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        for (d, &y) in dst.iter_mut().zip(src) {
+            *d = Self::from_f32(y);
+        }
+    }
 }
 
 impl Sample for i16 {
@@ -122,10 +130,13 @@ impl Sample for i16 {
     }
     #[inline(always)]
     fn from_f32(y: f32) -> Self {
-        // Round half to even with the 1.5 * 2^23 trick: plain arithmetic, so it vectorises and
-        // needs no SSE4.1 `roundps` or a libm call on baseline x86_64. NaN casts to 0.
-        let v = (y * 32768.0).clamp(-32768.0, 32767.0);
-        ((v + 12_582_912.0) - 12_582_912.0) as i16
+        // Saturate (max/min also map NaN to -32768), then round half to even with the
+        // 1.5 * 2^23 trick: plain arithmetic, so it vectorises and needs neither SSE4.1 nor a
+        // libm call on baseline x86_64.
+        let v = (y * 32768.0).max(-32768.0).min(32767.0);
+        let r = (v + 12_582_912.0) - 12_582_912.0;
+        // SAFETY: `r` is a finite integer in [-32768, 32767].
+        unsafe { r.to_int_unchecked::<i32>() as i16 }
     }
 }
 
@@ -508,9 +519,7 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [
     }
     st.next = next;
     st.phase = phase;
-    for (d, &y) in dst[..o].iter_mut().zip(&out[..o]) {
-        *d = S::from_f32(y);
-    }
+    S::from_f32_slice(&mut dst[..o], &out[..o]);
     o
 }
 
