@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import itertools
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def fit(y: np.ndarray, rate: int, freqs: list[float]) -> tuple[np.ndarray, float
     y = y[len(y) // 4 : -len(y) // 8]
     t = np.arange(len(y)) / rate
     cols = [g(2 * np.pi * f * t) for f in freqs for g in (np.sin, np.cos)]
-    m = np.stack(cols + [np.ones_like(t)], 1)
+    m = np.stack([*cols, np.ones_like(t)], 1)
     c, *_ = np.linalg.lstsq(m, y, rcond=None)
     amps = np.hypot(c[0:-1:2], c[1:-1:2])
     return amps, float(np.sqrt(np.mean((y - m @ c) ** 2)))
@@ -150,7 +151,7 @@ def test_chunking_never_changes_the_output(
     ref = whole.process(data) + whole.flush()
     r = media.Resampler(a, b, quality=quality)
     bounds = sorted({min(2 * c, len(data)) for c in cuts} | {0, len(data)})
-    got = b"".join(r.process(data[i:j]) for i, j in zip(bounds, bounds[1:], strict=False))
+    got = b"".join(r.process(data[i:j]) for i, j in itertools.pairwise(bounds))
     assert got + r.flush() == ref
 
 
@@ -165,7 +166,7 @@ def test_float_chunking_and_shared_state(x: list[float], cuts: list[int]) -> Non
     ref = ref_r.process_float(data) + ref_r.flush_float()
     r = media.Resampler(8000, 16000, quality="high")
     bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
-    got = b"".join(r.process_float(data[i:j]) for i, j in zip(bounds, bounds[1:], strict=False))
+    got = b"".join(r.process_float(data[i:j]) for i, j in itertools.pairwise(bounds))
     assert got + r.flush_float() == ref
 
 
