@@ -1,4 +1,4 @@
-//! Kaiser-windowed sinc prototype and its polyphase split.
+//! Prototype low-pass design (Kaiser-windowed sinc, or an offline table) and its polyphase split.
 //!
 //! Edges are given in units of the lower Nyquist frequency `ny`, from what a phone leg needs:
 //! a flat passband to 0.85 ny, and

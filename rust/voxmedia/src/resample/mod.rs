@@ -1,8 +1,10 @@
 //! Streaming sample-rate conversion between the telephony and media rates.
 //!
 //! A rational L/M polyphase FIR. The prototype low-pass is a Kaiser-windowed sinc designed in
-//! f64 at construction and stored as one contiguous, time-reversed f32 array per phase, so every
-//! output sample is a single contiguous dot product over a linear history buffer.
+//! f64 at construction (or, for the hot 2:1 and 3:1 decimators, a near-minimax table designed
+//! offline, see `gen_tables.py`), normalised to unity DC gain per phase and stored as one
+//! contiguous, time-reversed, 32-byte aligned f32 array per phase, so every output sample is a
+//! single contiguous dot product over a linear history buffer.
 //!
 //! Why these choices:
 //! - Output is emitted as soon as the newest input sample it needs has arrived, so the only
@@ -14,7 +16,8 @@
 //!   is then a pure delay and costs a copy instead of a dot product, which nearly halves the
 //!   work of the hot 8k->16k case.
 //! - The dot product kernel is picked at run time (AVX2+FMA where the CPU has it) because wheels
-//!   are built for baseline x86_64.
+//!   are built for baseline x86_64. Outputs of one phase that are all ready are computed eight
+//!   at a time with the coefficients loaded once; the rest four at a time, interleaved.
 
 mod design;
 mod kernel;
