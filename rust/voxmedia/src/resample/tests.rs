@@ -444,3 +444,28 @@ proptest! {
         r.flush_into(&mut tail).unwrap();
     }
 }
+
+#[test]
+fn kernels_agree_to_rounding() {
+    // The SIMD kernel fuses multiply-adds, so bits may differ from the portable one, but only
+    // at the level of f32 rounding.
+    let ks = kernels();
+    let x: Vec<f32> = (0..4000)
+        .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
+        .collect();
+    for (a, b) in all_pairs() {
+        let outs: Vec<Vec<f32>> = ks
+            .iter()
+            .map(|&k| run_split(&mut make(a, b, Quality::High, k), &x, &[1234]))
+            .collect();
+        for o in &outs[1..] {
+            assert_eq!(o.len(), outs[0].len());
+            let worst = o
+                .iter()
+                .zip(&outs[0])
+                .map(|(u, v)| (u - v).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{a}->{b}: {worst}");
+        }
+    }
+}
