@@ -35,11 +35,7 @@ impl std::error::Error for G711Error {}
 /// G.191 `ulaw_compress` for one sample (the definition; tables are built from it).
 pub const fn ulaw_compress_ref(x: i16) -> u8 {
     let x = x as i32;
-    let mut absno = if x < 0 {
-        ((!x) >> 2) + 33
-    } else {
-        (x >> 2) + 33
-    };
+    let mut absno = if x < 0 { ((!x) >> 2) + 33 } else { (x >> 2) + 33 };
     if absno > 0x1FFF {
         absno = 0x1FFF;
     }
@@ -198,14 +194,8 @@ impl Law {
     pub fn encode_into(self, pcm: &[i16], out: &mut [u8]) -> Result<(), G711Error> {
         check_out(pcm.len(), out.len())?;
         match self {
-            Law::Ulaw => pcm
-                .iter()
-                .zip(out.iter_mut())
-                .for_each(|(&x, o)| *o = ulaw_encode_sample(x)),
-            Law::Alaw => pcm
-                .iter()
-                .zip(out.iter_mut())
-                .for_each(|(&x, o)| *o = alaw_encode_sample(x)),
+            Law::Ulaw => pcm.iter().zip(out.iter_mut()).for_each(|(&x, o)| *o = ulaw_encode_sample(x)),
+            Law::Alaw => pcm.iter().zip(out.iter_mut()).for_each(|(&x, o)| *o = alaw_encode_sample(x)),
         }
         Ok(())
     }
@@ -226,16 +216,10 @@ impl Law {
             return Err(G711Error::OddPcmLength(pcm.len()));
         }
         check_out(pcm.len() / 2, out.len())?;
-        let samples = pcm
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]));
+        let samples = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]));
         match self {
-            Law::Ulaw => samples
-                .zip(out.iter_mut())
-                .for_each(|(x, o)| *o = ulaw_encode_sample(x)),
-            Law::Alaw => samples
-                .zip(out.iter_mut())
-                .for_each(|(x, o)| *o = alaw_encode_sample(x)),
+            Law::Ulaw => samples.zip(out.iter_mut()).for_each(|(x, o)| *o = ulaw_encode_sample(x)),
+            Law::Alaw => samples.zip(out.iter_mut()).for_each(|(x, o)| *o = alaw_encode_sample(x)),
         }
         Ok(())
     }
@@ -258,11 +242,7 @@ mod tests {
     /// Magnitude of a negative sample per G.191 is the one's complement.
     fn ulaw_by_segments(x: i16) -> u8 {
         let neg = x < 0;
-        let mag14 = if neg {
-            (!(x as i32)) >> 2
-        } else {
-            (x as i32) >> 2
-        };
+        let mag14 = if neg { (!(x as i32)) >> 2 } else { (x as i32) >> 2 };
         let biased = (mag14 + 33).min(8191);
         let seg = (0..8).rev().find(|&s| biased >= (32 << s)).unwrap_or(0);
         let step = (biased >> (seg + 1)) & 0xF;
@@ -291,11 +271,7 @@ mod tests {
             if c != 0x7F {
                 assert_eq!(ulaw_encode_sample(y), c, "mu code {c:#x}");
             }
-            assert_eq!(
-                alaw_encode_sample(alaw_decode_sample(c)),
-                c,
-                "A code {c:#x}"
-            );
+            assert_eq!(alaw_encode_sample(alaw_decode_sample(c)), c, "A code {c:#x}");
         }
     }
 
@@ -321,9 +297,7 @@ mod tests {
     #[test]
     fn odd_length_is_an_error_naming_the_length() {
         let mut out = [0u8; 4];
-        let e = Law::Ulaw
-            .encode_from_le_bytes(&[0, 0, 0], &mut out)
-            .unwrap_err();
+        let e = Law::Ulaw.encode_from_le_bytes(&[0, 0, 0], &mut out).unwrap_err();
         assert_eq!(e, G711Error::OddPcmLength(3));
         assert!(e.to_string().contains('3'));
     }
@@ -332,18 +306,10 @@ mod tests {
     /// CI always has it; set CI=true to make its absence a failure.
     #[test]
     fn itu_g191_sweep() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/g711");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/g711");
         if !dir.exists() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI run without {}",
-                dir.display()
-            );
-            eprintln!(
-                "itu_g191_sweep: {} not found, skipped outside CI",
-                dir.display()
-            );
+            assert!(std::env::var("CI").is_err(), "CI run without {}", dir.display());
+            eprintln!("itu_g191_sweep: {} not found, skipped outside CI", dir.display());
             return;
         }
         let words = |name: &str| -> Vec<i16> {
