@@ -127,7 +127,7 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
     let n = h.len();
 
     let per_phase = n.div_ceil(l);
-    let taps = per_phase.max(m).div_ceil(8) * 8;
+    let taps = per_phase.div_ceil(8) * 8;
     let mut flat = vec![0f32; l * taps];
     let mut trivial = vec![None; l];
     // Rows are stored in the order the outputs visit the phases (slot s holds phase s*m mod l),

@@ -19,6 +19,11 @@ pub(super) trait Dot {
     /// # Safety
     /// `c` valid for `n` reads, `x` for `7 * stride + n`; `n` is a multiple of 8.
     unsafe fn dot8(c: *const f32, x: *const f32, stride: usize, n: usize) -> [f32; GROUP];
+    /// Two windows at `x` and `x + stride`, same coefficients.
+    ///
+    /// # Safety
+    /// `c` valid for `n` reads, `x` for `stride + n`; `n` is a multiple of 8.
+    unsafe fn dot2(c: *const f32, x: *const f32, stride: usize, n: usize) -> [f32; 2];
     /// Four independent (coefficients, window) pairs, interleaved to hide FMA latency.
     ///
     /// # Safety
@@ -58,6 +63,11 @@ impl Dot for Scalar {
     #[inline(always)]
     unsafe fn dot8(c: *const f32, x: *const f32, stride: usize, n: usize) -> [f32; GROUP] {
         std::array::from_fn(|k| reduce8(Self::acc(c, x.add(k * stride), n)))
+    }
+
+    #[inline(always)]
+    unsafe fn dot2(c: *const f32, x: *const f32, stride: usize, n: usize) -> [f32; 2] {
+        [0, 1].map(|k| reduce8(Self::acc(c, x.add(k * stride), n)))
     }
 
     #[inline(always)]
@@ -107,6 +117,25 @@ mod avx2 {
             let mut r = [0f32; GROUP];
             _mm256_storeu_ps(r.as_mut_ptr(), _mm256_add_ps(lo, hi));
             r
+        }
+
+        #[inline(always)]
+        unsafe fn dot2(c: *const f32, x: *const f32, stride: usize, n: usize) -> [f32; 2] {
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let x1 = x.add(stride);
+            let mut i = 0;
+            while i < n {
+                let cv = _mm256_load_ps(c.add(i));
+                a0 = _mm256_fmadd_ps(cv, _mm256_loadu_ps(x.add(i)), a0);
+                a1 = _mm256_fmadd_ps(cv, _mm256_loadu_ps(x1.add(i)), a1);
+                i += 8;
+            }
+            let h = _mm256_hadd_ps(a0, a1);
+            let h = _mm256_hadd_ps(h, h);
+            let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            let mut r = [0f32; 4];
+            _mm_storeu_ps(r.as_mut_ptr(), s);
+            [r[0], r[1]]
         }
 
         #[inline(always)]

@@ -161,7 +161,7 @@ impl Sample for f32 {
 struct Bank {
     l: usize,
     m: usize,
-    /// Taps per phase, a multiple of 8 and at least `m`.
+    /// Taps per phase, a multiple of 8.
     taps: usize,
     /// `l * taps / 8` lanes, phase-major; each phase reversed so that it lines up with the
     /// oldest-first window `x[n - taps + 1 ..= n]`. 32-byte aligned so no coefficient load
@@ -476,6 +476,64 @@ fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [
             o += GROUP * l;
             next += GROUP * m;
             continue;
+        }
+        // Many phases (e.g. 44.1k <-> 16k): the coefficient table does not stay in L1, so pair
+        // each output with the one a round later (same phase, input m further on) to fetch each
+        // phase once for two outputs. `pairs` outputs are paired; the rest of the round is not
+        // yet complete and is left to the paths below.
+        if l >= 16 && next < fill && o + 2 * l <= out.len() {
+            let ph0 = phase * m % l;
+            let k = ((fill - next) * l).saturating_sub(ph0); // outputs with input: ceil(k / m)
+            let ready = k.div_ceil(m);
+            if ready > l {
+                let pairs = (ready - l).min(l);
+                let (mut n, mut ph) = (next, phase);
+                for r in 0..pairs {
+                    let start = n + 1 - taps;
+                    let ys = match bank.trivial[ph] {
+                        Some(i) => [buf[start + i], buf[start + i + m]],
+                        None => {
+                            let c = bank.phase(ph);
+                            let w = &buf[start..start + m + taps];
+                            // SAFETY: `c` has `taps` items, aligned; `w` covers both windows.
+                            unsafe { K::dot2(c.as_ptr(), w.as_ptr(), m, taps) }
+                        }
+                    };
+                    out[o + r] = ys[0];
+                    out[o + l + r] = ys[1];
+                    let (dn, np) = bank.step[ph];
+                    n += dn;
+                    ph = np;
+                }
+                // The unpaired middle of the round, one by one (same kernel order as `dot`).
+                for r in pairs..l {
+                    let start = n + 1 - taps;
+                    out[o + r] = match bank.trivial[ph] {
+                        Some(i) => buf[start + i],
+                        None => {
+                            let c = bank.phase(ph);
+                            let w = &buf[start..start + taps];
+                            // SAFETY: both slices have `taps` items.
+                            unsafe { K::dot(c.as_ptr(), w.as_ptr(), taps) }
+                        }
+                    };
+                    let (dn, np) = bank.step[ph];
+                    n += dn;
+                    ph = np;
+                }
+                // After a full round the phase is back to `phase` and the input is m further on;
+                // the `pairs` outputs of the second round are already written.
+                let (mut n2, mut ph2) = (next + m, phase);
+                for _ in 0..pairs {
+                    let (dn, np) = bank.step[ph2];
+                    n2 += dn;
+                    ph2 = np;
+                }
+                o += l + pairs;
+                next = n2;
+                phase = ph2;
+                continue;
+            }
         }
         // Four consecutive outputs (any phases) at once: four independent FMA chains.
         let (d0, p1) = bank.step[phase];
