@@ -17,7 +17,8 @@
 //!   work of the hot 8k->16k case.
 //! - The dot product kernel is picked at run time (AVX2+FMA where the CPU has it) because wheels
 //!   are built for baseline x86_64. Outputs of one phase that are all ready are computed eight
-//!   at a time with the coefficients loaded once; the rest four at a time, interleaved.
+//!   at a time with the coefficients loaded once (two at a time when there are many phases and
+//!   the table does not fit L1); the rest four at a time, interleaved.
 
 mod design;
 mod kernel;
