@@ -15,6 +15,7 @@ from voxrelay._media import (
 )
 
 # --- resample ---
+from voxrelay._media import Resampler
 
 # --- vad ---
 from voxrelay._media import Vad
@@ -32,6 +33,7 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
     # --- resample ---
+    "Resampler",
     # --- vad ---
     "Vad",
     # --- jitter ---
