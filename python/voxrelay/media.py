@@ -24,6 +24,7 @@ from voxrelay._media import Vad
 from voxrelay._media import Concealer, JitterBuffer
 
 # --- hotpath ---
+from voxrelay._media import TwilioInbound, TwilioOutbound
 
 __all__ = [
     "FrameError",
@@ -40,4 +41,6 @@ __all__ = [
     "Concealer",
     "JitterBuffer",
     # --- hotpath ---
+    "TwilioInbound",
+    "TwilioOutbound",
 ]
