@@ -1,0 +1,111 @@
+//! Per-stage cost of the inbound and outbound hot path, in ns per 20 ms frame, Rust only.
+//!
+//!     cargo run -p voxmedia --release --example hotpath_cost
+//!
+//! Prints each stage alone, then the whole pipeline, so a regression can be located.
+
+use std::hint::black_box;
+use std::time::Instant;
+use voxmedia::g711::Law;
+use voxmedia::jitter::{JitterBuffer, JitterConfig};
+use voxmedia::pipeline::{Inbound, InboundConfig, Outbound};
+use voxmedia::resample::{Quality, Resampler};
+use voxmedia::vad::{Vad, VadConfig};
+use voxmedia::wire::twilio::{decode_payload, scan, MediaMessageBuilder};
+
+const N: usize = 20_000;
+
+fn speechlike(rate: u32, n: usize) -> Vec<i16> {
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / rate as f64;
+            let env = 0.5 + 0.5 * (2.0 * std::f64::consts::PI * 3.0 * t).sin().powi(2);
+            let x: f64 = (1..12)
+                .map(|k| (2.0 * std::f64::consts::PI * 140.0 * k as f64 * t).sin() / k as f64)
+                .sum();
+            (x * env * 5000.0) as i16
+        })
+        .collect()
+}
+
+fn time(name: &str, mut f: impl FnMut(usize)) {
+    for i in 0..1000 {
+        f(i);
+    }
+    let t = Instant::now();
+    for i in 0..N {
+        f(i);
+    }
+    println!("{name:<34} {:8.0} ns/frame", t.elapsed().as_nanos() as f64 / N as f64);
+}
+
+fn main() {
+    let pcm = speechlike(8000, 160 * (N + 1000));
+    let mut codes = vec![0u8; pcm.len()];
+    Law::Ulaw.encode_into(&pcm, &mut codes).unwrap();
+    let builder = MediaMessageBuilder::new("MZ18ad3ab5a668481ce02b83e7395059f0");
+    let msgs: Vec<Vec<u8>> = (0..N + 1000)
+        .map(|i| {
+            let mut m = Vec::new();
+            builder.append(&codes[i * 160..(i + 1) * 160], &mut m);
+            // Twilio's inbound shape: counters and track before the payload.
+            let s = String::from_utf8(m).unwrap().replace(
+                "\"media\":{",
+                &format!("\"sequenceNumber\":\"{}\",\"media\":{{\"track\":\"inbound\",\"chunk\":\"{}\",\"timestamp\":\"{}\",", i + 2, i + 1, i * 20),
+            );
+            s.into_bytes()
+        })
+        .collect();
+    println!("message size: {} bytes", msgs[0].len());
+
+    time("scan (JSON fields)", |i| {
+        black_box(scan(black_box(&msgs[i]), 65536).unwrap());
+    });
+    let mut scratch = Vec::new();
+    let mut out = [0u8; 320];
+    time("scan + base64 decode", |i| {
+        let m = scan(&msgs[i], 65536).unwrap().media.unwrap();
+        black_box(decode_payload(&m.payload, &mut scratch, &mut out).unwrap());
+    });
+    let mut jb = JitterBuffer::new(JitterConfig::default()).unwrap();
+    let mut frame = vec![0i16; 160];
+    time("jitter push + pop_ready (G.711)", |i| {
+        jb.push(i as u64 + 1, i as u64 * 20, &codes[i * 160..(i + 1) * 160], 0.0).unwrap();
+        black_box(jb.pop_ready_into(&mut frame).unwrap());
+    });
+    let mut vad = Vad::new(8000, VadConfig::default()).unwrap();
+    time("vad 8 kHz", |i| {
+        black_box(vad.is_speech(&pcm[i * 160..(i + 1) * 160]).unwrap());
+    });
+    let mut up = Resampler::new(8000, 16000, Quality::Voice).unwrap();
+    let mut o16 = vec![0i16; 400];
+    time("resample 8k->16k", |i| {
+        black_box(up.process_into(&pcm[i * 160..(i + 1) * 160], &mut o16).unwrap());
+    });
+    let mut inb = Inbound::new(InboundConfig::default()).unwrap();
+    time("INBOUND whole", |i| {
+        black_box(inb.process(&msgs[i]).unwrap());
+    });
+
+    for rate in [16000u32, 24000, 22050] {
+        let src = speechlike(rate, (rate as usize / 50) * (N + 1000));
+        let step = rate as usize / 50;
+        let mut down = Resampler::new(rate, 8000, Quality::Voice).unwrap();
+        let mut o8 = vec![0i16; 400];
+        time(&format!("resample {}->8k", rate), |i| {
+            black_box(down.process_into(&src[i * step..(i + 1) * step], &mut o8).unwrap());
+        });
+        let mut ob = Outbound::new("MZ18ad3ab5a668481ce02b83e7395059f0", rate, Law::Ulaw, 20).unwrap();
+        time(&format!("OUTBOUND whole from {rate}"), |i| {
+            black_box(ob.process(&src[i * step..(i + 1) * step]));
+        });
+    }
+    let mut msg = Vec::new();
+    time("ulaw encode + base64 + JSON", |i| {
+        msg.clear();
+        let mut c = [0u8; 160];
+        Law::Ulaw.encode_into(&pcm[i * 160..(i + 1) * 160], &mut c).unwrap();
+        builder.append(&c, &mut msg);
+        black_box(&msg);
+    });
+}
