@@ -31,7 +31,10 @@ const EVENTS: [Event; 8] = [
 ];
 
 fn event_index(e: Event) -> usize {
-    EVENTS.iter().position(|&x| x == e).unwrap_or(EVENTS.len() - 1)
+    EVENTS
+        .iter()
+        .position(|&x| x == e)
+        .unwrap_or(EVENTS.len() - 1)
 }
 
 /// Inbound half of a Twilio Media Streams call.
@@ -68,7 +71,10 @@ impl PyInbound {
             ..InboundConfig::default()
         };
         let inner = Inbound::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let events = EVENTS.iter().map(|e| PyString::intern(py, e.name()).unbind()).collect();
+        let events = EVENTS
+            .iter()
+            .map(|e| PyString::intern(py, e.name()).unbind())
+            .collect();
         Ok(PyInbound { inner, events })
     }
 
@@ -91,7 +97,11 @@ impl PyInbound {
             }
             Ok(())
         })?;
-        Ok((self.events[event_index(step.event)].clone_ref(py), out, step.speech))
+        Ok((
+            self.events[event_index(step.event)].clone_ref(py),
+            out,
+            step.speech,
+        ))
     }
 
     /// Jitter-buffer counters plus the VAD's current level and noise floor.
@@ -149,7 +159,11 @@ impl PyOutbound {
         Ok(PyOutbound { inner })
     }
 
-    fn process<'py>(&mut self, py: Python<'py>, pcm: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        pcm: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let b = Bytes::extract(pcm, "pcm")?;
         let bytes = b.as_slice();
         if bytes.len() % 2 != 0 {

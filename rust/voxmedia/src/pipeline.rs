@@ -21,7 +21,11 @@ pub enum PipelineError {
     Vad(VadError),
     Jitter(JitterError),
     /// A setting of the pipeline itself.
-    Setting { name: &'static str, value: i64, valid: &'static str },
+    Setting {
+        name: &'static str,
+        value: i64,
+        valid: &'static str,
+    },
 }
 
 impl fmt::Display for PipelineError {
@@ -122,14 +126,26 @@ impl Inbound {
             ..JitterConfig::default()
         })
         .map_err(PipelineError::Jitter)?;
-        let vad = Vad::new(WIRE_RATE, VadConfig { frame_ms: cfg.frame_ms, ..cfg.vad.clone() })
-            .map_err(PipelineError::Vad)?;
+        let vad = Vad::new(
+            WIRE_RATE,
+            VadConfig {
+                frame_ms: cfg.frame_ms,
+                ..cfg.vad.clone()
+            },
+        )
+        .map_err(PipelineError::Vad)?;
         let resampler = if cfg.out_rate == WIRE_RATE {
             None
         } else {
-            Some(Resampler::new(WIRE_RATE, cfg.out_rate, Quality::Voice).map_err(PipelineError::Resample)?)
+            Some(
+                Resampler::new(WIRE_RATE, cfg.out_rate, Quality::Voice)
+                    .map_err(PipelineError::Resample)?,
+            )
         };
-        let out_cap = resampler.as_ref().map_or(frame_len, |r| r.output_len_max(frame_len)) * 8;
+        let out_cap = resampler
+            .as_ref()
+            .map_or(frame_len, |r| r.output_len_max(frame_len))
+            * 8;
         Ok(Inbound {
             frame_bytes: frame_len,
             // Room for twice a frame, so an oversized payload is measured, not truncated.
@@ -149,27 +165,41 @@ impl Inbound {
     pub fn process(&mut self, msg: &[u8]) -> Result<InboundStep, FrameError> {
         self.out.clear();
         let scanned = twilio::scan(msg, self.cfg.max_message_bytes)?;
-        let mut step = InboundStep { event: scanned.event, frames: 0, concealed: 0, speech: None };
+        let mut step = InboundStep {
+            event: scanned.event,
+            frames: 0,
+            concealed: 0,
+            speech: None,
+        };
         let Some(media) = scanned.media else {
             return Ok(step);
         };
         let n = twilio::decode_payload(&media.payload, &mut self.scratch, &mut self.payload)
             .map_err(|e| match e {
-                FrameError::PayloadSize { got, .. } => {
-                    FrameError::PayloadSize { got, expected: self.frame_bytes }
-                }
+                FrameError::PayloadSize { got, .. } => FrameError::PayloadSize {
+                    got,
+                    expected: self.frame_bytes,
+                },
                 e => e,
             })?;
         if n != self.frame_bytes {
-            return Err(FrameError::PayloadSize { got: n, expected: self.frame_bytes });
+            return Err(FrameError::PayloadSize {
+                got: n,
+                expected: self.frame_bytes,
+            });
         }
         let seq = media.chunk.unwrap_or(self.next_seq);
         self.next_seq = seq.wrapping_add(1);
-        let ts = media.timestamp.unwrap_or(seq.saturating_mul(self.cfg.frame_ms as u64));
+        let ts = media
+            .timestamp
+            .unwrap_or(seq.saturating_mul(self.cfg.frame_ms as u64));
         // The size was checked above, so the only refusal left is a counter out of range.
         self.jitter
             .push(seq, ts, &self.payload[..n], ts as f64)
-            .map_err(|_| FrameError::BadField { field: "media.chunk", what: "counter out of range" })?;
+            .map_err(|_| FrameError::BadField {
+                field: "media.chunk",
+                what: "counter out of range",
+            })?;
         // `frame` has the buffer's frame length, so pop cannot fail.
         while let Ok(Some(status)) = self.jitter.pop_ready_into(&mut self.frame) {
             step.frames += 1;
@@ -182,7 +212,9 @@ impl Inbound {
                     let start = self.out.len();
                     let room = r.output_len_max(self.frame.len());
                     self.out.resize(start + room, 0);
-                    let k = r.process_into(&self.frame, &mut self.out[start..]).unwrap_or(0);
+                    let k = r
+                        .process_into(&self.frame, &mut self.out[start..])
+                        .unwrap_or(0);
                     self.out.truncate(start + k);
                 }
                 None => self.out.extend_from_slice(&self.frame),
@@ -210,7 +242,8 @@ impl Inbound {
 
     /// Delay this path adds to the caller's audio, in ms.
     pub fn latency_ms(&self) -> f64 {
-        self.jitter.concealment_latency_ms() + self.resampler.as_ref().map_or(0.0, |r| r.latency_ms())
+        self.jitter.concealment_latency_ms()
+            + self.resampler.as_ref().map_or(0.0, |r| r.latency_ms())
     }
 
     pub fn reset(&mut self) {
@@ -240,7 +273,12 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(stream_sid: &str, in_rate: u32, law: Law, frame_ms: u32) -> Result<Self, PipelineError> {
+    pub fn new(
+        stream_sid: &str,
+        in_rate: u32,
+        law: Law,
+        frame_ms: u32,
+    ) -> Result<Self, PipelineError> {
         if !matches!(frame_ms, 10 | 20 | 30 | 40 | 60 | 100) {
             return Err(PipelineError::Setting {
                 name: "frame_ms",
@@ -251,7 +289,10 @@ impl Outbound {
         let resampler = if in_rate == WIRE_RATE {
             None
         } else {
-            Some(Resampler::new(in_rate, WIRE_RATE, Quality::Voice).map_err(PipelineError::Resample)?)
+            Some(
+                Resampler::new(in_rate, WIRE_RATE, Quality::Voice)
+                    .map_err(PipelineError::Resample)?,
+            )
         };
         let frame_len = (WIRE_RATE * frame_ms / 1000) as usize;
         Ok(Outbound {

@@ -93,6 +93,43 @@ impl Scalar<'_> {
     }
 }
 
+/// Index of the first byte that ends a run of string content: a quote, a backslash, or a
+/// control character (invalid unescaped in JSON). SSE2 is part of x86_64, so the 16-byte
+/// path needs no run-time detection; a message's ~400 bytes take a few dozen instructions.
+#[inline]
+fn find_string_stop(s: &[u8]) -> Option<usize> {
+    #[inline(always)]
+    fn is_stop(c: u8) -> bool {
+        c == b'"' || c == b'\\' || c < 0x20
+    }
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; loads stay within `s` (i + 16 <= len).
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let ctl_max = _mm_set1_epi8(0x1F);
+            while i + 16 <= s.len() {
+                let v = _mm_loadu_si128(s.as_ptr().add(i) as *const __m128i);
+                // Unsigned v <= 0x1F  <=>  min(v, 0x1F) == v.
+                let ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v);
+                let hit = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                    ctl,
+                );
+                let mask = _mm_movemask_epi8(hit) as u32;
+                if mask != 0 {
+                    return Some(i + mask.trailing_zeros() as usize);
+                }
+                i += 16;
+            }
+        }
+    }
+    s[i..].iter().position(|&c| is_stop(c)).map(|k| i + k)
+}
+
 pub struct Walker<'a> {
     s: &'a [u8],
     pub pos: usize,
@@ -142,35 +179,27 @@ impl<'a> Walker<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
-            // memchr-like scan: quote, backslash and control characters are the only stops.
             let rest = &self.s[self.pos..];
-            let n = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-            match n {
-                None => {
-                    self.pos = self.s.len();
-                    return Err(self.err("unterminated string"));
+            let Some(k) = find_string_stop(rest) else {
+                self.pos = self.s.len();
+                return Err(self.err("unterminated string"));
+            };
+            self.pos += k;
+            match rest[k] {
+                b'"' => {
+                    let raw = &self.s[start..self.pos];
+                    self.pos += 1;
+                    return Ok(RawStr { raw, escaped });
                 }
-                Some(k) => {
-                    self.pos += k;
-                    match self.s[self.pos] {
-                        b'"' => {
-                            let raw = &self.s[start..self.pos];
-                            self.pos += 1;
-                            return Ok(RawStr { raw, escaped });
-                        }
-                        b'\\' => {
-                            escaped = true;
-                            self.pos += 2;
-                            if self.pos > self.s.len() {
-                                self.pos = self.s.len();
-                                return Err(self.err("unterminated string"));
-                            }
-                        }
-                        _ => return Err(self.err("control character in string")),
+                b'\\' => {
+                    escaped = true;
+                    self.pos += 2;
+                    if self.pos > self.s.len() {
+                        self.pos = self.s.len();
+                        return Err(self.err("unterminated string"));
                     }
                 }
+                _ => return Err(self.err("control character in string")),
             }
         }
     }
@@ -365,6 +394,23 @@ mod tests {
         assert_eq!(Scalar::Num(b"-1").as_u64(), None);
         assert_eq!(Scalar::Num(b"1.5").as_u64(), None);
         assert_eq!(Scalar::Num(b"99999999999999999999").as_u64(), None);
+    }
+
+    #[test]
+    fn string_stop_matches_a_plain_search_at_every_position() {
+        for len in 0..70 {
+            for at in 0..=len {
+                for stop in [b'"', b'\\', 0x00, 0x1F] {
+                    let mut s = vec![b'a'; len];
+                    if at < len {
+                        s[at] = stop;
+                    }
+                    s.extend_from_slice(b"\x7f\x80\xff ");
+                    let want = s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+                    assert_eq!(find_string_stop(&s), want, "len {len} at {at} stop {stop}");
+                }
+            }
+        }
     }
 
     proptest::proptest! {
