@@ -1,5 +1,5 @@
 # Stubs for the compiled media engine; checked against the module by `python -m mypy.stubtest`.
-from typing import Final
+from typing import Final, final
 
 from typing_extensions import Buffer
 
@@ -13,11 +13,7 @@ def ulaw_encode(pcm: Buffer) -> bytes: ...
 def alaw_decode(data: Buffer) -> bytes: ...
 def alaw_encode(pcm: Buffer) -> bytes: ...
 
-# --- resample ---
-
-from typing import final as _final_resample  # noqa: E402  (in this section so branches merge)
-
-@_final_resample
+@final
 class Resampler:
     def __new__(cls, in_rate: int, out_rate: int, *, quality: str = "voice") -> Resampler: ...
     def process(self, pcm: Buffer) -> bytes: ...
@@ -33,10 +29,6 @@ class Resampler:
     def out_rate(self) -> int: ...
     @property
     def quality(self) -> str: ...
-
-# --- vad ---
-
-from typing import final  # noqa: E402  (kept in this section so domain branches merge cleanly)
 
 @final
 class Vad:
@@ -77,10 +69,7 @@ class Vad:
     @property
     def latency_ms(self) -> int: ...
 
-# --- jitter ---
-from typing import final as _final
-
-@_final
+@final
 class JitterBuffer:
     def __new__(
         cls,
@@ -110,7 +99,7 @@ class JitterBuffer:
     @property
     def payload_len(self) -> int: ...
 
-@_final
+@final
 class Concealer:
     def __new__(cls, sample_rate: int, frame_len: int) -> Concealer: ...
     def good(self, frame: Buffer) -> bytes: ...
@@ -120,8 +109,6 @@ class Concealer:
     def latency_samples(self) -> int: ...
     @property
     def frame_len(self) -> int: ...
-
-# --- hotpath ---
 
 @final
 class TwilioInbound:

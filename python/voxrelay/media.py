@@ -6,41 +6,31 @@ little-endian mono unless a docstring says otherwise; inputs accept any bytes-li
 """
 
 from voxrelay._media import (
+    Concealer,
     FrameError,
+    JitterBuffer,
     MediaError,
+    Resampler,
+    TwilioInbound,
+    TwilioOutbound,
+    Vad,
     alaw_decode,
     alaw_encode,
     ulaw_decode,
     ulaw_encode,
 )
 
-# --- resample ---
-from voxrelay._media import Resampler
-
-# --- vad ---
-from voxrelay._media import Vad
-
-# --- jitter ---
-from voxrelay._media import Concealer, JitterBuffer
-
-# --- hotpath ---
-from voxrelay._media import TwilioInbound, TwilioOutbound
-
 __all__ = [
+    "Concealer",
     "FrameError",
+    "JitterBuffer",
     "MediaError",
+    "Resampler",
+    "TwilioInbound",
+    "TwilioOutbound",
+    "Vad",
     "alaw_decode",
     "alaw_encode",
     "ulaw_decode",
     "ulaw_encode",
-    # --- resample ---
-    "Resampler",
-    # --- vad ---
-    "Vad",
-    # --- jitter ---
-    "Concealer",
-    "JitterBuffer",
-    # --- hotpath ---
-    "TwilioInbound",
-    "TwilioOutbound",
 ]
