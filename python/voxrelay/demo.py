@@ -99,15 +99,16 @@ def run_media_demo(out: str, loss: float, reorder: float, seed: int) -> int:
     heard: list[bytes] = []
     speech_flags: list[bool] = []
     sent = 0
-    t_in = t_out = 0
+    t_in: list[int] = []
+    t_out: list[int] = []
     for i in order:
         t0 = time.perf_counter_ns()
         _, pcm16, speech = inbound.process(messages[i])
         t1 = time.perf_counter_ns()
         sent += len(outbound.process(pcm16))  # the echo agent's path, frame by frame
         t2 = time.perf_counter_ns()
-        t_in += t1 - t0
-        t_out += t2 - t1
+        t_in.append(t1 - t0)
+        t_out.append(t2 - t1)
         heard.append(pcm16)
         if speech is not None:
             speech_flags.append(speech)
@@ -132,14 +133,17 @@ def run_media_demo(out: str, loss: float, reorder: float, seed: int) -> int:
         f"network: {n - len(order)} of {n} frames lost ({(n - len(order)) / n:.1%}), "
         f"reordering {reorder:.0%}"
     )
-    print(f"jitter buffer: {stats}")
+    print(
+        f"jitter buffer: received {stats['received']}, concealed {stats['concealed']}, "
+        f"silence {stats['silence']}, late {stats['late']}, duplicate {stats['duplicate']}"
+    )
     print("speech segments (s): " + ", ".join(f"{a:.2f}-{b:.2f}" for a, b in segments))
     print(
-        f"inbound hot path: {t_in / max(len(order), 1) / 1000:.2f} us per message "
-        f"(JSON, base64, G.711, jitter buffer, VAD, 8->16 kHz)"
+        f"inbound hot path: {_us(t_in, 50)} us median, {_us(t_in, 99)} us p99 per message "
+        "(JSON, base64, G.711, jitter buffer, VAD, 8->16 kHz)"
     )
     print(
-        f"outbound hot path: {t_out / max(len(order), 1) / 1000:.2f} us per 20 ms "
+        f"outbound hot path: {_us(t_out, 50)} us median, {_us(t_out, 99)} us p99 per 20 ms "
         f"(16->8 kHz, G.711, base64, JSON); {sent} messages"
     )
     print(
@@ -147,3 +151,7 @@ def run_media_demo(out: str, loss: float, reorder: float, seed: int) -> int:
     )
     print(f"wrote {out} ({len(audio) / 32000:.1f} s at 16 kHz)")
     return 0
+
+
+def _us(ns: list[int], pct: float) -> str:
+    return f"{np.percentile(ns, pct) / 1000:.2f}" if ns else "-"
