@@ -147,8 +147,12 @@ impl<'a> Walker<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn ws(&mut self) {
+        // Platform messages are compact: test the common no-whitespace case first.
+        if !matches!(self.s.get(self.pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            return;
+        }
         while let Some(&c) = self.s.get(self.pos) {
             if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
                 self.pos += 1;
@@ -163,6 +167,7 @@ impl<'a> Walker<'a> {
         self.s.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8, what: &'static str) -> Result<(), FrameError> {
         self.ws();
         if self.peek() == Some(c) {
@@ -174,6 +179,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A string starting at the current (whitespace-skipped) position.
+    #[inline(always)]
     pub fn string(&mut self) -> Result<RawStr<'a>, FrameError> {
         self.eat(b'"', "expected a string")?;
         let start = self.pos;
