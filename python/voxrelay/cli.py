@@ -18,7 +18,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--loss", type=float, default=0.05, help="packet loss rate (bursty)")
     d.add_argument("--reorder", type=float, default=0.02, help="share of packets swapped")
     d.add_argument("--seed", type=int, default=7)
+    sv = sub.add_parser(
+        "serve",
+        help="run the relay server (Twilio Media Streams on /twilio, webhook on /twilio/voice)",
+        description="Settings come from defaults < --config TOML < VOXRELAY_* environment "
+        "variables (e.g. VOXRELAY_TWILIO_AUTH_TOKEN) < these flags.",
+    )
+    sv.add_argument("--host", default=None)
+    sv.add_argument("--port", type=int, default=None, help="0 picks a free port")
+    sv.add_argument("--agent", default=None, help="echo, or package.module:factory")
+    sv.add_argument("--config", default=None, help="TOML file (top level or [voxrelay] table)")
+    sv.add_argument("--public-url", default=None, help="https://host[/base] as the platform sees us")
+    sv.add_argument("--drain-timeout", type=float, default=None, dest="drain_timeout_s")
+    sv.add_argument("--log-level", default=None)
     args = ap.parse_args(argv)
+    if args.command == "serve":
+        import os
+
+        from voxrelay.server import run
+        from voxrelay.settings import load_settings
+
+        try:
+            settings = load_settings(
+                config=args.config or os.environ.get("VOXRELAY_CONFIG"),
+                overrides={
+                    "host": args.host,
+                    "port": args.port,
+                    "agent": args.agent,
+                    "public_url": args.public_url,
+                    "drain_timeout_s": args.drain_timeout_s,
+                    "log_level": args.log_level,
+                },
+            )
+        except (OSError, ValueError) as e:
+            print(f"voxrelay serve: {e}", file=sys.stderr)
+            return 2
+
+        def ready(server: object) -> None:
+            port = getattr(server, "port", 0)
+            print(f"voxrelay: listening on {settings.host}:{port}", flush=True)
+
+        return run(settings, ready)
     if args.command == "demo":
         from voxrelay.demo import run_media_demo
 
