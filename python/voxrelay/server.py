@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections import deque
 import sys
 from collections.abc import Callable
 from typing import Final
@@ -37,7 +38,10 @@ class RelayServer:
         self.settings = settings
         self.agent_factory = agent_factory or load_agent(settings.agent)
         self.sessions: set[Session] = set()
+        # Counters of recently finished calls, for tests, benches and a future metrics page.
+        self.finished: deque[dict[str, int]] = deque(maxlen=1000)
         self._ws_server: Server | None = None
+        self._port: int | None = None
         self._draining = False
         self.http = RelayHttp(settings, is_serving=lambda: not self._draining)
         self._idle = asyncio.Event()
@@ -45,8 +49,9 @@ class RelayServer:
 
     @property
     def port(self) -> int:
-        assert self._ws_server is not None, "start() first"
-        return int(self._ws_server.sockets[0].getsockname()[1])
+        """The bound port (the real one when settings asked for port 0)."""
+        assert self._port is not None, "start() first"
+        return self._port
 
     async def start(self) -> None:
         s = self.settings
@@ -63,6 +68,7 @@ class RelayServer:
             open_timeout=s.open_timeout_s,
             close_timeout=2.0,
         )
+        self._port = int(self._ws_server.sockets[0].getsockname()[1])
         log.info("voxrelay listening on %s:%d (agent %s)", s.host, self.port, s.agent)
 
     async def _handler(self, ws: ServerConnection) -> None:
@@ -87,6 +93,7 @@ class RelayServer:
             log.exception("call %s failed", session.call_sid)
             await ws.close(1011, "internal error")
         finally:
+            self.finished.append(dict(session.stats))
             self.sessions.discard(session)
             if not self.sessions:
                 self._idle.set()

@@ -139,7 +139,7 @@ class CallOptions:
     headers: Mapping[str, str] = field(default_factory=dict)
     send_stop: bool = True
     stop_when_idle: bool = False
-    """End early once the audio is out and no reply audio is playing or pending."""
+    """End early once the audio is out, each caller turn got a reply, and it has played."""
 
 
 @dataclass
@@ -166,6 +166,10 @@ class CallResult:
     clears_ms: list[float] = field(default_factory=list)
     first_media_ms: list[float] = field(default_factory=list)
     """Arrival times of the first media message after each silence of the server."""
+    max_buffered_ms: float = 0.0
+    """Most reply audio ever waiting in the playout buffer: the server's lead."""
+    underruns: int = 0
+    """Reply audio that arrived into an empty buffer mid-chunk (no mark in between): gaps."""
     late_ticks: int = 0
     """Ticks more than one frame late: the simulator itself could not keep real time."""
     close_code: int | None = None
@@ -199,6 +203,7 @@ class _Phone:
         self.seq = 0
         self.t0 = 0.0
         self.quiet = True  # nothing received since the last playout drain
+        self.last_was_media = False
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -218,10 +223,15 @@ class _Phone:
             if self.quiet:
                 r.first_media_ms.append(self.now_ms())
                 self.quiet = False
+            elif not self.buffer and self.last_was_media:
+                r.underruns += 1
+            self.last_was_media = True
             self.buffer += pcm
             self.received += len(pcm)
             r.media_received += 1
+            r.max_buffered_ms = max(r.max_buffered_ms, len(self.buffer) / 16)
         elif isinstance(ev, Mark):
+            self.last_was_media = False
             r.marks_received += 1
             if self.received <= self.played:
                 self.to_echo.append(ev.name)
@@ -235,6 +245,7 @@ class _Phone:
             self.to_echo.extend(name for _, name in self.marks)
             self.marks.clear()
             self.quiet = True
+            self.last_was_media = False
 
     def play_tick(self) -> bytes:
         """20 ms of playout: buffered audio or silence; queue marks that were reached."""
@@ -323,6 +334,8 @@ async def run_call(opts: CallOptions) -> CallResult:
                     sequence_number=phone.next_seq(),
                 )
             )
+            expected_replies = len(speech_segments(audio))
+            quiet_ticks = 0
             phone.t0 = t0 = loop.time()
             dtmf_tick = n_speech
             digits = list(opts.dtmf)
@@ -345,11 +358,18 @@ async def run_call(opts: CallOptions) -> CallResult:
                 if digits and k >= dtmf_tick and (k - dtmf_tick) % 5 == 0:
                     await ws.send(dtmf_message(phone.sid, phone.next_seq(), digits.pop(0)))
                 heard.append(phone.play_tick())
+                quiet_ticks = quiet_ticks + 1 if phone.quiet else 0
                 for name in phone.to_echo:
                     await ws.send(mark_echo_message(phone.sid, phone.next_seq(), name))
                     r.marks_echoed += 1
                 phone.to_echo.clear()
-                if opts.stop_when_idle and k > n_speech and phone.quiet and not digits:
+                if (
+                    opts.stop_when_idle
+                    and k > n_speech
+                    and quiet_ticks >= 25  # half a second with nothing more to play
+                    and not digits
+                    and len(r.first_media_ms) >= expected_replies
+                ):
                     break
             r.duration_ms = (loop.time() - t0) * 1000
             if opts.send_stop and not rx.done():
@@ -400,7 +420,8 @@ def summary(results: Sequence[CallResult]) -> str:
             f"  audio: sent {r.frames_sent} frames ({r.frames_lost} lost by impairment), "
             f"received {r.received_ms / 1000:.2f} s (caller speech {expected / 1000:.2f} s)\n"
             f"  marks: {r.marks_received} received, {r.marks_echoed} echoed; "
-            f"clears: {len(r.clears_ms)}; late ticks: {r.late_ticks}; "
+            f"clears: {len(r.clears_ms)}; playout lead max {r.max_buffered_ms:.0f} ms, "
+            f"gaps {r.underruns}; late ticks: {r.late_ticks}; "
             f"closed: {r.close_code} {r.close_reason}"
         )
     if lat:
