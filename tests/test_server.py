@@ -117,7 +117,11 @@ def media_frames(pcm8: bytes, first_seq: int = 2) -> list[str]:
     codes += b"\xff" * (-len(codes) % 160)
     return [
         tw.media_message(
-            SID, first_seq + i, i + 1, i * 20, base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode()
+            SID,
+            first_seq + i,
+            i + 1,
+            i * 20,
+            base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode(),
         )
         for i in range(len(codes) // 160)
     ]
@@ -298,8 +302,15 @@ def test_malformed_messages_do_not_end_the_call(
     kinds = [w.split("(")[1].split(")")[0] for w in warnings]
     # Each kind is logged once per call although every bad message was sent three times.
     assert len(kinds) == len(set(kinds))
-    assert {"not_json", "not_object", "unknown_event", "binary_frame", "too_large",
-            "media_before_start", "bad_field"} <= set(kinds)
+    assert {
+        "not_json",
+        "not_object",
+        "unknown_event",
+        "binary_frame",
+        "too_large",
+        "media_before_start",
+        "bad_field",
+    } <= set(kinds)
 
 
 @pytest.mark.parametrize(
@@ -364,8 +375,9 @@ def test_dtmf_and_agent_play_are_delivered() -> None:
         async with serving(record=rec) as server, connect(ws_url(server)) as ws:
             await start_call(ws)
             await ws.send(tw.dtmf_message(SID, 3, "7"))
-            await _wait_for(lambda: bool(rec) and any(
-                type(e).__name__ == "Dtmf" for e in rec[0].events))
+            await _wait_for(
+                lambda: bool(rec) and any(type(e).__name__ == "Dtmf" for e in rec[0].events)
+            )
             call: Any = server.sessions.copy().pop()
             call.play(b"\x10\x00" * 8000, 16000)  # 0.5 s at 16 kHz
             frames = marks = 0
@@ -421,8 +433,9 @@ def test_upgrade_signature_accepts_valid_and_rejects_others() -> None:
     run(main())
 
 
-def _http(port: int, method: str, path: str, body: bytes = b"",
-          headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+def _http(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -432,8 +445,9 @@ def _http(port: int, method: str, path: str, body: bytes = b"",
         conn.close()
 
 
-async def _ahttp(port: int, method: str, path: str, body: bytes = b"",
-                 headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def _ahttp(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     return await asyncio.to_thread(_http, port, method, path, body, headers)
 
 
@@ -477,14 +491,20 @@ def test_twiml_webhook_uses_configured_public_url() -> None:
         settings = Settings(public_url="https://calls.example.org/relay")
         async with serving(settings) as server:
             status, _, text = await _ahttp(
-                server.port, "POST", "/twilio/voice", b"CallSid=CA1",
+                server.port,
+                "POST",
+                "/twilio/voice",
+                b"CallSid=CA1",
                 {"Content-Type": "application/x-www-form-urlencoded"},
             )
             assert status == 200
             assert '<Stream url="wss://calls.example.org/relay/twilio">' in text
             # Bodies over the limit are refused before they are read.
             status, _, _ = await _ahttp(
-                server.port, "POST", "/twilio/voice", b"a=" + b"x" * 70000,
+                server.port,
+                "POST",
+                "/twilio/voice",
+                b"a=" + b"x" * 70000,
                 {"Content-Type": "application/x-www-form-urlencoded"},
             )
             assert status == 413

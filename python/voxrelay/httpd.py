@@ -229,9 +229,7 @@ def connection_class(app: RelayHttp) -> type[ServerConnection]:
                     elif isinstance(ev, h11.EndOfMessage):
                         req = self._req
                         assert req is not None and self._body is not None
-                        headers = {
-                            k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers
-                        }
+                        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
                         try:
                             reply = app.handle_body_request(
                                 req.method.decode("ascii"),

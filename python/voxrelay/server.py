@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections import deque
 import sys
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 

@@ -188,8 +188,11 @@ class Session:
 
     def _check_idle(self, seen: int) -> None:
         if self._rx == seen:
-            log.warning("call %s: nothing received for %.0f s; closing", self.call_sid,
-                        self.settings.idle_timeout_s)
+            log.warning(
+                "call %s: nothing received for %.0f s; closing",
+                self.call_sid,
+                self.settings.idle_timeout_s,
+            )
             self.terminate(1001, "idle timeout", "idle")
             return
         self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, self._rx)
@@ -201,7 +204,7 @@ class Session:
         try:
             async for msg in self.ws:
                 self._rx += 1
-                if type(msg) is not str:
+                if isinstance(msg, bytes):
                     try:
                         self.state.receive_binary(msg)
                     except ProtocolError as e:
@@ -263,8 +266,9 @@ class Session:
                     return True
             self._streaming = True
             log.info("call %s started (stream %s)", ev.call_sid, ev.stream_sid)
-            self._post(CallStarted(ev.stream_sid, ev.call_sid, ev.account_sid,
-                                   dict(ev.custom_parameters)))
+            self._post(
+                CallStarted(ev.stream_sid, ev.call_sid, ev.account_sid, dict(ev.custom_parameters))
+            )
         elif isinstance(ev, MarkMsg):
             t = self.tracker
             ignored = t.unknown_echoes + t.flushed_echoes
@@ -292,8 +296,7 @@ class Session:
         if flags & ENDED:
             self.stats["utterances"] += 1
             self._post(
-                SpeechEnded(turns.utterance(), AGENT_RATE, turns.speech_start_ms,
-                            turns.position_ms)
+                SpeechEnded(turns.utterance(), AGENT_RATE, turns.speech_start_ms, turns.position_ms)
             )
 
     async def _clear(self) -> Cleared:

@@ -164,7 +164,9 @@ def load_settings(
         for k, v in table.items():
             key = k.replace("-", "_")
             if key not in _FIELDS:
-                raise ValueError(f"{path}: unknown setting {k!r}; valid: {', '.join(sorted(_FIELDS))}")
+                raise ValueError(
+                    f"{path}: unknown setting {k!r}; valid: {', '.join(sorted(_FIELDS))}"
+                )
             values[key] = _convert(key, v, str(path))
     environ = os.environ if env is None else env
     for k, v in environ.items():
@@ -172,8 +174,10 @@ def load_settings(
             continue
         key = k[len(ENV_PREFIX) :].lower()
         if key not in _FIELDS:
-            raise ValueError(f"unknown environment setting {k}; valid: VOXRELAY_<SETTING> for "
-                             f"{', '.join(sorted(_FIELDS))}")
+            raise ValueError(
+                f"unknown environment setting {k}; valid: VOXRELAY_<SETTING> for "
+                f"{', '.join(sorted(_FIELDS))}"
+            )
         values[key] = _convert(key, v, k)
     for k, v in (overrides or {}).items():
         if k not in _FIELDS:

@@ -267,9 +267,7 @@ class _Phone:
         return out
 
 
-def _schedule(
-    n: int, opts: CallOptions, rng: np.random.Generator
-) -> tuple[list[list[int]], int]:
+def _schedule(n: int, opts: CallOptions, rng: np.random.Generator) -> tuple[list[list[int]], int]:
     """Which frame indices go out at each tick, after loss, reordering and jitter."""
     keep = [i for i in range(n) if not (opts.loss > 0 and rng.random() < opts.loss)]
     lost = n - len(keep)
@@ -350,9 +348,7 @@ async def run_call(opts: CallOptions) -> CallResult:
                     break
                 for i in batch:
                     await ws.send(
-                        media_message(
-                            phone.sid, phone.next_seq(), i + 1, i * FRAME_MS, payloads[i]
-                        )
+                        media_message(phone.sid, phone.next_seq(), i + 1, i * FRAME_MS, payloads[i])
                     )
                     r.frames_sent += 1
                 if digits and k >= dtmf_tick and (k - dtmf_tick) % 5 == 0:
@@ -431,3 +427,59 @@ def summary(results: Sequence[CallResult]) -> str:
             f"n={len(a)} median {np.median(a):.0f} ms, max {a.max():.0f} ms"
         )
     return "\n".join(lines)
+
+
+async def run_calls(opts: CallOptions, calls: int) -> list[CallResult]:
+    """`calls` simultaneous calls with the same audio (each with its own impairment seed)."""
+    from dataclasses import replace
+
+    return list(
+        await asyncio.gather(*(run_call(replace(opts, seed=opts.seed + i)) for i in range(calls)))
+    )
+
+
+def call_main(
+    url: str,
+    wav: str,
+    *,
+    out: str | None,
+    jitter_ms: float,
+    loss: float,
+    reorder: float,
+    dtmf: str,
+    calls: int,
+    tail_s: float,
+    auth_token: str | None,
+    params: Mapping[str, str],
+    seed: int,
+) -> int:
+    """`voxrelay call`: returns 0 when every call ended with a normal close."""
+    for name, p in (("loss", loss), ("reorder", reorder)):
+        if not 0 <= p <= 1:
+            raise ValueError(f"--{name} must be a probability in 0..1, got {p}")
+    if calls < 1 or jitter_ms < 0 or tail_s < 0:
+        raise ValueError("--calls must be >= 1, --jitter-ms and --tail >= 0")
+    opts = CallOptions(
+        url,
+        read_wav(wav),
+        tail_s=tail_s,
+        jitter_ms=jitter_ms,
+        loss=loss,
+        reorder=reorder,
+        seed=seed,
+        dtmf=dtmf,
+        custom_parameters=dict(params),
+        auth_token=auth_token,
+    )
+    try:
+        import uvloop
+
+        results = uvloop.run(run_calls(opts, calls))
+    except ImportError:  # pragma: no cover
+        results = asyncio.run(run_calls(opts, calls))
+    if out:
+        write_wav(out, results[0].heard)
+    print(summary(results))
+    if out:
+        print(f"wrote {out} (what caller 1 heard, {len(results[0].heard) / 16000:.1f} s at 8 kHz)")
+    return 0 if all(r.close_code in (1000, 1001) for r in results) else 1
