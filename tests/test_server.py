@@ -567,3 +567,94 @@ def test_sigterm_on_voxrelay_serve_closes_calls_with_1001() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ----------------------------------------------------------------------------------------------
+# The phone simulator's own pieces
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_read_wav_any_width_and_channels(tmp_path: Path, width: int, channels: int) -> None:
+    t = np.arange(8000) / 8000
+    x = (np.sin(2 * np.pi * 440 * t) * 20000).astype(np.int64)
+    scaled = {1: (x >> 8) + 128, 2: x, 3: x << 8, 4: x << 16}[width]
+    frames = np.repeat(scaled, channels)
+    if width == 3:
+        raw = b"".join(int(v & 0xFFFFFF).to_bytes(3, "little") for v in frames)
+    else:
+        raw = frames.astype({1: "u1", 2: "<i2", 4: "<i4"}[width]).tobytes()
+    path = tmp_path / "x.wav"
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(8000)
+        w.writeframes(raw)
+    got = np.frombuffer(read_wav(path), "<i2").astype(np.int64)
+    tolerance = 256 if width == 1 else 1
+    assert len(got) == len(x) and np.max(np.abs(got - x)) <= tolerance
+
+
+def test_speech_segments_merge_short_pauses() -> None:
+    loud = b"\x00\x10" * 160  # 20 ms at 4096
+    quiet = b"\0\0" * 160
+    pcm = quiet * 10 + loud * 20 + quiet * 10 + loud * 20 + quiet * 30 + loud * 10
+    assert speech_segments(pcm, min_gap_ms=400) == [(200, 1200), (1800, 2000)]
+
+
+def test_voxrelay_call_cli_against_voxrelay_serve(hello: bytes, tmp_path: Path) -> None:
+    import wave
+
+    # 16 kHz stereo input: the simulator converts it with the media engine.
+    src = tmp_path / "in.wav"
+    up = media.Resampler(8000, 16000)
+    mono = np.frombuffer(up.process(silence(0.2) + hello) + up.flush(), "<i2")
+    with wave.open(str(src), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.repeat(mono, 2).astype("<i2").tobytes())
+    env = {**os.environ, "VOXRELAY_LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voxrelay.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        out = tmp_path / "heard.wav"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "voxrelay.cli",
+                "call",
+                f"ws://127.0.0.1:{port}/twilio",
+                "--wav",
+                str(src),
+                "--out",
+                str(out),
+                "--tail",
+                "3",
+                "--dtmf",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "1 turn(s)" in done.stdout and "response latency" in done.stdout
+        assert "closed: 1000" in done.stdout
+        with wave.open(str(out)) as w:
+            assert (w.getframerate(), w.getnchannels()) == (8000, 1)
+            heard = w.readframes(w.getnframes())
+        assert speech_segments(heard), "the caller heard no echo"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
