@@ -15,20 +15,24 @@ import http
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event
 
 from voxrelay.protocols.signature import validate
 from voxrelay.protocols.twiml import connect_stream_twiml, public_ws_url
 from voxrelay.settings import Settings
 
 __all__ = [
+    "FrameSink",
     "HttpReply",
+    "RelayConnection",
     "RelayHttp",
     "connection_class",
     "public_http_url",
@@ -161,118 +165,203 @@ def _response(reply: HttpReply) -> Response:
 
 _WS: Final = 1
 _HTTP: Final = 2
+_EARLY_FRAMES: Final = 256
 
 
-def connection_class(app: RelayHttp) -> type[ServerConnection]:
-    """A `ServerConnection` that hands non-GET requests on this port to `app` through h11."""
+class FrameSink(Protocol):
+    """Receives whole data messages straight from `data_received` (the call's session)."""
 
-    class RelayConnection(ServerConnection):
-        _mode = 0
-        _sniffed = b""
-        _h11: h11.Connection | None = None
-        _req: h11.Request | None = None
-        _body: bytearray | None = None
+    def on_text(self, data: bytes | bytearray | memoryview) -> None: ...
+    def on_binary(self, data: bytes | bytearray | memoryview) -> None: ...
 
-        def data_received(self, data: bytes) -> None:
-            mode = self._mode
-            if mode == _WS:
-                super().data_received(data)
+
+class RelayConnection(ServerConnection):
+    """A `ServerConnection` that serves non-GET HTTP via h11 and dispatches frames directly.
+
+    Two departures from the stock connection, both behind documented extension points
+    (`create_connection`, the sans-I/O `protocol`):
+
+    - the request line is sniffed; anything but GET goes to `app` through h11;
+    - once a sink is attached, complete data messages go straight to it from
+      `data_received`, bypassing the message queue and the `recv()` future per message.
+      Control frames (ping, pong, close) are still handled by `websockets`. Frames that arrive
+      between the handshake and `attach` are held (bounded) and replayed in order.
+    """
+
+    app: ClassVar[RelayHttp]
+    _mode = 0
+    _sniffed = b""
+    _h11: h11.Connection | None = None
+    _req: h11.Request | None = None
+    _body: bytearray | None = None
+    sink: FrameSink | None = None
+    _early: list[Frame] | None = None
+    _detached = False
+    _frag_op: Opcode | None = None
+    _frag: bytearray | None = None
+
+    # -- WebSocket frames -------------------------------------------------------------------
+
+    def attach(self, sink: FrameSink) -> None:
+        self.sink = sink
+        early, self._early = self._early, None
+        for frame in early or ():
+            self._dispatch(frame)
+
+    def detach(self) -> None:
+        self.sink = None
+        self._detached = True
+        self._early = None
+
+    def process_event(self, event: Event) -> None:
+        if self.request is None or not isinstance(event, Frame):
+            super().process_event(event)  # the handshake request
+            return
+        op = event.opcode
+        if op is Opcode.TEXT or op is Opcode.BINARY or op is Opcode.CONT:
+            if self.sink is not None:
+                self._dispatch(event)
+            elif not self._detached:
+                early = self._early
+                if early is None:
+                    early = self._early = []
+                if len(early) < _EARLY_FRAMES:
+                    early.append(event)
+            return
+        super().process_event(event)  # pong acknowledgements
+
+    def _dispatch(self, frame: Frame) -> None:
+        sink = self.sink
+        assert sink is not None
+        op: Opcode | None = frame.opcode
+        data: bytes | bytearray | memoryview
+        if op is Opcode.CONT:
+            if self._frag is None:
                 return
-            if mode == _HTTP:
-                self._http_data(data)
+            self._frag += frame.data
+            if not frame.fin:
                 return
-            buf = self._sniffed + data
-            space = buf.find(b" ", 0, _SNIFF_MAX)
-            if space < 0 and len(buf) < _SNIFF_MAX:
-                self._sniffed = buf
-                return
-            self._sniffed = b""
-            if space < 0 or buf[:space] == b"GET":
-                # Upgrades and health checks, and garbage (websockets rejects it).
-                self._mode = _WS
-                super().data_received(buf)
-            else:
-                self._mode = _HTTP
-                self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
-                self._http_data(buf)
+            op, data = self._frag_op, bytes(self._frag)
+            self._frag_op = self._frag = None
+        elif not frame.fin:
+            self._frag_op, self._frag = op, bytearray(frame.data)
+            return
+        else:
+            data = frame.data
+        if op is Opcode.TEXT:
+            sink.on_text(data)
+        else:
+            sink.on_binary(data)
 
-        def eof_received(self) -> None:
-            if self._mode == _HTTP:
-                self._http_data(b"")
-                return
-            super().eof_received()
+    # -- plain HTTP -------------------------------------------------------------------------
 
-        def _http_data(self, data: bytes) -> None:
-            conn = self._h11
-            if conn is None or self.transport.is_closing():
-                return
-            limit = app.settings.max_http_body_bytes
-            try:
-                conn.receive_data(data)
-                while True:
-                    ev = conn.next_event()
-                    if ev is h11.NEED_DATA or ev is h11.PAUSED:
+    def data_received(self, data: bytes) -> None:
+        mode = self._mode
+        if mode == _WS:
+            super().data_received(data)
+            return
+        if mode == _HTTP:
+            self._http_data(data)
+            return
+        buf = self._sniffed + data
+        space = buf.find(b" ", 0, _SNIFF_MAX)
+        if space < 0 and len(buf) < _SNIFF_MAX:
+            self._sniffed = buf
+            return
+        self._sniffed = b""
+        if space < 0 or buf[:space] == b"GET":
+            # Upgrades and health checks, and garbage (websockets rejects it).
+            self._mode = _WS
+            super().data_received(buf)
+        else:
+            self._mode = _HTTP
+            self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+            self._http_data(buf)
+
+    def eof_received(self) -> None:
+        if self._mode == _HTTP:
+            self._http_data(b"")
+            return
+        super().eof_received()
+
+    def _http_data(self, data: bytes) -> None:
+        conn = self._h11
+        if conn is None or self.transport.is_closing():
+            return
+        app = self.app
+        limit = app.settings.max_http_body_bytes
+        try:
+            conn.receive_data(data)
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA or ev is h11.PAUSED:
+                    return
+                if isinstance(ev, h11.Request):
+                    self._req = ev
+                    self._body = bytearray()
+                    length = _header_value(ev.headers, b"content-length")
+                    if length is not None and length.isdigit() and int(length) > limit:
+                        self._http_reply(_text(413, "request body too large\n"))
                         return
-                    if isinstance(ev, h11.Request):
-                        self._req = ev
-                        self._body = bytearray()
-                        length = _header_value(ev.headers, b"content-length")
-                        if length is not None and length.isdigit() and int(length) > limit:
-                            self._http_reply(_text(413, "request body too large\n"))
-                            return
-                    elif isinstance(ev, h11.Data):
-                        assert self._body is not None
-                        self._body += ev.data
-                        if len(self._body) > limit:
-                            self._http_reply(_text(413, "request body too large\n"))
-                            return
-                    elif isinstance(ev, h11.EndOfMessage):
-                        req = self._req
-                        assert req is not None and self._body is not None
-                        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
-                        try:
-                            reply = app.handle_body_request(
-                                req.method.decode("ascii"),
-                                req.target.decode("ascii"),
-                                headers,
-                                bytes(self._body),
-                            )
-                        except Exception:
-                            log.exception("HTTP handler failed")
-                            reply = _text(500, "internal error\n")
-                        self._http_reply(reply)
+                elif isinstance(ev, h11.Data):
+                    assert self._body is not None
+                    self._body += ev.data
+                    if len(self._body) > limit:
+                        self._http_reply(_text(413, "request body too large\n"))
                         return
-                    elif isinstance(ev, h11.ConnectionClosed):
-                        self.transport.close()
-                        return
-            except h11.RemoteProtocolError as e:
-                self._http_reply(_text(e.error_status_hint, f"bad request: {e}\n"))
+                elif isinstance(ev, h11.EndOfMessage):
+                    req = self._req
+                    assert req is not None and self._body is not None
+                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
+                    try:
+                        reply = app.handle_body_request(
+                            req.method.decode("ascii"),
+                            req.target.decode("ascii"),
+                            headers,
+                            bytes(self._body),
+                        )
+                    except Exception:
+                        log.exception("HTTP handler failed")
+                        reply = _text(500, "internal error\n")
+                    self._http_reply(reply)
+                    return
+                elif isinstance(ev, h11.ConnectionClosed):
+                    self.transport.close()
+                    return
+        except h11.RemoteProtocolError as e:
+            self._http_reply(_text(e.error_status_hint, f"bad request: {e}\n"))
 
-        def _http_reply(self, reply: HttpReply) -> None:
-            conn = self._h11
-            assert conn is not None
-            try:
-                phrase = http.HTTPStatus(reply.status).phrase.encode()
-                out = conn.send(
-                    h11.Response(
-                        status_code=reply.status,
-                        reason=phrase,
-                        headers=[
-                            ("Content-Type", reply.content_type),
-                            ("Content-Length", str(len(reply.body))),
-                            ("Connection", "close"),
-                        ],
-                    )
+    def _http_reply(self, reply: HttpReply) -> None:
+        conn = self._h11
+        assert conn is not None
+        try:
+            phrase = http.HTTPStatus(reply.status).phrase.encode()
+            out = conn.send(
+                h11.Response(
+                    status_code=reply.status,
+                    reason=phrase,
+                    headers=[
+                        ("Content-Type", reply.content_type),
+                        ("Content-Length", str(len(reply.body))),
+                        ("Connection", "close"),
+                    ],
                 )
-                out = (out or b"") + (conn.send(h11.Data(data=reply.body)) or b"")
-                out += conn.send(h11.EndOfMessage()) or b""
-                self.transport.write(out)
-            except h11.LocalProtocolError:
-                pass
-            # One request per connection: the webhook is one POST per call.
-            self.transport.close()
+            )
+            out = (out or b"") + (conn.send(h11.Data(data=reply.body)) or b"")
+            out += conn.send(h11.EndOfMessage()) or b""
+            self.transport.write(out)
+        except h11.LocalProtocolError:
+            # h11 will not answer a request it could not parse at all: say so by hand.
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        # One request per connection: the webhook is one POST per call.
+        self.transport.close()
 
-    return RelayConnection
+
+def connection_class(app: RelayHttp) -> type[RelayConnection]:
+    """`RelayConnection` bound to `app`, for `serve(create_connection=...)`."""
+    return type("BoundRelayConnection", (RelayConnection,), {"app": app})
 
 
 def _header_value(headers: Any, name: bytes) -> str | None:

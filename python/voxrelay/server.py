@@ -19,7 +19,7 @@ from typing import Final
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from voxrelay.agent import AgentFactory, load_agent
-from voxrelay.httpd import STREAM_PATH, RelayHttp, connection_class
+from voxrelay.httpd import STREAM_PATH, RelayConnection, RelayHttp, connection_class
 from voxrelay.session import Session
 from voxrelay.settings import Settings
 
@@ -71,7 +71,9 @@ class RelayServer:
         self._port = int(self._ws_server.sockets[0].getsockname()[1])
         log.info("voxrelay listening on %s:%d (agent %s)", s.host, self.port, s.agent)
 
-    async def _handler(self, ws: ServerConnection) -> None:
+    async def _handler(self, conn: ServerConnection) -> None:
+        assert isinstance(conn, RelayConnection)
+        ws = conn
         if ws.request is None or not ws.request.path.split("?")[0] == STREAM_PATH:
             await ws.close(1008, "unknown path")
             return
@@ -115,7 +117,7 @@ class RelayServer:
             except TimeoutError:
                 log.info("drain timeout: closing %d call(s) with 1001", len(self.sessions))
                 for session in list(self.sessions):
-                    session.terminate(GOING_AWAY, "server shutting down", "shutdown")
+                    session.close(GOING_AWAY, "server shutting down", "shutdown")
         await server.wait_closed()
         log.info("server stopped")
 

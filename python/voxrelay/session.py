@@ -1,14 +1,16 @@
-"""One phone call: the receive loop, turn events, the outbound pacer, barge-in and teardown.
+"""One phone call: message handling, turn events, the outbound pacer, barge-in and teardown.
 
-Everything a call owns lives on its `Session` and goes when the session returns, so calls
-share nothing but the event loop. Three tasks per call:
+Everything a call owns lives on its `Session` and goes when the session ends, so calls share
+nothing but the event loop. The media path has no per-message task, future or queue:
 
-- the receive loop (the connection handler itself): one media-engine call per WebSocket
-  message; media frames feed the turn detector and nothing else happens for them in Python;
-- the pacer: sends agent audio at 1x real time, never more than `playout_lead_ms` ahead of the
-  caller's ear, topping up in small bursts so it wakes a few times per 100 ms, not per frame;
-- the agent task: delivers turn-level events to the agent in order, so a slow agent delays
-  only itself.
+- inbound: the connection hands each complete WebSocket data frame to `on_text` straight from
+  `data_received` (see `httpd.RelayConnection`); that is one media-engine call, and for media
+  frames one turn-detector call, and nothing else in Python;
+- outbound: the pacer is a timer callback on the playout clock. It writes agent audio at 1x
+  real time, never more than `playout_lead_ms` ahead of the caller's ear, topping up in small
+  bursts so it wakes a few times per 100 ms, not once per frame;
+- agent events go through a small queue to the agent's own task, so a slow agent delays only
+  itself and never the media path.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ import asyncio
 import hmac
 import logging
 from collections import deque
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from voxrelay import media
 from voxrelay.agent import (
@@ -38,11 +39,21 @@ from voxrelay.agent import (
 from voxrelay.protocols.badinput import BadInputCounter
 from voxrelay.protocols.errors import ProtocolError, classify_frame_error
 from voxrelay.protocols.marks import Cleared, PlayoutTracker
+from voxrelay.protocols.twilio import (
+    ControlEvent,
+    Start,
+    Stop,
+    StreamState,
+    clear_message,
+    mark_message,
+)
 from voxrelay.protocols.twilio import Dtmf as DtmfMsg
 from voxrelay.protocols.twilio import Mark as MarkMsg
-from voxrelay.protocols.twilio import Start, Stop, StreamState, clear_message, mark_message
 from voxrelay.settings import Settings
 from voxrelay.turns import BARGE_IN, ENDED, STARTED, TurnDetector
+
+if TYPE_CHECKING:
+    from voxrelay.httpd import RelayConnection
 
 __all__ = ["Session"]
 
@@ -52,14 +63,18 @@ AGENT_RATE: Final = 16000
 """Rate of the caller audio handed to agents (what speech recognisers want)."""
 FRAME_S: Final = 0.020
 _AGENT_QUEUE: Final = 256
+# A peer that stops reading while we keep writing gets closed before it costs real memory.
+_MAX_WRITE_BUFFER: Final = 1 << 20
 _MARK: Final = 0
 _MEDIA: Final = 1
 
 
 class Session:
-    """A Twilio Media Streams call from `start` to the end of the socket."""
+    """A Twilio Media Streams call from the upgrade to the end of the socket."""
 
-    def __init__(self, ws: ServerConnection, settings: Settings, agent_factory: AgentFactory):
+    def __init__(
+        self, ws: RelayConnection, settings: Settings, agent_factory: AgentFactory
+    ) -> None:
         self.ws = ws
         self.settings = settings
         self._loop = asyncio.get_running_loop()
@@ -67,6 +82,7 @@ class Session:
         self.inbound = media.TwilioInbound(
             out_rate=AGENT_RATE, max_message_bytes=settings.max_message_bytes
         )
+        self._process = self.inbound.process
         self.bad_input = BadInputCounter(settings.bad_input_max, settings.bad_input_window_s)
         self.turns = TurnDetector(
             rate=AGENT_RATE,
@@ -76,24 +92,26 @@ class Session:
             preroll_ms=settings.preroll_ms,
             max_utterance_ms=settings.max_utterance_ms,
         )
+        self._feed = self.turns.feed
         self.tracker = PlayoutTracker()
         self._outbound: media.TwilioOutbound | None = None
         # Outbound items in send order: (_MEDIA, text) frames and (_MARK, name) after chunks.
         self._queue: deque[tuple[int, str]] = deque()
-        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._lead_s = settings.playout_lead_ms / 1000
         self._low_s = settings.playout_low_ms / 1000
         self._mark_frames = max(1, settings.mark_interval_ms // 20)
-        # Wall time (loop clock) at which the caller will have heard everything sent so far.
+        # Loop-clock time at which the caller will have heard everything sent so far.
         self._play_end = 0.0
         self._sent_ms = 0.0
         self._marks = 0
         self._streaming = False
+        self._closed = False
         self._ending: str | None = None
         self._rx = 0
+        self.media_in = 0
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_AGENT_QUEUE)
-        self.stats: dict[str, int] = {
-            "media_in": 0,
+        self._counts: dict[str, int] = {
             "media_out": 0,
             "marks_sent": 0,
             "marks_played": 0,
@@ -104,7 +122,7 @@ class Session:
         }
         self.agent: Agent = agent_factory(self)
 
-    # -- identity -------------------------------------------------------------------------
+    # -- identity and counters ----------------------------------------------------------------
 
     @property
     def call_sid(self) -> str:
@@ -114,7 +132,11 @@ class Session:
     def stream_sid(self) -> str | None:
         return self.state.stream_sid
 
-    # -- CallControl: what the agent may do -------------------------------------------------
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"media_in": self.media_in, **self._counts}
+
+    # -- CallControl: what the agent may do -----------------------------------------------------
 
     @property
     def playing(self) -> bool:
@@ -123,8 +145,8 @@ class Session:
 
     def play(self, pcm: bytes, rate: int, *, last: bool = True) -> None:
         sid = self.state.stream_sid
-        if sid is None or not self._streaming:
-            raise RuntimeError("no stream to play to yet (before start, or after the call)")
+        if sid is None or not self._streaming or self._closed:
+            raise RuntimeError("no stream to play to (before start, or after the call)")
         out = self._outbound
         if out is None or out.in_rate != rate:
             if out is not None:
@@ -135,37 +157,29 @@ class Session:
             frames += out.flush()
         self._enqueue(frames)
 
-    def _enqueue(self, frames: list[str]) -> None:
-        if not frames:
-            return
-        q = self._queue
-        step = self._mark_frames
-        for i in range(0, len(frames), step):
-            q.extend((_MEDIA, f) for f in frames[i : i + step])
-            self._marks += 1
-            q.append((_MARK, f"m{self._marks}"))
-        self._wake.set()
-
     async def clear(self) -> float:
         """Drop queued and buffered agent audio; returns the heard position in ms."""
-        return (await self._clear()).heard_ms
+        return self._clear().heard_ms
 
     async def hangup(self, reason: str = "agent hangup") -> None:
-        self._ending = self._ending or "hangup"
-        await self.ws.close(1000, reason)
+        self.close(1000, reason, "hangup")
+        await self.ws.wait_closed()
 
-    # -- the call ----------------------------------------------------------------------------
+    # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Serve the call until the socket is closed (by either side), then free everything."""
+        ws = self.ws
         agent_task = self._loop.create_task(self._agent_loop())
-        pacer = self._loop.create_task(self._pace())
         watchdog = self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, 0)
+        ws.attach(self)
         try:
-            await self._receive()
+            await ws.wait_closed()
         finally:
+            ws.detach()
+            self._closed = True
             watchdog.cancel()
-            pacer.cancel()
-            self._queue.clear()
+            self._stop_pacer()
             self._streaming = False
             self._post(CallEnded(self._ending or "disconnected"), force=True)
             try:
@@ -181,9 +195,13 @@ class Session:
             )
             self._outbound = None
 
-    def terminate(self, code: int, reason: str, why: str) -> None:
-        """Close the call from outside (shutdown, idle watchdog); the run loop then ends."""
+    def close(self, code: int, reason: str, why: str) -> None:
+        """Close the call (from any callback); `run` then finishes the teardown."""
+        if self._closed:
+            return
+        self._closed = True
         self._ending = self._ending or why
+        self._stop_pacer()
         self._loop.create_task(self.ws.close(code, reason))
 
     def _check_idle(self, seen: int) -> None:
@@ -193,51 +211,59 @@ class Session:
                 self.call_sid,
                 self.settings.idle_timeout_s,
             )
-            self.terminate(1001, "idle timeout", "idle")
+            self.close(1001, "idle timeout", "idle")
             return
         self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, self._rx)
 
-    async def _receive(self) -> None:
-        process = self.inbound.process
-        feed = self.turns.feed
-        stats = self.stats
-        try:
-            async for msg in self.ws:
-                self._rx += 1
-                if isinstance(msg, bytes):
-                    try:
-                        self.state.receive_binary(msg)
-                    except ProtocolError as e:
-                        if await self._bad(e.kind, str(e)):
-                            return
-                    continue
-                try:
-                    event, pcm, speech = process(msg)
-                except media.FrameError as e:
-                    text = str(e)
-                    if await self._bad(classify_frame_error(text), text):
-                        return
-                    continue
-                if event == "media" and self._streaming:
-                    stats["media_in"] += 1
-                    if speech is not None:
-                        flags = feed(pcm, speech)
-                        if flags:
-                            await self._on_turn(flags)
-                    continue
-                try:
-                    ev = self.state.receive(event, msg)
-                except ProtocolError as e:
-                    if await self._bad(e.kind, str(e)):
-                        return
-                    continue
-                if ev is not None and await self._on_control(ev):
-                    return
-        except ConnectionClosed:
-            pass
+    def _send(self, text: str) -> None:
+        """Write one text message now (no await: the pacer and barge-in run in callbacks)."""
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN:
+            return
+        ws.protocol.send_text(text.encode())
+        ws.send_data()
+        if ws.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
+            log.warning("call %s: peer is not reading; closing", self.call_sid)
+            self.close(1008, "peer not reading", "error")
 
-    async def _bad(self, kind: str, message: str) -> bool:
-        """Count one bad message; True when the flood limit says to close the call."""
+    # -- inbound (called by the connection for each complete data frame) ----------------------
+
+    def on_text(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            return
+        self._rx += 1
+        try:
+            event, pcm, speech = self._process(data)
+        except media.FrameError as e:
+            text = str(e)
+            self._bad(classify_frame_error(text), text)
+            return
+        if event == "media" and self._streaming:
+            self.media_in += 1
+            if speech is not None:
+                flags = self._feed(pcm, speech)
+                if flags:
+                    self._on_turn(flags)
+            return
+        try:
+            ev = self.state.receive(event, data)
+        except ProtocolError as e:
+            self._bad(e.kind, str(e))
+            return
+        if ev is not None:
+            self._on_control(ev)
+
+    def on_binary(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            return
+        self._rx += 1
+        try:
+            self.state.receive_binary(data)
+        except ProtocolError as e:
+            self._bad(e.kind, str(e))
+
+    def _bad(self, kind: str, message: str) -> None:
+        """Count one bad message; close the call when the flood limit says so."""
         v = self.bad_input.record(kind, self._loop.time())
         if v.log:
             log.warning(
@@ -249,21 +275,17 @@ class Session:
             )
         if v.close and v.close_code is not None:
             log.warning("call %s: closing with %d: %s", self.call_sid, v.close_code, v.reason)
-            self._ending = self._ending or "bad_input"
-            await self.ws.close(v.close_code, v.reason)
-            return True
-        return False
+            self.close(v.close_code, v.reason, "bad_input")
 
-    async def _on_control(self, ev: object) -> bool:
+    def _on_control(self, ev: ControlEvent) -> None:
         if isinstance(ev, Start):
             secret = self.settings.stream_secret
             if secret is not None:
                 given = ev.custom_parameters.get(self.settings.stream_secret_param, "")
                 if not hmac.compare_digest(given.encode(), secret.encode()):
                     log.warning("call %s: stream token missing or wrong; closing", ev.call_sid)
-                    self._ending = "unauthorised"
-                    await self.ws.close(1008, "stream token missing or wrong")
-                    return True
+                    self.close(1008, "stream token missing or wrong", "unauthorised")
+                    return
             self._streaming = True
             log.info("call %s started (stream %s)", ev.call_sid, ev.stream_sid)
             self._post(
@@ -274,55 +296,38 @@ class Session:
             ignored = t.unknown_echoes + t.flushed_echoes
             heard = t.echoed(ev.name, self._loop.time() * 1000)
             if t.unknown_echoes + t.flushed_echoes == ignored:
-                self.stats["marks_played"] += 1
+                self._counts["marks_played"] += 1
                 self._post(MarkPlayed(ev.name, heard))
         elif isinstance(ev, DtmfMsg):
             self._post(Dtmf(ev.digit))
         elif isinstance(ev, Stop):
-            self._ending = "stop"
             self._streaming = False
-            await self.ws.close(1000, "stream stopped")
-            return True
-        return False
+            self.close(1000, "stream stopped", "stop")
 
-    async def _on_turn(self, flags: int) -> None:
+    def _on_turn(self, flags: int) -> None:
         turns = self.turns
         if flags & STARTED:
             self._post(SpeechStarted(turns.speech_start_ms))
         if flags & BARGE_IN and self.playing:
-            cleared = await self._clear()
-            self.stats["barge_ins"] += 1
+            cleared = self._clear()
+            self._counts["barge_ins"] += 1
             self._post(BargeIn(cleared.heard_ms, cleared.sent_ms))
         if flags & ENDED:
-            self.stats["utterances"] += 1
+            self._counts["utterances"] += 1
             self._post(
                 SpeechEnded(turns.utterance(), AGENT_RATE, turns.speech_start_ms, turns.position_ms)
             )
 
-    async def _clear(self) -> Cleared:
-        now = self._loop.time()
-        self._queue.clear()
-        if self._outbound is not None:
-            self._outbound.reset()
-        cleared = self.tracker.cleared(now * 1000)
-        self._play_end = now
-        self.stats["clears"] += 1
-        sid = self.state.stream_sid
-        if sid is not None:
-            try:
-                await self.ws.send(clear_message(sid))
-            except ConnectionClosed:
-                pass
-        return cleared
+    # -- agent events -------------------------------------------------------------------------
 
     def _post(self, ev: AgentEvent, *, force: bool = False) -> None:
         try:
             self._events.put_nowait(ev)
         except asyncio.QueueFull:
+            self._counts["agent_events_dropped"] += 1
             if force:
                 self._events.get_nowait()
                 self._events.put_nowait(ev)
-            self.stats["agent_events_dropped"] += 1
 
     async def _agent_loop(self) -> None:
         on_event = self.agent.on_event
@@ -335,47 +340,70 @@ class Session:
             if isinstance(ev, CallEnded):
                 return
 
-    async def _pace(self) -> None:
-        """Send queued agent audio on a playout clock at 1x with at most `lead` ahead."""
-        loop = self._loop
+    # -- outbound -----------------------------------------------------------------------------
+
+    def _enqueue(self, frames: list[str]) -> None:
+        if not frames:
+            return
         q = self._queue
-        wake = self._wake
-        lead = self._lead_s
-        low = self._low_s
-        send = self.ws.send
-        tracker = self.tracker
-        stats = self.stats
-        sid = ""
-        try:
-            while True:
-                if not q:
-                    wake.clear()
-                    await wake.wait()
-                    continue
-                now = loop.time()
-                if self._play_end < now:
-                    # The caller's buffer ran dry (or this is the first audio): playback of
-                    # what we send now starts now.
-                    self._play_end = now
-                    tracker.audio_started(now * 1000)
-                while q:
-                    kind, item = q[0]
-                    if kind == _MARK:
-                        q.popleft()
-                        sid = sid or (self.state.stream_sid or "")
-                        tracker.sent(item, self._sent_ms)
-                        stats["marks_sent"] += 1
-                        await send(mark_message(sid, item))
-                        continue
-                    if self._play_end + FRAME_S - now > lead + 1e-6:
-                        break
-                    q.popleft()
-                    self._play_end += FRAME_S
-                    self._sent_ms += 20.0
-                    stats["media_out"] += 1
-                    await send(item)
-                if q:
-                    # Sleep until the lead has shrunk to `low`, then top up again.
-                    await asyncio.sleep(max(0.0, self._play_end - loop.time() - low))
-        except ConnectionClosed:
-            q.clear()
+        step = self._mark_frames
+        for i in range(0, len(frames), step):
+            q.extend([(_MEDIA, f) for f in frames[i : i + step]])
+            self._marks += 1
+            q.append((_MARK, f"m{self._marks}"))
+        if self._timer is None:
+            self._timer = self._loop.call_soon(self._pump)
+
+    def _stop_pacer(self) -> None:
+        self._queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _pump(self) -> None:
+        """Send what the playout clock allows, then sleep until the lead falls to `low`."""
+        self._timer = None
+        q = self._queue
+        if not q or self._closed:
+            return
+        loop = self._loop
+        now = loop.time()
+        if self._play_end < now:
+            # The caller's buffer ran dry (or this is the first audio): what we send now
+            # starts playing now.
+            self._play_end = now
+            self.tracker.audio_started(now * 1000)
+        limit = now + self._lead_s + 1e-6
+        send = self._send
+        sid = self.state.stream_sid or ""
+        counts = self._counts
+        while q:
+            kind, item = q[0]
+            if kind == _MARK:
+                q.popleft()
+                self.tracker.sent(item, self._sent_ms)
+                counts["marks_sent"] += 1
+                send(mark_message(sid, item))
+                continue
+            if self._play_end + FRAME_S > limit:
+                break
+            q.popleft()
+            self._play_end += FRAME_S
+            self._sent_ms += 20.0
+            counts["media_out"] += 1
+            send(item)
+        if q and not self._closed:
+            self._timer = loop.call_at(self._play_end - self._low_s, self._pump)
+
+    def _clear(self) -> Cleared:
+        now = self._loop.time()
+        self._stop_pacer()
+        if self._outbound is not None:
+            self._outbound.reset()
+        cleared = self.tracker.cleared(now * 1000)
+        self._play_end = now
+        self._counts["clears"] += 1
+        sid = self.state.stream_sid
+        if sid is not None:
+            self._send(clear_message(sid))
+        return cleared
