@@ -248,10 +248,17 @@ class RelayConnection(ServerConnection):
             return
         else:
             data = frame.data
-        if op is Opcode.TEXT:
-            sink.on_text(data)
-        else:
-            sink.on_binary(data)
+        try:
+            if op is Opcode.TEXT:
+                sink.on_text(data)
+            else:
+                sink.on_binary(data)
+        except Exception:
+            # A bug in one call must not reach the transport (which would drop it without a
+            # close frame) or anything else: end that call with 1011 and keep serving.
+            log.exception("call failed while handling a message")
+            self.detach()
+            self.loop.create_task(self.close(1011, "internal error"))
 
     # -- plain HTTP -------------------------------------------------------------------------
 
