@@ -658,3 +658,72 @@ def test_voxrelay_call_cli_against_voxrelay_serve(hello: bytes, tmp_path: Path) 
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------------------------
+# Isolation of failures
+
+
+class Faulty:
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+
+    async def on_event(self, event: AgentEvent) -> None:
+        raise RuntimeError("agent bug")
+
+
+def test_agent_exceptions_do_not_end_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        server = RelayServer(Settings(port=0), Faulty)
+        await server.start()
+        try:
+            async with connect(ws_url(server)) as ws:
+                await start_call(ws)
+                await ws.send(tw.dtmf_message(SID, 3, "1"))
+                await ws.send(tw.stop_message(SID, 4, CALL, ACCOUNT))
+                assert (await asyncio.wait_for(closed(ws), 5))[0] == 1000
+        finally:
+            await server.shutdown(0)
+
+    run(main())
+    assert any("agent failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bug_in_one_call_closes_it_with_1011_and_spares_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voxrelay.session import Session
+
+    original = Session.on_text
+
+    def on_text(self: Session, data: Any) -> None:
+        if b"boom" in bytes(data):
+            raise RuntimeError("bug")
+        original(self, data)
+
+    monkeypatch.setattr(Session, "on_text", on_text)
+
+    async def main() -> None:
+        async with (
+            serving() as server,
+            connect(ws_url(server)) as victim,
+            connect(ws_url(server)) as other,
+        ):
+            await start_call(victim)
+            await start_call(other)
+            await victim.send('{"event":"boom"}')
+            assert (await asyncio.wait_for(closed(victim), 5))[0] == 1011
+            await other.send(tw.stop_message(SID, 3, CALL, ACCOUNT))
+            assert (await asyncio.wait_for(closed(other), 5))[0] == 1000
+
+    run(main())
+
+
+def test_idle_call_is_closed() -> None:
+    async def main() -> None:
+        async with serving(Settings(idle_timeout_s=0.3)) as server, connect(ws_url(server)) as ws:
+            await start_call(ws)
+            code, reason = await asyncio.wait_for(closed(ws), 5)
+            assert (code, reason) == (1001, "idle timeout")
+
+    run(main())
