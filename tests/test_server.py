@@ -368,7 +368,8 @@ def test_vanished_client_frees_its_session() -> None:
     run(main())
 
 
-def test_dtmf_and_agent_play_are_delivered() -> None:
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 24000, 48000])
+def test_dtmf_and_agent_audio_at_any_rate(rate: int) -> None:
     rec: list[Recorder] = []
 
     async def main() -> None:
@@ -379,17 +380,24 @@ def test_dtmf_and_agent_play_are_delivered() -> None:
                 lambda: bool(rec) and any(type(e).__name__ == "Dtmf" for e in rec[0].events)
             )
             call: Any = server.sessions.copy().pop()
-            call.play(b"\x10\x00" * 8000, 16000)  # 0.5 s at 16 kHz
-            frames = marks = 0
+            t = np.arange(rate // 2) / rate
+            tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+            call.play(tone, rate)  # 0.5 s
+            pcm = b""
+            marks = 0
             while marks == 0:
                 ev = tw.parse_message(await asyncio.wait_for(ws.recv(), 5))
                 if isinstance(ev, tw.Media):
-                    assert len(base64.b64decode(ev.payload)) == 160
-                    frames += 1
+                    codes = base64.b64decode(ev.payload)
+                    assert len(codes) == 160  # 20 ms of mu-law at 8 kHz
+                    pcm += media.ulaw_decode(codes)
                 elif isinstance(ev, tw.Mark):
                     marks += 1
-            # A 500 ms chunk is 25 frames and one mark after them.
-            assert frames == 25
+            # 500 ms of audio is 25 frames (+1 if the resampler's tail spills over), one mark.
+            assert len(pcm) in (25 * 320, 26 * 320)
+            x = np.frombuffer(pcm, "<i2").astype(np.float64)[400:3600]
+            spectrum = np.abs(np.fft.rfft(x))
+            assert abs(np.argmax(spectrum) * 8000 / len(x) - 440) < 10  # still a 440 Hz tone
 
     run(main())
 
