@@ -17,8 +17,10 @@ from voxrelay._media import (
 # --- resample ---
 
 # --- vad ---
+from voxrelay._media import Vad
 
 # --- jitter ---
+from voxrelay._media import Concealer, JitterBuffer
 
 # --- hotpath ---
 
@@ -31,6 +33,9 @@ __all__ = [
     "ulaw_encode",
     # --- resample ---
     # --- vad ---
+    "Vad",
     # --- jitter ---
+    "Concealer",
+    "JitterBuffer",
     # --- hotpath ---
 ]

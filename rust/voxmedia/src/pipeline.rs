@@ -118,7 +118,7 @@ impl Inbound {
                 Law::Ulaw => Codec::Ulaw,
                 Law::Alaw => Codec::Alaw,
             },
-            reorder_window: cfg.reorder_window,
+            reorder_window: cfg.reorder_window as usize,
             ..JitterConfig::default()
         })
         .map_err(PipelineError::Jitter)?;
@@ -160,10 +160,12 @@ impl Inbound {
         let seq = media.chunk.unwrap_or(self.next_seq);
         self.next_seq = seq.wrapping_add(1);
         let ts = media.timestamp.unwrap_or(seq.saturating_mul(self.cfg.frame_ms as u64));
+        // The size was checked above, so the only refusal left is a counter out of range.
         self.jitter
             .push(seq, ts, &self.payload[..n], ts as f64)
-            .map_err(|_| FrameError::PayloadSize { got: n, expected: self.frame_bytes })?;
-        while let Some(status) = self.jitter.pop_ready_into(&mut self.frame) {
+            .map_err(|_| FrameError::BadField { field: "media.chunk", what: "counter out of range" })?;
+        // `frame` has the buffer's frame length, so pop cannot fail.
+        while let Ok(Some(status)) = self.jitter.pop_ready_into(&mut self.frame) {
             step.frames += 1;
             if status != FrameStatus::Normal {
                 step.concealed += 1;
@@ -202,7 +204,7 @@ impl Inbound {
 
     /// Delay this path adds to the caller's audio, in ms.
     pub fn latency_ms(&self) -> f64 {
-        self.jitter.latency_ms() + self.resampler.as_ref().map_or(0.0, |r| r.latency_ms())
+        self.jitter.concealment_latency_ms() + self.resampler.as_ref().map_or(0.0, |r| r.latency_ms())
     }
 
     pub fn reset(&mut self) {
