@@ -180,7 +180,9 @@ def test_echo_round_trip_with_real_speech(hello: bytes) -> None:
         assert kinds.count("SpeechStarted") == 1 and kinds.count("SpeechEnded") == 1
         assert "MarkPlayed" in kinds and kinds[-1] == "CallEnded"
         ended = next(e for e in agent.events if isinstance(e, SpeechEnded))
-        assert ended.rate == 16000 and abs(ended.duration_ms - said) < 400
+        # The utterance as heard by the server: the speech plus pre-roll, VAD hang-over and a
+        # short tail of silence.
+        assert ended.rate == 16000 and said - 100 <= ended.duration_ms <= said + 700
 
     run(main())
 

@@ -396,11 +396,21 @@ class Session:
             self._timer = loop.call_at(self._play_end - self._low_s, self._pump)
 
     def _clear(self) -> Cleared:
+        """Stop agent audio now: drop the queue, tell the platform, work out what was heard.
+
+        Marks give the platform's word for it; between the last echoed mark and the first
+        pending one the tracker interpolates. Frames sent after the last mark have no mark yet,
+        so when none is pending the playout clock fills in (sent minus what is still queued at
+        the caller's end).
+        """
         now = self._loop.time()
+        clock_heard = self._sent_ms - max(0.0, self._play_end - now) * 1000
         self._stop_pacer()
         if self._outbound is not None:
             self._outbound.reset()
         cleared = self.tracker.cleared(now * 1000)
+        heard = cleared.heard_ms if cleared.flushed else max(cleared.heard_ms, clock_heard)
+        cleared = Cleared(heard_ms=heard, sent_ms=self._sent_ms, flushed=cleared.flushed)
         self._play_end = now
         self._counts["clears"] += 1
         sid = self.state.stream_sid
