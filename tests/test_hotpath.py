@@ -135,7 +135,7 @@ def test_control_events_are_classified_not_decoded() -> None:
         (media_msg(1, b"", payload="AAA*" * 54), "base64"),
         (media_msg(1, b"\xff" * 159), "159 bytes; expected 160"),
         (media_msg(1, b"\xff" * 161), "expected 160"),
-        (media_msg(1, b"\xff" * 4000), "expected 160"),
+        (media_msg(1, b"\xff" * 4000), "4000 bytes; expected 160"),
     ],
 )
 def test_malformed_messages_raise_frame_error_and_the_call_goes_on(text: str, match: str) -> None:
@@ -161,7 +161,7 @@ def test_non_utf8_bytes_are_a_frame_error() -> None:
 def test_bad_settings_name_the_value() -> None:
     with pytest.raises(ValueError, match="12345"):
         media.TwilioInbound(out_rate=12345)
-    with pytest.raises(ValueError, match="'g722'"):
+    with pytest.raises(ValueError, match="g722"):
         media.TwilioInbound(codec="g722")
     with pytest.raises(ValueError, match="frame_ms = 25"):
         media.TwilioInbound(frame_ms=25)

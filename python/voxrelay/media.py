@@ -15,6 +15,7 @@ from voxrelay._media import (
 )
 
 # --- resample ---
+from voxrelay._media import Resampler
 
 # --- vad ---
 from voxrelay._media import Vad
@@ -23,6 +24,7 @@ from voxrelay._media import Vad
 from voxrelay._media import Concealer, JitterBuffer
 
 # --- hotpath ---
+from voxrelay._media import TwilioInbound, TwilioOutbound
 
 __all__ = [
     "FrameError",
@@ -32,10 +34,13 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
     # --- resample ---
+    "Resampler",
     # --- vad ---
     "Vad",
     # --- jitter ---
     "Concealer",
     "JitterBuffer",
     # --- hotpath ---
+    "TwilioInbound",
+    "TwilioOutbound",
 ]

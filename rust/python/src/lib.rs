@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod buffer;
 mod errors;
 mod g711;
+mod hotpath;
 mod jitter;
 mod resample;
 mod vad;
@@ -18,5 +19,6 @@ fn _media(m: &Bound<'_, PyModule>) -> PyResult<()> {
     resample::register(m)?;
     vad::register(m)?;
     jitter::register(m)?;
+    hotpath::register(m)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod g711;
 pub mod jitter;
+pub mod pipeline;
 pub mod plc;
 pub mod resample;
 pub mod vad;

@@ -153,7 +153,13 @@ impl Inbound {
         let Some(media) = scanned.media else {
             return Ok(step);
         };
-        let n = twilio::decode_payload(&media.payload, &mut self.scratch, &mut self.payload)?;
+        let n = twilio::decode_payload(&media.payload, &mut self.scratch, &mut self.payload)
+            .map_err(|e| match e {
+                FrameError::PayloadSize { got, .. } => {
+                    FrameError::PayloadSize { got, expected: self.frame_bytes }
+                }
+                e => e,
+            })?;
         if n != self.frame_bytes {
             return Err(FrameError::PayloadSize { got: n, expected: self.frame_bytes });
         }

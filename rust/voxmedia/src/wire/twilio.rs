@@ -175,10 +175,12 @@ pub fn decode_payload(
     };
     match B64.decode_slice(text, out) {
         Ok(n) => Ok(n),
-        Err(DecodeSliceError::OutputSliceTooSmall) => Err(FrameError::PayloadSize {
-            got: text.len() / 4 * 3,
-            expected: out.len(),
-        }),
+        Err(DecodeSliceError::OutputSliceTooSmall) => {
+            // Exact decoded size of well-formed base64: 3 bytes per 4 symbols, less padding.
+            let pad = text.iter().rev().take(2).take_while(|&&c| c == b'=').count();
+            let got = (text.len() * 3 / 4).saturating_sub(pad);
+            Err(FrameError::PayloadSize { got, expected: out.len() })
+        }
         Err(DecodeSliceError::DecodeError(e)) => Err(FrameError::Base64 {
             offset: match e {
                 base64::DecodeError::InvalidByte(o, _) => o,

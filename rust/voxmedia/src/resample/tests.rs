@@ -1,0 +1,471 @@
+use super::kernel::Kernel;
+use super::*;
+use proptest::prelude::*;
+
+fn all_pairs() -> Vec<(u32, u32)> {
+    let mut v = Vec::new();
+    for &a in &SUPPORTED_RATES {
+        for &b in &SUPPORTED_RATES {
+            v.push((a, b));
+        }
+    }
+    v
+}
+
+fn kernels() -> Vec<Kernel> {
+    let mut k = vec![Kernel::Scalar];
+    let d = Kernel::detect();
+    if d != Kernel::Scalar {
+        k.push(d);
+    }
+    k
+}
+
+fn make(a: u32, b: u32, q: Quality, k: Kernel) -> Resampler {
+    let mut r = Resampler::new(a, b, q).unwrap();
+    r.kernel = k;
+    r
+}
+
+/// Feeds `x` split at `cuts` (sorted offsets), then flushes; returns everything emitted.
+fn run_split<S: Sample + Default>(r: &mut Resampler, x: &[S], cuts: &[usize]) -> Vec<S>
+where
+    Resampler: Io<S>,
+{
+    let mut out = Vec::new();
+    let mut prev = 0;
+    for &c in cuts.iter().chain(std::iter::once(&x.len())) {
+        let c = c.clamp(prev, x.len());
+        let chunk = &x[prev..c];
+        let mut buf = vec![S::default(); r.output_len_max(chunk.len())];
+        assert_eq!(r.output_len(chunk.len()), {
+            let n = r.io_process(chunk, &mut buf).unwrap();
+            out.extend_from_slice(&buf[..n]);
+            n
+        });
+        prev = c;
+    }
+    let mut buf = vec![S::default(); r.flush_len_max()];
+    let n = r.io_flush(&mut buf).unwrap();
+    out.extend_from_slice(&buf[..n]);
+    out
+}
+
+trait Io<S> {
+    fn io_process(&mut self, x: &[S], out: &mut [S]) -> Result<usize, ResampleError>;
+    fn io_flush(&mut self, out: &mut [S]) -> Result<usize, ResampleError>;
+}
+
+impl Io<i16> for Resampler {
+    fn io_process(&mut self, x: &[i16], out: &mut [i16]) -> Result<usize, ResampleError> {
+        self.process_into(x, out)
+    }
+    fn io_flush(&mut self, out: &mut [i16]) -> Result<usize, ResampleError> {
+        self.flush_into(out)
+    }
+}
+
+impl Io<f32> for Resampler {
+    fn io_process(&mut self, x: &[f32], out: &mut [f32]) -> Result<usize, ResampleError> {
+        self.process_f32_into(x, out)
+    }
+    fn io_flush(&mut self, out: &mut [f32]) -> Result<usize, ResampleError> {
+        self.flush_f32_into(out)
+    }
+}
+
+fn tone(f: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
+    (0..n)
+        .map(|i| (amp * (2.0 * std::f64::consts::PI * f * i as f64 / rate as f64).sin()) as f32)
+        .collect()
+}
+
+fn resample_f32(a: u32, b: u32, q: Quality, x: &[f32]) -> Vec<f32> {
+    let mut r = Resampler::new(a, b, q).unwrap();
+    let mut out = vec![0f32; r.output_len_max(x.len())];
+    let n = r.process_f32_into(x, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+/// Least-squares fit of sinusoids at `freqs` over the steady part of `y`: the amplitude of
+/// each, and the RMS of what they leave unexplained.
+fn fit(y: &[f32], rate: u32, freqs: &[f64]) -> (Vec<f64>, f64) {
+    let y = &y[y.len() / 4..y.len() - y.len() / 8];
+    let k = 2 * freqs.len();
+    let basis = |i: usize| -> Vec<f64> {
+        freqs
+            .iter()
+            .flat_map(|&f| {
+                let (s, c) = (2.0 * std::f64::consts::PI * f * i as f64 / rate as f64).sin_cos();
+                [s, c]
+            })
+            .collect()
+    };
+    let mut a = vec![vec![0.0; k + 1]; k];
+    for (i, &v) in y.iter().enumerate() {
+        let b = basis(i);
+        for r in 0..k {
+            for c in 0..k {
+                a[r][c] += b[r] * b[c];
+            }
+            a[r][k] += b[r] * v as f64;
+        }
+    }
+    for p in 0..k {
+        let pivot = a[p].clone();
+        for row in a.iter_mut().skip(p + 1) {
+            let f = row[p] / pivot[p];
+            for (x, y) in row.iter_mut().zip(&pivot).skip(p) {
+                *x -= f * y;
+            }
+        }
+    }
+    let mut coef = vec![0.0; k];
+    for p in (0..k).rev() {
+        let s: f64 = (p + 1..k).map(|c| a[p][c] * coef[c]).sum();
+        coef[p] = (a[p][k] - s) / a[p][p];
+    }
+    let amps = coef.chunks(2).map(|c| c[0].hypot(c[1])).collect();
+    let res: f64 = y
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let m: f64 = basis(i).iter().zip(&coef).map(|(b, c)| b * c).sum();
+            (v as f64 - m).powi(2)
+        })
+        .sum();
+    (amps, (res / y.len() as f64).sqrt())
+}
+
+fn rms(y: &[f32]) -> f64 {
+    let y = &y[y.len() / 4..y.len() - y.len() / 8];
+    (y.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / y.len() as f64).sqrt()
+}
+
+fn db(x: f64) -> f64 {
+    20.0 * x.max(1e-30).log10()
+}
+
+#[test]
+fn rejects_bad_rates_with_valid_set() {
+    let e = Resampler::new(12345, 8000, Quality::Voice).unwrap_err();
+    assert_eq!(e, ResampleError::UnsupportedRate(12345));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("12345") && msg.contains("8000, 11025, 16000"),
+        "{msg}"
+    );
+    assert_eq!(
+        Resampler::new(8000, 0, Quality::High).unwrap_err(),
+        ResampleError::UnsupportedRate(0)
+    );
+    let q = Quality::from_name("best").unwrap_err().to_string();
+    assert!(q.contains("'best'") && q.contains("'voice', 'high'"), "{q}");
+    assert_eq!(Quality::from_name("high").unwrap(), Quality::High);
+}
+
+#[test]
+fn empty_input_and_small_output() {
+    for (a, b) in [(8000, 16000), (16000, 8000), (8000, 8000), (44100, 16000)] {
+        let mut r = Resampler::new(a, b, Quality::Voice).unwrap();
+        assert_eq!(r.process_into(&[], &mut []).unwrap(), 0);
+        let x = [1000i16; 160];
+        let need = r.output_len(x.len());
+        assert!(need <= r.output_len_max(x.len()));
+        let mut out = vec![0i16; need.saturating_sub(1)];
+        assert_eq!(
+            r.process_into(&x, &mut out).unwrap_err(),
+            ResampleError::OutputTooSmall {
+                needed: need,
+                got: need - 1
+            }
+        );
+        // The failed call changed nothing.
+        let mut fresh = Resampler::new(a, b, Quality::Voice).unwrap();
+        let mut o1 = vec![0i16; need];
+        let mut o2 = vec![0i16; need];
+        r.process_into(&x, &mut o1).unwrap();
+        fresh.process_into(&x, &mut o2).unwrap();
+        assert_eq!(o1, o2);
+    }
+}
+
+#[test]
+fn passthrough_is_a_copy() {
+    let x: Vec<i16> = (0..500).map(|i| (i * 131 % 65536 - 32768) as i16).collect();
+    let mut r = Resampler::new(16000, 16000, Quality::Voice).unwrap();
+    let mut out = vec![0i16; 500];
+    assert_eq!(r.process_into(&x, &mut out).unwrap(), 500);
+    assert_eq!(out, x);
+    assert_eq!(r.latency_ms(), 0.0);
+    assert_eq!(r.flush_into(&mut []).unwrap(), 0);
+}
+
+#[test]
+fn output_rate_is_exact_per_chunk() {
+    // Every 20 ms chunk after the first gives 20 ms (+-1 sample): nothing is withheld.
+    for (a, b) in all_pairs() {
+        let mut r = Resampler::new(a, b, Quality::Voice).unwrap();
+        let n = a as usize / 50;
+        let x = vec![0i16; n];
+        let mut out = vec![0i16; r.output_len_max(n)];
+        let (mut fed, mut got) = (0u64, 0u64);
+        for _ in 0..20 {
+            got += r.process_into(&x, &mut out).unwrap() as u64;
+            fed += n as u64;
+            // Never behind by a whole output sample.
+            assert!(got * a as u64 >= fed * b as u64, "{a}->{b}");
+            assert!((got - 1) * (a as u64) < fed * b as u64, "{a}->{b}");
+        }
+    }
+}
+
+#[test]
+fn dc_gain_is_unity() {
+    for (a, b) in all_pairs() {
+        for q in [Quality::Voice, Quality::High] {
+            let y = resample_f32(a, b, q, &vec![0.5f32; a as usize / 5]);
+            for &v in &y[y.len() / 2..] {
+                assert!((v - 0.5).abs() < 1e-4, "{a}->{b} {q:?}: {v}");
+            }
+        }
+    }
+}
+
+#[test]
+fn tones_pass_flat_and_at_the_right_frequency() {
+    for (a, b) in all_pairs() {
+        let ny = a.min(b) as f64 / 2.0;
+        for frac in [0.05, 0.3, 0.6, 0.85] {
+            let f = frac * ny;
+            let y = resample_f32(a, b, Quality::Voice, &tone(f, a, a as usize / 4, 0.5));
+            let (amps, res) = fit(&y, b, &[f]);
+            let amp = amps[0];
+            let g = db(amp / 0.5);
+            assert!(g.abs() < 0.08, "{a}->{b} at {f} Hz: {g} dB");
+            // Nothing else of note: the residual is far below the tone.
+            assert!(
+                db(res / amp) < -85.0,
+                "{a}->{b} at {f} Hz: residual {} dB",
+                db(res / amp)
+            );
+        }
+    }
+}
+
+#[test]
+fn aliases_and_images_are_rejected() {
+    for (a, b) in all_pairs() {
+        if a == b {
+            continue;
+        }
+        for (q, limit) in [(Quality::Voice, -90.0), (Quality::High, -120.0)] {
+            let ny = a.min(b) as f64 / 2.0;
+            for i in 0..6 {
+                if b < a {
+                    // Everything from 1.05 x the output Nyquist up to the input Nyquist is gone.
+                    let f = 1.05 * ny + (0.97 * a as f64 / 2.0 - 1.05 * ny) * i as f64 / 5.0;
+                    let y = resample_f32(a, b, q, &tone(f, a, a as usize / 4, 0.5));
+                    let lvl = db(rms(&y) * 2f64.sqrt() / 0.5);
+                    assert!(lvl < limit, "{a}->{b} {q:?} alias of {f} Hz: {lvl} dB");
+                } else {
+                    // The first image of a tone at up to 0.9 x the input Nyquist.
+                    let f = 0.1 * ny + 0.8 * ny * i as f64 / 5.0;
+                    let y = resample_f32(a, b, q, &tone(f, a, a as usize / 4, 0.5));
+                    let lvl = db(fit(&y, b, &[f, a as f64 - f]).0[1] / 0.5);
+                    assert!(lvl < limit, "{a}->{b} {q:?} image of {f} Hz: {lvl} dB");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn latency_matches_impulse_position() {
+    for (a, b) in all_pairs() {
+        for q in [Quality::Voice, Quality::High] {
+            let mut x = vec![0f32; a as usize / 10];
+            let p = a as usize / 20 + 3;
+            x[p] = 0.5;
+            let mut r = Resampler::new(a, b, q).unwrap();
+            let mut out = vec![0f32; r.output_len_max(x.len())];
+            let n = r.process_f32_into(&x, &mut out).unwrap();
+            // Peak position with parabolic interpolation, in ms after the impulse.
+            let (k, _) = out[..n].iter().enumerate().fold((0, 0f32), |m, (i, &v)| {
+                if v.abs() > m.1 {
+                    (i, v.abs())
+                } else {
+                    m
+                }
+            });
+            let (y0, y1, y2) = (out[k - 1] as f64, out[k] as f64, out[k + 1] as f64);
+            let peak = k as f64 + 0.5 * (y0 - y2) / (y0 - 2.0 * y1 + y2);
+            let measured = (peak / b as f64 - p as f64 / a as f64) * 1000.0;
+            let lat = r.latency_ms();
+            assert!(
+                (measured - lat).abs() < 0.5 * 1000.0 / b as f64,
+                "{a}->{b}: {measured} vs {lat}"
+            );
+            if q == Quality::Voice {
+                assert!(lat <= 6.0, "{a}->{b}: {lat} ms");
+            }
+        }
+    }
+}
+
+#[test]
+fn flush_emits_the_tail_then_resets() {
+    for (a, b) in [(8000, 16000), (16000, 8000), (44100, 16000), (16000, 24000)] {
+        let mut r = Resampler::new(a, b, Quality::Voice).unwrap();
+        // An impulse in the last input sample must come out during the flush.
+        let mut x = vec![0i16; 320];
+        x[319] = 20000;
+        let mut out = vec![0i16; r.output_len_max(x.len())];
+        let n = r.process_into(&x, &mut out).unwrap();
+        assert!(out[..n].iter().all(|&v| v.abs() < 2000), "{a}->{b}");
+        let mut tail = vec![0i16; r.flush_len_max()];
+        let t = r.flush_into(&mut tail).unwrap();
+        let energy = |v: &[i16]| v.iter().map(|&s| (s as f64).powi(2)).sum::<f64>();
+        let (head_e, tail_e) = (energy(&out[..n]), energy(&tail[..t]));
+        assert!(
+            tail_e > 100.0 * head_e && tail_e > 0.0,
+            "{a}->{b}: {head_e} then {tail_e}"
+        );
+        // Total covers the input plus the delay.
+        let expect = (x.len() as f64 / a as f64 * 1000.0 + r.latency_ms()) * b as f64 / 1000.0;
+        assert!(
+            ((n + t) as f64 - expect).abs() <= 2.0 + b as f64 / a as f64,
+            "{a}->{b}"
+        );
+        // After a flush the object is fresh again.
+        let mut fresh = Resampler::new(a, b, Quality::Voice).unwrap();
+        assert_eq!(run_split(&mut r, &x, &[]), run_split(&mut fresh, &x, &[]));
+    }
+}
+
+#[test]
+fn reset_equals_fresh() {
+    for (a, b) in all_pairs() {
+        let x: Vec<i16> = (0..900)
+            .map(|i| ((i * 7919) % 30000 - 15000) as i16)
+            .collect();
+        let mut r = Resampler::new(a, b, Quality::Voice).unwrap();
+        run_split(&mut r, &x[..333], &[100]);
+        let mut out = vec![0i16; r.output_len_max(77)];
+        r.process_into(&x[..77], &mut out).unwrap();
+        r.reset();
+        let mut fresh = Resampler::new(a, b, Quality::Voice).unwrap();
+        assert_eq!(
+            run_split(&mut r, &x, &[50, 400]),
+            run_split(&mut fresh, &x, &[])
+        );
+    }
+}
+
+#[test]
+fn int16_output_saturates_and_rounds() {
+    assert_eq!(i16::from_f32(2.0), 32767);
+    assert_eq!(i16::from_f32(-2.0), -32768);
+    // NaN (only reachable through the float API) saturates instead of panicking.
+    assert_eq!(i16::from_f32(f32::NAN), -32768);
+    assert_eq!(i16::from_f32(0.5 / 32768.0), 0);
+    assert_eq!(i16::from_f32(1.5 / 32768.0), 2);
+    assert_eq!(i16::from_f32(-1.5 / 32768.0), -2);
+    assert_eq!(i16::from_f32(100.4 / 32768.0), 100);
+    // Full-scale square waves overshoot (Gibbs) and must clip, not wrap.
+    let x: Vec<i16> = (0..4000)
+        .map(|i| if (i / 20) % 2 == 0 { 32767 } else { -32768 })
+        .collect();
+    let mut r = Resampler::new(8000, 48000, Quality::Voice).unwrap();
+    let y = run_split(&mut r, &x, &[]);
+    assert!(y.contains(&32767) && y.contains(&-32768));
+}
+
+fn pair_strategy() -> impl Strategy<Value = (u32, u32)> {
+    (0..8usize, 0..8usize).prop_map(|(i, j)| (SUPPORTED_RATES[i], SUPPORTED_RATES[j]))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn chunking_invariance_i16(
+        (a, b) in pair_strategy(),
+        high in any::<bool>(),
+        x in prop::collection::vec(any::<i16>(), 0..3000),
+        mut cuts in prop::collection::vec(0..3000usize, 0..12),
+    ) {
+        let q = if high { Quality::High } else { Quality::Voice };
+        cuts.sort_unstable();
+        for k in kernels() {
+            let whole = run_split(&mut make(a, b, q, k), &x, &[]);
+            let split = run_split(&mut make(a, b, q, k), &x, &cuts);
+            prop_assert_eq!(&whole, &split);
+        }
+    }
+
+    #[test]
+    fn chunking_invariance_f32(
+        (a, b) in pair_strategy(),
+        high in any::<bool>(),
+        x in prop::collection::vec(-1.5f32..1.5, 0..3000),
+        mut cuts in prop::collection::vec(0..3000usize, 0..12),
+    ) {
+        let q = if high { Quality::High } else { Quality::Voice };
+        cuts.sort_unstable();
+        for k in kernels() {
+            let whole = run_split(&mut make(a, b, q, k), &x, &[]);
+            let split = run_split(&mut make(a, b, q, k), &x, &cuts);
+            prop_assert_eq!(whole.len(), split.len());
+            for (u, v) in whole.iter().zip(&split) {
+                prop_assert_eq!(u.to_bits(), v.to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn no_panic_on_any_input(
+        (a, b) in pair_strategy(),
+        x in prop::collection::vec(any::<f32>(), 0..2000),
+        short in 0..50usize,
+    ) {
+        let mut r = Resampler::new(a, b, Quality::Voice).unwrap();
+        let mut out = vec![0f32; short];
+        let need = r.output_len(x.len());
+        match r.process_f32_into(&x, &mut out) {
+            Ok(n) => prop_assert_eq!(n, need),
+            Err(e) => prop_assert_eq!(e, ResampleError::OutputTooSmall { needed: need, got: short }),
+        }
+        let mut out16 = vec![0i16; r.output_len_max(x.len())];
+        let x16: Vec<i16> = x.iter().map(|v| v.to_bits() as i16).collect();
+        r.process_into(&x16, &mut out16).unwrap();
+        let mut tail = vec![0i16; r.flush_len_max()];
+        r.flush_into(&mut tail).unwrap();
+    }
+}
+
+#[test]
+fn kernels_agree_to_rounding() {
+    // The SIMD kernel fuses multiply-adds, so bits may differ from the portable one, but only
+    // at the level of f32 rounding.
+    let ks = kernels();
+    let x: Vec<f32> = (0..4000)
+        .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
+        .collect();
+    for (a, b) in all_pairs() {
+        let outs: Vec<Vec<f32>> = ks
+            .iter()
+            .map(|&k| run_split(&mut make(a, b, Quality::High, k), &x, &[1234]))
+            .collect();
+        for o in &outs[1..] {
+            assert_eq!(o.len(), outs[0].len());
+            let worst = o
+                .iter()
+                .zip(&outs[0])
+                .map(|(u, v)| (u - v).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{a}->{b}: {worst}");
+        }
+    }
+}
