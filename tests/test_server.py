@@ -264,6 +264,7 @@ async def _wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 BAD_MESSAGES: list[str | bytes] = [
     "not json at all",
+    '{"event": "media", ',
     "[1, 2, 3]",
     '{"event": "hangup", "streamSid": "' + SID + '"}',
     '{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1",'

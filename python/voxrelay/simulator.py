@@ -73,7 +73,7 @@ def read_wav(path: str | Path, rate: int = RATE) -> bytes:
         raise ValueError(f"{path}: sample width of {width} bytes is not supported (1..4)")
     if channels > 1:
         x = x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
-    pcm = np.clip(x, -32768, 32767).astype("<i2").tobytes()
+    pcm: bytes = np.clip(x, -32768, 32767).astype("<i2").tobytes()
     if src_rate != rate:
         rs = media.Resampler(src_rate, rate)
         pcm = rs.process(pcm) + rs.flush()
