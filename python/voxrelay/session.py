@@ -19,6 +19,7 @@ import asyncio
 import hmac
 import logging
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
 from websockets.protocol import State
@@ -217,11 +218,29 @@ class Session:
 
     def _send(self, text: str) -> None:
         """Write one text message now (no await: the pacer and barge-in run in callbacks)."""
+        self._write((text,))
+
+    def _write(self, texts: Iterable[str]) -> None:
+        """Frame several messages and hand them to the transport in one write.
+
+        The pacer sends a few frames and a mark per wake-up; on loopback and in VMs the
+        write system call costs more than the framing, so they go out together.
+        """
         ws = self.ws
-        if ws.protocol.state is not State.OPEN:
+        proto = ws.protocol
+        if proto.state is not State.OPEN:
             return
-        ws.protocol.send_text(text.encode())
-        ws.send_data()
+        for text in texts:
+            proto.send_text(text.encode())
+        chunks = proto.data_to_send()
+        if all(chunks):
+            ws.transport.writelines(chunks)
+        else:  # an end-of-stream marker: let websockets handle the half-close
+            for chunk in chunks:
+                if chunk:
+                    ws.transport.write(chunk)
+                elif ws.transport.can_write_eof():
+                    ws.transport.write_eof()
         if ws.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
             log.warning("call %s: peer is not reading; closing", self.call_sid)
             self.close(1008, "peer not reading", "error")
@@ -374,16 +393,16 @@ class Session:
             self._play_end = now
             self.tracker.audio_started(now * 1000)
         limit = now + self._lead_s + 1e-6
-        send = self._send
         sid = self.state.stream_sid or ""
         counts = self._counts
+        out: list[str] = []
         while q:
             kind, item = q[0]
             if kind == _MARK:
                 q.popleft()
                 self.tracker.sent(item, self._sent_ms)
                 counts["marks_sent"] += 1
-                send(mark_message(sid, item))
+                out.append(mark_message(sid, item))
                 continue
             if self._play_end + FRAME_S > limit:
                 break
@@ -391,7 +410,9 @@ class Session:
             self._play_end += FRAME_S
             self._sent_ms += 20.0
             counts["media_out"] += 1
-            send(item)
+            out.append(item)
+        if out:
+            self._write(out)
         if q and not self._closed:
             self._timer = loop.call_at(self._play_end - self._low_s, self._pump)
 
