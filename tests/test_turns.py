@@ -55,6 +55,7 @@ def test_utterance_has_preroll_and_a_short_tail() -> None:
     feed(det, "s" * 50, value=1234)
     feed(det, "." * 25)
     audio = det.utterance()
+    assert det.onset_offset_ms == 200.0  # the speech starts after the pre-roll
     # 200 ms pre-roll + 1000 ms speech + 100 ms tail.
     assert len(audio) == (10 + 50 + 5) * FRAME
     speech = frame(1234)

@@ -52,6 +52,8 @@ class SpeechEnded:
     start_ms: float
     end_ms: float
     """Caller-audio time at which the end-of-speech silence was confirmed."""
+    onset_offset_ms: float = 0.0
+    """Where in `pcm` the detected speech begins; before it is pre-roll kept for recognisers."""
 
     @property
     def duration_ms(self) -> float:
@@ -123,12 +125,18 @@ class EchoAgent:
 
     __slots__ = ("_call",)
 
+    # Keep this much before the detected onset: VAD onsets are a frame or two late, and a
+    # clipped first consonant sounds wrong. The rest of the pre-roll would only delay the reply.
+    LEAD_IN_MS = 60
+
     def __init__(self, call: CallControl) -> None:
         self._call = call
 
     async def on_event(self, event: AgentEvent) -> None:
         if isinstance(event, SpeechEnded) and event.pcm:
-            self._call.play(event.pcm, event.rate)
+            skip_ms = max(0.0, event.onset_offset_ms - self.LEAD_IN_MS)
+            skip = int(skip_ms * event.rate / 1000) * 2
+            self._call.play(event.pcm[skip:], event.rate)
 
 
 _BUILTIN: dict[str, AgentFactory] = {"echo": EchoAgent}

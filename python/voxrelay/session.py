@@ -110,6 +110,7 @@ class Session:
         self._closed = False
         self._ending: str | None = None
         self._rx = 0
+        self._t_ended = 0.0
         self.media_in = 0
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_AGENT_QUEUE)
         self._counts: dict[str, int] = {
@@ -120,6 +121,7 @@ class Session:
             "barge_ins": 0,
             "utterances": 0,
             "agent_events_dropped": 0,
+            "reply_us_max": 0,
         }
         self.agent: Agent = agent_factory(self)
 
@@ -333,8 +335,15 @@ class Session:
             self._post(BargeIn(cleared.heard_ms, cleared.sent_ms))
         if flags & ENDED:
             self._counts["utterances"] += 1
+            self._t_ended = self._loop.time()
             self._post(
-                SpeechEnded(turns.utterance(), AGENT_RATE, turns.speech_start_ms, turns.position_ms)
+                SpeechEnded(
+                    turns.utterance(),
+                    AGENT_RATE,
+                    turns.speech_start_ms,
+                    turns.position_ms,
+                    turns.onset_offset_ms,
+                )
             )
 
     # -- agent events -------------------------------------------------------------------------
@@ -413,6 +422,12 @@ class Session:
             out.append(item)
         if out:
             self._write(out)
+            if self._t_ended:
+                # End of caller speech -> first reply frame on the wire: the relay's share of
+                # the response time (agent included), kept per call for benches and logs.
+                delay_us = int((loop.time() - self._t_ended) * 1e6)
+                self._t_ended = 0.0
+                counts["reply_us_max"] = max(counts["reply_us_max"], delay_us)
         if q and not self._closed:
             self._timer = loop.call_at(self._play_end - self._low_s, self._pump)
 

@@ -429,13 +429,20 @@ def summary(results: Sequence[CallResult]) -> str:
     return "\n".join(lines)
 
 
-async def run_calls(opts: CallOptions, calls: int) -> list[CallResult]:
-    """`calls` simultaneous calls with the same audio (each with its own impairment seed)."""
+async def run_calls(opts: CallOptions, calls: int, stagger_s: float = 0.0) -> list[CallResult]:
+    """`calls` simultaneous calls with the same audio (each with its own impairment seed).
+
+    `stagger_s` spreads the call starts over that many seconds, as real calls are: identical
+    calls in lock-step would all reach their turn ends in the same 20 ms.
+    """
     from dataclasses import replace
 
-    return list(
-        await asyncio.gather(*(run_call(replace(opts, seed=opts.seed + i)) for i in range(calls)))
-    )
+    async def one(i: int) -> CallResult:
+        if stagger_s > 0:
+            await asyncio.sleep(stagger_s * i / calls)
+        return await run_call(replace(opts, seed=opts.seed + i))
+
+    return list(await asyncio.gather(*(one(i) for i in range(calls))))
 
 
 def call_main(

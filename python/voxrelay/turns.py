@@ -40,6 +40,7 @@ class TurnDetector:
         "_utt_ms",
         "_utterance",
         "in_speech",
+        "onset_offset_ms",
         "position_ms",
         "speech_start_ms",
     )
@@ -89,6 +90,8 @@ class TurnDetector:
         """Audio fed so far (ms): the detector's clock."""
         self.speech_start_ms = 0.0
         """Where the open (or last) utterance's speech began, on that clock."""
+        self.onset_offset_ms = 0.0
+        """Where in the utterance's audio the speech began (the pre-roll before it)."""
 
     def feed(self, pcm: bytes, speech: bool) -> int:
         """One released frame and its VAD decision; returns STARTED | ENDED | BARGE_IN flags."""
@@ -115,6 +118,7 @@ class TurnDetector:
                 self.speech_start_ms = self.position_ms - self._speech_run
                 self._parts = list(pre)
                 self._utt_ms = self._preroll_bytes / self._bytes_per_ms
+                self.onset_offset_ms = self._utt_ms - self._speech_run
                 pre.clear()
                 self._preroll_bytes = 0
                 flags |= STARTED
