@@ -19,11 +19,16 @@ from typing import Any, ClassVar, Final, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets without its C extension
+    from websockets.utils import apply_mask
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 
 from voxrelay.protocols.signature import validate
 from voxrelay.protocols.twiml import connect_stream_twiml, public_ws_url
@@ -166,6 +171,8 @@ def _response(reply: HttpReply) -> Response:
 _WS: Final = 1
 _HTTP: Final = 2
 _EARLY_FRAMES: Final = 256
+_MAX_REQUEST: Final = 16384  # a handshake request's head; websockets enforces its own limits
+_MAX_PIPELINED: Final = 65536
 
 
 class FrameSink(Protocol):
@@ -176,16 +183,21 @@ class FrameSink(Protocol):
 
 
 class RelayConnection(ServerConnection):
-    """A `ServerConnection` that serves non-GET HTTP via h11 and dispatches frames directly.
+    """A `ServerConnection` that serves non-GET HTTP via h11 and reads data frames itself.
 
-    Two departures from the stock connection, both behind documented extension points
+    Departures from the stock connection, all behind `websockets`' documented extension points
     (`create_connection`, the sans-I/O `protocol`):
 
     - the request line is sniffed; anything but GET goes to `app` through h11;
-    - once a sink is attached, complete data messages go straight to it from
-      `data_received`, bypassing the message queue and the `recv()` future per message.
-      Control frames (ping, pong, close) are still handled by `websockets`. Frames that arrive
-      between the handshake and `attach` are held (bounded) and replayed in order.
+    - after the handshake, data frames (text, binary, continuation) are parsed here and whole
+      messages go straight to the attached sink from `data_received`: no message queue, no
+      `recv()` future and no generator-based parsing per 20 ms frame, which is where most of
+      a call's CPU went. Every control frame (ping, pong, close), anything malformed
+      (reserved bits, unmasked, oversized) and everything after the connection leaves OPEN is
+      handed, byte for byte and on a frame boundary, to `websockets`, which answers and fails
+      connections exactly as it always does. If a client pipelines frames behind its handshake
+      request, the connection keeps the stock path throughout.
+    - messages that arrive before the session attaches are held (bounded) and replayed.
     """
 
     app: ClassVar[RelayHttp]
@@ -195,18 +207,22 @@ class RelayConnection(ServerConnection):
     _req: h11.Request | None = None
     _body: bytearray | None = None
     sink: FrameSink | None = None
-    _early: list[Frame] | None = None
+    _early: list[tuple[int, bool, bytes | bytearray | memoryview]] | None = None
     _detached = False
-    _frag_op: Opcode | None = None
+    _frag_op = 0
     _frag: bytearray | None = None
+    _fast = True  # False: websockets parses every frame (the stock path)
+    _buf: bytearray | None = None
 
     # -- WebSocket frames -------------------------------------------------------------------
 
     def attach(self, sink: FrameSink) -> None:
         self.sink = sink
         early, self._early = self._early, None
-        for frame in early or ():
-            self._dispatch(frame)
+        for op, fin, data in early or ():
+            self._data_frame(op, fin, data)
+        if self._fast and self._buf:
+            self._ws_data(b"")  # frames that were pipelined behind the handshake
 
     def detach(self) -> None:
         self.sink = None
@@ -214,42 +230,131 @@ class RelayConnection(ServerConnection):
         self._early = None
 
     def process_event(self, event: Event) -> None:
+        """Events from `websockets`' own parser (the stock path, and control frames)."""
         if self.request is None or not isinstance(event, Frame):
             super().process_event(event)  # the handshake request
             return
         op = event.opcode
         if op is Opcode.TEXT or op is Opcode.BINARY or op is Opcode.CONT:
-            if self.sink is not None:
-                self._dispatch(event)
-            elif not self._detached:
+            self._data_frame(op.value, event.fin, event.data)
+            return
+        super().process_event(event)  # pong acknowledgements
+
+    def _ws_data(self, data: bytes) -> None:
+        if not self._fast:
+            super().data_received(data)
+            return
+        proto = self.protocol
+        if proto.state is State.CONNECTING:
+            # Frames pipelined behind the handshake: hold them until the upgrade is done.
+            buf = self._buf
+            assert buf is not None
+            buf += data
+            if len(buf) > _MAX_PIPELINED:
+                self._handoff()
+            return
+        buf = self._buf
+        assert buf is not None
+        buf += data
+        pos = 0
+        n = len(buf)
+        limit = proto.max_message_size
+        handoff = False
+        while True:
+            if proto.state is not State.OPEN:
+                handoff = True
+                break
+            if n - pos < 2:
+                break
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            op = b0 & 0x0F
+            if (
+                (2 < op < 8 or op > 10)  # reserved opcode
+                or b0 & 0x70  # reserved bits (no extensions are negotiated)
+                or not b1 & 0x80  # clients must mask
+            ):
+                handoff = True
+                break
+            if op >= 8:
+                # Ping, pong, close: websockets answers them. A control frame is short and
+                # complete in itself, so handing over exactly its bytes keeps websockets' parser
+                # on a frame boundary and the fast path for what follows.
+                length = b1 & 0x7F
+                if length > 125 or not b0 & 0x80:
+                    handoff = True
+                    break
+                end = pos + 6 + length
+                if end > n:
+                    break
+                frame = bytes(buf[pos:end])
+                pos = end
+                super().data_received(frame)
+                continue
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = pos + 10
+            if limit is not None and length > limit:
+                handoff = True  # websockets closes with 1009
+                break
+            end = head + 4 + length
+            if end > n:
+                break
+            payload = apply_mask(bytes(buf[head + 4 : end]), bytes(buf[head : head + 4]))
+            pos = end
+            self._data_frame(op, bool(b0 & 0x80), payload)
+        del buf[:pos]
+        if handoff:
+            self._handoff()
+
+    def _handoff(self) -> None:
+        """A control frame, something malformed, or the connection is closing: from here on
+        websockets parses everything, starting exactly at a frame boundary."""
+        rest = bytes(self._buf or b"")
+        self._fast = False
+        self._buf = None
+        if rest:
+            super().data_received(rest)
+
+    def _data_frame(self, op: int, fin: bool, data: bytes | bytearray | memoryview) -> None:
+        if self.sink is None:
+            if not self._detached:
                 early = self._early
                 if early is None:
                     early = self._early = []
                 if len(early) < _EARLY_FRAMES:
-                    early.append(event)
+                    early.append((op, fin, data))
             return
-        super().process_event(event)  # pong acknowledgements
-
-    def _dispatch(self, frame: Frame) -> None:
+        if op == 0:  # continuation
+            frag = self._frag
+            if frag is None:
+                return
+            frag += data
+            limit = self.protocol.max_message_size
+            if limit is not None and len(frag) > limit:
+                self._frag = None
+                self.detach()
+                self.loop.create_task(self.close(1009, "message too big"))
+                return
+            if not fin:
+                return
+            op, data = self._frag_op, bytes(frag)
+            self._frag = None
+        elif not fin:
+            self._frag_op, self._frag = op, bytearray(data)
+            return
         sink = self.sink
-        assert sink is not None
-        op: Opcode | None = frame.opcode
-        data: bytes | bytearray | memoryview
-        if op is Opcode.CONT:
-            if self._frag is None:
-                return
-            self._frag += frame.data
-            if not frame.fin:
-                return
-            op, data = self._frag_op, bytes(self._frag)
-            self._frag_op = self._frag = None
-        elif not frame.fin:
-            self._frag_op, self._frag = op, bytearray(frame.data)
-            return
-        else:
-            data = frame.data
         try:
-            if op is Opcode.TEXT:
+            if op == 1:
                 sink.on_text(data)
             else:
                 sink.on_binary(data)
@@ -265,7 +370,7 @@ class RelayConnection(ServerConnection):
     def data_received(self, data: bytes) -> None:
         mode = self._mode
         if mode == _WS:
-            super().data_received(data)
+            self._ws_data(data)
             return
         if mode == _HTTP:
             self._http_data(data)
@@ -275,15 +380,26 @@ class RelayConnection(ServerConnection):
         if space < 0 and len(buf) < _SNIFF_MAX:
             self._sniffed = buf
             return
-        self._sniffed = b""
-        if space < 0 or buf[:space] == b"GET":
-            # Upgrades and health checks, and garbage (websockets rejects it).
-            self._mode = _WS
-            super().data_received(buf)
-        else:
+        if space >= 0 and buf[:space] != b"GET":
+            self._sniffed = b""
             self._mode = _HTTP
             self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
             self._http_data(buf)
+            return
+        end = buf.find(b"\r\n\r\n") if space >= 0 else -1
+        if end < 0 and space >= 0 and len(buf) <= _MAX_REQUEST:
+            self._sniffed = buf  # the rest of the GET request is still on its way
+            return
+        self._sniffed = b""
+        self._mode = _WS
+        if end < 0:
+            # Garbage or an oversized request: websockets rejects it in its own words.
+            self._fast = False
+            super().data_received(buf)
+            return
+        # websockets gets exactly the request; anything after it is ours to parse.
+        self._buf = bytearray(buf[end + 4 :])
+        super().data_received(buf[: end + 4])
 
     def eof_received(self) -> None:
         if self._mode == _HTTP:
