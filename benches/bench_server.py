@@ -76,7 +76,18 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def measure(calls: int = 50, procs: int = 2) -> dict[str, Any]:
+_FLOOR = """
+import sys
+from voxrelay.session import Session
+Session.on_text = lambda self, data: None  # the floor: sockets, event loop, framing only
+from voxrelay.cli import main
+sys.exit(main(["serve", "--port", "0"]))
+"""
+
+
+def measure(calls: int = 50, procs: int = 2, floor: bool = False) -> dict[str, Any]:
+    """`floor=True` runs a server whose sessions ignore every message: what the sockets,
+    the event loop and WebSocket framing cost before any relay work."""
     audio = caller_audio()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log")
     env = {
@@ -85,7 +96,9 @@ def measure(calls: int = 50, procs: int = 2) -> dict[str, Any]:
         "VOXRELAY_SPEECH_END_MS": str(SPEECH_END_MS),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voxrelay.cli", "serve", "--port", "0"],
+        [sys.executable, "-c", _FLOOR]
+        if floor
+        else [sys.executable, "-m", "voxrelay.cli", "serve", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -178,8 +191,9 @@ if __name__ == "__main__":
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--procs", type=int, default=2, help="processes playing the phones")
+    ap.add_argument("--floor", action="store_true", help="sessions ignore all messages")
     a = ap.parse_args()
     for _ in range(a.repeat):
-        for k, v in measure(a.calls, a.procs).items():
+        for k, v in measure(a.calls, a.procs, a.floor).items():
             print(f"{k}: {v}")
         print()
