@@ -5,8 +5,12 @@ connection), but Twilio's call webhook is a form POST. Rather than a second port
 framework, each new connection's request line is sniffed: `GET` goes to `websockets` untouched
 (upgrades, and `GET /healthz` via `process_request`); any other method is handed to `h11`, a
 small, strict, well-kept HTTP/1.1 parser, for one request and a `Connection: close` answer.
-The hook is `websockets`' documented `create_connection` (a `ServerConnection` subclass), so no
-private API is touched and the WebSocket path costs nothing extra once the first bytes are in.
+The hook is `websockets`' documented `create_connection` (a `ServerConnection` subclass).
+
+The same subclass also reads WebSocket data frames itself (see `RelayConnection`). That part
+overrides two undocumented methods of the asyncio connection (`data_received`,
+`process_event`) and uses the documented sans-I/O protocol object for everything else, so the
+dependency is bounded to the `websockets` major versions it was tested with.
 """
 
 from __future__ import annotations
