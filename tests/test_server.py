@@ -469,6 +469,12 @@ def test_healthz_and_unknown_paths() -> None:
             assert (await _ahttp(server.port, "GET", "/nope"))[0] == 404
             assert (await _ahttp(server.port, "DELETE", "/healthz"))[0] == 405
             assert (await _ahttp(server.port, "POST", "/nope", b"a=b"))[0] == 404
+            # Twilio can also be configured to call the webhook with GET.
+            status, ctype, text = await _ahttp(
+                server.port, "GET", "/twilio/voice?CallSid=CA1", headers={"Host": "r.example"}
+            )
+            assert status == 200 and ctype.startswith("text/xml")
+            assert '<Stream url="wss://r.example/twilio">' in text
 
     run(main())
 
