@@ -18,7 +18,91 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--loss", type=float, default=0.05, help="packet loss rate (bursty)")
     d.add_argument("--reorder", type=float, default=0.02, help="share of packets swapped")
     d.add_argument("--seed", type=int, default=7)
+    sv = sub.add_parser(
+        "serve",
+        help="run the relay server (Twilio Media Streams on /twilio, webhook on /twilio/voice)",
+        description="Settings come from defaults < --config TOML < VOXRELAY_* environment "
+        "variables (e.g. VOXRELAY_TWILIO_AUTH_TOKEN) < these flags.",
+    )
+    sv.add_argument("--host", default=None)
+    sv.add_argument("--port", type=int, default=None, help="0 picks a free port")
+    sv.add_argument("--agent", default=None, help="echo, or package.module:factory")
+    sv.add_argument("--config", default=None, help="TOML file (top level or [voxrelay] table)")
+    sv.add_argument(
+        "--public-url", default=None, help="https://host[/base] as the platform sees us"
+    )
+    sv.add_argument("--drain-timeout", type=float, default=None, dest="drain_timeout_s")
+    sv.add_argument("--log-level", default=None)
+    c = sub.add_parser(
+        "call",
+        help="phone simulator: call a relay as Twilio would, with real-time audio from a WAV",
+    )
+    c.add_argument("url", help="ws(s)://host:port/twilio")
+    c.add_argument("--wav", required=True, help="caller audio (any common rate/width)")
+    c.add_argument("--out", default=None, help="WAV of what the caller heard")
+    c.add_argument("--jitter-ms", type=float, default=0.0)
+    c.add_argument("--loss", type=float, default=0.0, help="packet loss probability")
+    c.add_argument("--reorder", type=float, default=0.0, help="probability of a swap")
+    c.add_argument("--dtmf", default="", help="digits pressed after the audio")
+    c.add_argument("--calls", type=int, default=1, help="simultaneous calls")
+    c.add_argument("--tail", type=float, default=3.0, help="seconds of silence after the audio")
+    c.add_argument("--auth-token", default=None, help="sign the upgrade as Twilio does")
+    c.add_argument("--param", action="append", default=[], help="customParameters k=v")
+    c.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.command == "call":
+        from voxrelay.simulator import call_main
+
+        try:
+            params = dict(p.split("=", 1) for p in args.param)
+        except ValueError:
+            print("voxrelay call: --param takes k=v", file=sys.stderr)
+            return 2
+        try:
+            return call_main(
+                args.url,
+                args.wav,
+                out=args.out,
+                jitter_ms=args.jitter_ms,
+                loss=args.loss,
+                reorder=args.reorder,
+                dtmf=args.dtmf,
+                calls=args.calls,
+                tail_s=args.tail,
+                auth_token=args.auth_token,
+                params=params,
+                seed=args.seed,
+            )
+        except (OSError, ValueError) as e:
+            print(f"voxrelay call: {e}", file=sys.stderr)
+            return 2
+    if args.command == "serve":
+        import os
+
+        from voxrelay.server import run
+        from voxrelay.settings import load_settings
+
+        try:
+            settings = load_settings(
+                config=args.config or os.environ.get("VOXRELAY_CONFIG"),
+                overrides={
+                    "host": args.host,
+                    "port": args.port,
+                    "agent": args.agent,
+                    "public_url": args.public_url,
+                    "drain_timeout_s": args.drain_timeout_s,
+                    "log_level": args.log_level,
+                },
+            )
+        except (OSError, ValueError) as e:
+            print(f"voxrelay serve: {e}", file=sys.stderr)
+            return 2
+
+        def ready(server: object) -> None:
+            port = getattr(server, "port", 0)
+            print(f"voxrelay: listening on {settings.host}:{port}", flush=True)
+
+        return run(settings, ready)
     if args.command == "demo":
         from voxrelay.demo import run_media_demo
 

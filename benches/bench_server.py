@@ -1,0 +1,199 @@
+"""Load benchmark: N simultaneous real-time echo calls against `voxrelay serve` on loopback.
+
+Reports the relay's own cost, measured on the server process only (it runs as a subprocess,
+the simulated phones run here):
+
+- server CPU per call-second (goal <= 2 ms at 50 calls, i.e. >= 500 calls per core);
+- the reply latency beyond the configured end-of-speech silence (what the relay adds between
+  "the caller stopped" + `speech_end_ms` and "the caller hears the echo"; goal <= 10 ms of
+  relay work on top of the jitter buffer and one 20 ms tick of playout quantisation);
+- resident memory per call (peak RSS growth / calls);
+- whether the calls kept pace: frames lost, gaps in the replies, ticks the phones ran late.
+
+    pytest benches/bench_server.py --benchmark-only -s          # 50 calls
+    python benches/bench_server.py --calls 50 --repeat 2         # same, without pytest
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from voxrelay.simulator import CallOptions, read_wav, run_calls
+
+SPEECH_END_MS = 500
+SENTENCES = [
+    "Hello, I would like to check the status of my order.",
+    "It was placed last Tuesday, and the number is four five two one.",
+]
+
+
+def caller_audio() -> bytes:
+    parts = [b"\0\0" * 1600]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, text in enumerate(SENTENCES):
+            path = Path(tmp) / f"{i}.wav"
+            subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
+            parts += [read_wav(path), b"\0\0" * 8000 * 4]  # room for the echo
+    return b"".join(parts)
+
+
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _phones(args: tuple[CallOptions, int]) -> list[Any]:
+    """One worker process's share of the calls (the phones need CPU too)."""
+    opts, n = args
+    try:
+        import uvloop
+
+        return uvloop.run(run_calls(opts, n, stagger_s=1.0))
+    except ImportError:
+        return asyncio.run(run_calls(opts, n, stagger_s=1.0))
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+_FLOOR = """
+import sys
+from voxrelay.session import Session
+Session.on_text = lambda self, data: None  # the floor: sockets, event loop, framing only
+from voxrelay.cli import main
+sys.exit(main(["serve", "--port", "0"]))
+"""
+
+
+def measure(calls: int = 50, procs: int = 2, floor: bool = False) -> dict[str, Any]:
+    """`floor=True` runs a server whose sessions ignore every message: what the sockets,
+    the event loop and WebSocket framing cost before any relay work."""
+    audio = caller_audio()
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log")
+    env = {
+        **os.environ,
+        "VOXRELAY_LOG_LEVEL": "INFO",
+        "VOXRELAY_SPEECH_END_MS": str(SPEECH_END_MS),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FLOOR]
+        if floor
+        else [sys.executable, "-m", "voxrelay.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        pid = proc.pid
+        (u0, s0), rss0 = _cpu_s(pid), _rss_kb(pid)
+        peak = rss0
+        opts = CallOptions(f"ws://127.0.0.1:{port}/twilio", audio, tail_s=0.5)
+        shares = [calls // procs + (1 if i < calls % procs else 0) for i in range(procs)]
+        t0 = time.perf_counter()
+        with multiprocessing.get_context("fork").Pool(procs) as pool:
+            pending = pool.map_async(
+                _phones, [(replace(opts, seed=1000 * i), n) for i, n in enumerate(shares) if n]
+            )
+            while not pending.ready():
+                peak = max(peak, _rss_kb(pid))
+                pending.wait(0.25)
+            results = [r for part in pending.get() for r in part]
+        wall = time.perf_counter() - t0
+        u1, s1 = _cpu_s(pid)
+        cpu = (u1 - u0) + (s1 - s0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    log.seek(0)
+    reply_us = [int(m) for m in re.findall(r"'reply_us_max': (\d+)", log.read())]
+    log.close()
+    call_s = sum(r.duration_ms for r in results) / 1000
+    lat = np.array([t.latency_ms for r in results for t in r.turns if t.latency_ms is not None])
+    turns = sum(len(r.turns) for r in results)
+    return {
+        "calls": calls,
+        "wall_s": round(wall, 2),
+        "call_seconds": round(call_s, 1),
+        "server_cpu_ms_per_call_s": round(cpu * 1000 / call_s, 3),
+        "of_which_user_ms": round((u1 - u0) * 1000 / call_s, 3),
+        "of_which_system_ms": round((s1 - s0) * 1000 / call_s, 3),
+        "calls_per_core_at_that_cost": int(call_s / cpu) if cpu else None,
+        "replies": f"{len(lat)}/{turns}",
+        "reply_latency_ms_median": float(np.median(lat)) if len(lat) else None,
+        "reply_latency_ms_max": float(lat.max()) if len(lat) else None,
+        "latency_beyond_speech_end_ms_median": float(np.median(lat) - SPEECH_END_MS)
+        if len(lat)
+        else None,
+        "server_end_of_speech_to_first_reply_frame_us_median": int(np.median(reply_us))
+        if reply_us
+        else None,
+        "server_end_of_speech_to_first_reply_frame_us_max": max(reply_us) if reply_us else None,
+        "reply_start_beyond_speech_end_ms_median": _reply_start(results),
+        "rss_kb_per_call": round((peak - rss0) / calls, 1),
+        "frames_sent": sum(r.frames_sent for r in results),
+        "reply_gaps": sum(r.underruns for r in results),
+        "max_lead_ms": max(r.max_buffered_ms for r in results),
+        "phone_late_ticks": sum(r.late_ticks for r in results),
+        "clean_closes": sum(1 for r in results if r.close_code == 1000),
+    }
+
+
+def _reply_start(results: list[Any]) -> float | None:
+    """Median of (first reply frame heard - end of caller speech - configured silence)."""
+    d = []
+    for r in results:
+        for t in r.turns:
+            nxt = [m for m in r.first_media_ms if m >= t.end_ms]
+            if nxt:
+                d.append(nxt[0] - t.end_ms - SPEECH_END_MS)
+    return round(float(np.median(d)), 1) if d else None
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_fifty_echo_calls(benchmark: Any) -> None:
+    figures: dict[str, Any] = {}
+
+    def once() -> None:
+        figures.update(measure(50))
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.extra_info.update(figures)
+    for k, v in figures.items():
+        print(f"{k}: {v}")
+    assert figures["clean_closes"] == 50
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--procs", type=int, default=2, help="processes playing the phones")
+    ap.add_argument("--floor", action="store_true", help="sessions ignore all messages")
+    a = ap.parse_args()
+    for _ in range(a.repeat):
+        for k, v in measure(a.calls, a.procs, a.floor).items():
+            print(f"{k}: {v}")
+        print()

@@ -1,0 +1,159 @@
+"""The agent interface: what a conversation engine sees of a call, and what it can do to it.
+
+Small on purpose. An agent receives a handful of turn-level events (never per-frame audio:
+the session does turn detection, pacing and barge-in, so an agent cannot stall the media path)
+and answers through `CallControl.play` / `clear` / `hangup`. `on_event` is awaited in order,
+one event at a time, on the agent's own task; a slow agent delays only its own events.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias, runtime_checkable
+
+__all__ = [
+    "Agent",
+    "AgentEvent",
+    "AgentFactory",
+    "BargeIn",
+    "CallControl",
+    "CallEnded",
+    "CallStarted",
+    "Dtmf",
+    "EchoAgent",
+    "MarkPlayed",
+    "SpeechEnded",
+    "SpeechStarted",
+    "load_agent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    custom_parameters: Mapping[str, str] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    at_ms: float
+    """Where the speech began in the caller's audio (ms since the stream started)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    pcm: bytes = field(repr=False)
+    """The utterance, PCM16 mono at `rate`, from shortly before the onset to the silence."""
+    rate: int
+    start_ms: float
+    end_ms: float
+    """Caller-audio time at which the end-of-speech silence was confirmed."""
+    onset_offset_ms: float = 0.0
+    """Where in `pcm` the detected speech begins; before it is pre-roll kept for recognisers."""
+
+    @property
+    def duration_ms(self) -> float:
+        return len(self.pcm) * 500 / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPlayed:
+    name: str
+    heard_ms: float
+    """Agent audio (ms, cumulative on the call) the caller has now heard."""
+
+
+@dataclass(frozen=True, slots=True)
+class BargeIn:
+    heard_ms: float
+    """How far into the agent's audio (cumulative ms) the caller got before interrupting."""
+    sent_ms: float
+    """How much had been sent; `sent_ms - heard_ms` was cut off."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    reason: str
+    """`stop`, `hangup`, `disconnected`, `shutdown`, `idle`, `bad_input` or `error`."""
+
+
+AgentEvent: TypeAlias = (
+    CallStarted | SpeechStarted | SpeechEnded | Dtmf | MarkPlayed | BargeIn | CallEnded
+)
+
+
+class CallControl(Protocol):
+    """What an agent may do to its call (implemented by the server's session)."""
+
+    def play(self, pcm: bytes, rate: int, *, last: bool = True) -> None:
+        """Queue agent audio (PCM16 mono at `rate`); the session paces it at 1x real time.
+
+        `last=False` keeps a partial 20 ms frame for the next call (streaming TTS); `last=True`
+        pads and ends the chunk. A mark follows every chunk.
+        """
+        ...
+
+    async def clear(self) -> float:
+        """Stop the agent's audio now; returns the heard position (ms)."""
+        ...
+
+    async def hangup(self, reason: str = "agent hangup") -> None: ...
+
+    @property
+    def playing(self) -> bool: ...
+
+
+@runtime_checkable
+class Agent(Protocol):
+    async def on_event(self, event: AgentEvent) -> None: ...
+
+
+AgentFactory: TypeAlias = Callable[[CallControl], Agent]
+
+
+class EchoAgent:
+    """A parrot: plays each caller utterance back. The end-to-end test of media and barge-in."""
+
+    __slots__ = ("_call",)
+
+    # Keep this much before the detected onset: VAD onsets are a frame or two late, and a
+    # clipped first consonant sounds wrong. The rest of the pre-roll would only delay the reply.
+    LEAD_IN_MS = 60
+
+    def __init__(self, call: CallControl) -> None:
+        self._call = call
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, SpeechEnded) and event.pcm:
+            skip_ms = max(0.0, event.onset_offset_ms - self.LEAD_IN_MS)
+            skip = int(skip_ms * event.rate / 1000) * 2
+            self._call.play(event.pcm[skip:], event.rate)
+
+
+_BUILTIN: dict[str, AgentFactory] = {"echo": EchoAgent}
+
+
+def load_agent(name: str) -> AgentFactory:
+    """`echo`, or `package.module:callable` taking the call control and returning an Agent."""
+    if name in _BUILTIN:
+        return _BUILTIN[name]
+    mod_name, colon, attr = name.partition(":")
+    if not colon or not mod_name or not attr:
+        raise ValueError(
+            f"agent {name!r} is not known; valid: {', '.join(sorted(_BUILTIN))} or "
+            "'package.module:factory'"
+        )
+    module = importlib.import_module(mod_name)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"agent {name!r}: {attr!r} in {mod_name!r} is not callable")
+    return factory  # type: ignore[no-any-return]

@@ -1,0 +1,498 @@
+"""Plain HTTP next to the WebSocket on one port: the Twilio webhook, health, signatures.
+
+`websockets` parses only body-less requests (it answers anything with a body by dropping the
+connection), but Twilio's call webhook is a form POST. Rather than a second port or a second
+framework, each new connection's request line is sniffed: `GET` goes to `websockets` untouched
+(upgrades, and `GET /healthz` via `process_request`); any other method is handed to `h11`, a
+small, strict, well-kept HTTP/1.1 parser, for one request and a `Connection: close` answer.
+The hook is `websockets`' documented `create_connection` (a `ServerConnection` subclass).
+
+The same subclass also reads WebSocket data frames itself (see `RelayConnection`). That part
+overrides two undocumented methods of the asyncio connection (`data_received`,
+`process_event`) and uses the documented sans-I/O protocol object for everything else, so the
+dependency is bounded to the `websockets` major versions it was tested with.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets without its C extension
+    from websockets.utils import apply_mask
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import Event, State
+
+from voxrelay.protocols.signature import validate
+from voxrelay.protocols.twiml import connect_stream_twiml, public_ws_url
+from voxrelay.settings import Settings
+
+__all__ = [
+    "FrameSink",
+    "HttpReply",
+    "RelayConnection",
+    "RelayHttp",
+    "connection_class",
+    "public_http_url",
+]
+
+log = logging.getLogger("voxrelay.http")
+
+STREAM_PATH: Final = "/twilio"
+VOICE_PATH: Final = "/twilio/voice"
+HEALTH_PATH: Final = "/healthz"
+_SNIFF_MAX: Final = 16  # longer than any method name
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+def _text(status: int, text: str) -> HttpReply:
+    return HttpReply(status, text.encode())
+
+
+def public_http_url(headers: Mapping[str, str], target: str, configured: str | None) -> str:
+    """The https:// URL a platform used to reach `target` here (what Twilio signs)."""
+    ws = public_ws_url(headers, target, configured, default_scheme="https")
+    return "https" + ws[3:] if ws.startswith("wss:") else "http" + ws[2:]
+
+
+class RelayHttp:
+    """The HTTP side of the relay: pure functions of request -> reply, no I/O."""
+
+    def __init__(self, settings: Settings, is_serving: Callable[[], bool] | None = None) -> None:
+        self.settings = settings
+        self._is_serving = is_serving or (lambda: True)
+
+    def _signature_ok(self, url: str, params: Mapping[str, str], sig: str | None) -> bool:
+        token = self.settings.twilio_auth_token
+        if token is None:
+            return True
+        return sig is not None and validate(token, url, params, sig)
+
+    def voice(
+        self, method: str, target: str, headers: Mapping[str, str], form: Mapping[str, str]
+    ) -> HttpReply:
+        """Twilio's call webhook: answer with `<Connect><Stream>` to our WebSocket."""
+        s = self.settings
+        try:
+            url = public_http_url(headers, target, s.public_url)
+        except ValueError as e:
+            return _text(400, f"{e}\n")
+        sig = _get(headers, "X-Twilio-Signature")
+        if not self._signature_ok(url, form, sig):
+            log.warning("webhook %s %s: bad or missing X-Twilio-Signature", method, target)
+            return _text(403, "invalid X-Twilio-Signature\n")
+        params = {s.stream_secret_param: s.stream_secret} if s.stream_secret else {}
+        try:
+            ws_url = public_ws_url(headers, STREAM_PATH, s.public_url)
+            twiml = connect_stream_twiml(ws_url, params, allow_insecure=s.allow_insecure_ws)
+        except ValueError as e:
+            log.error("webhook: cannot build the stream URL: %s", e)
+            return _text(500, f"{e}\n")
+        return HttpReply(200, twiml.encode(), "text/xml; charset=utf-8")
+
+    def handle_body_request(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> HttpReply:
+        """Requests that `websockets` cannot take (anything but GET)."""
+        path = urlsplit(target).path
+        if path == VOICE_PATH:
+            if method != "POST":
+                return _text(405, "use POST or GET\n")
+            ctype = _get(headers, "Content-Type") or ""
+            if "application/x-www-form-urlencoded" not in ctype.lower():
+                return _text(415, "expected application/x-www-form-urlencoded\n")
+            try:
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except (UnicodeDecodeError, ValueError):
+                return _text(400, "form body is not valid UTF-8 urlencoded data\n")
+            return self.voice(method, target, headers, form)
+        if path in (HEALTH_PATH, STREAM_PATH):
+            return _text(405, "method not allowed\n")
+        return _text(404, "not found\n")
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """`websockets` hook for GET requests: health, GET webhooks, upgrade signatures."""
+        target = request.path
+        path = urlsplit(target).path
+        headers = request.headers
+        if path == STREAM_PATH:
+            if self.settings.twilio_auth_token is not None:
+                try:
+                    url = public_ws_url(headers, target, self.settings.public_url)
+                except ValueError:
+                    url = ""
+                if not url or not self._signature_ok(url, {}, headers.get("X-Twilio-Signature")):
+                    log.warning("upgrade %s: bad or missing X-Twilio-Signature", target)
+                    return connection.respond(http.HTTPStatus.FORBIDDEN, "invalid signature\n")
+            return None
+        if path == HEALTH_PATH:
+            if not self._is_serving():
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        if path == VOICE_PATH:
+            reply = self.voice("GET", target, headers, {})
+            return _response(reply)
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+
+
+def _get(headers: Mapping[str, str], name: str) -> str | None:
+    v = headers.get(name)
+    if v is not None:
+        return v
+    low = name.lower()
+    for k, v in headers.items():
+        if k.lower() == low:
+            return v
+    return None
+
+
+def _response(reply: HttpReply) -> Response:
+    status = http.HTTPStatus(reply.status)
+    h = Headers()
+    h["Content-Type"] = reply.content_type
+    h["Content-Length"] = str(len(reply.body))
+    h["Connection"] = "close"
+    return Response(status.value, status.phrase, h, reply.body)
+
+
+_WS: Final = 1
+_HTTP: Final = 2
+_EARLY_FRAMES: Final = 256
+_MAX_REQUEST: Final = 16384  # a handshake request's head; websockets enforces its own limits
+_MAX_PIPELINED: Final = 65536
+
+
+class FrameSink(Protocol):
+    """Receives whole data messages straight from `data_received` (the call's session)."""
+
+    def on_text(self, data: bytes | bytearray | memoryview) -> None: ...
+    def on_binary(self, data: bytes | bytearray | memoryview) -> None: ...
+
+
+class RelayConnection(ServerConnection):
+    """A `ServerConnection` that serves non-GET HTTP via h11 and reads data frames itself.
+
+    Departures from the stock connection, all behind `websockets`' documented extension points
+    (`create_connection`, the sans-I/O `protocol`):
+
+    - the request line is sniffed; anything but GET goes to `app` through h11;
+    - after the handshake, data frames (text, binary, continuation) are parsed here and whole
+      messages go straight to the attached sink from `data_received`: no message queue, no
+      `recv()` future and no generator-based parsing per 20 ms frame, which is where most of
+      a call's CPU went. Every control frame (ping, pong, close), anything malformed
+      (reserved bits, unmasked, oversized) and everything after the connection leaves OPEN is
+      handed, byte for byte and on a frame boundary, to `websockets`, which answers and fails
+      connections exactly as it always does. If a client pipelines frames behind its handshake
+      request, the connection keeps the stock path throughout.
+    - messages that arrive before the session attaches are held (bounded) and replayed.
+    """
+
+    app: ClassVar[RelayHttp]
+    _mode = 0
+    _sniffed = b""
+    _h11: h11.Connection | None = None
+    _req: h11.Request | None = None
+    _body: bytearray | None = None
+    sink: FrameSink | None = None
+    _early: list[tuple[int, bool, bytes | bytearray | memoryview]] | None = None
+    _detached = False
+    _frag_op = 0
+    _frag: bytearray | None = None
+    _fast = True  # False: websockets parses every frame (the stock path)
+    _buf: bytearray | None = None
+
+    # -- WebSocket frames -------------------------------------------------------------------
+
+    def attach(self, sink: FrameSink) -> None:
+        self.sink = sink
+        early, self._early = self._early, None
+        for op, fin, data in early or ():
+            self._data_frame(op, fin, data)
+        if self._fast and self._buf:
+            self._ws_data(b"")  # frames that were pipelined behind the handshake
+
+    def detach(self) -> None:
+        self.sink = None
+        self._detached = True
+        self._early = None
+
+    def process_event(self, event: Event) -> None:
+        """Events from `websockets`' own parser (the stock path, and control frames)."""
+        if self.request is None or not isinstance(event, Frame):
+            super().process_event(event)  # the handshake request
+            return
+        op = event.opcode
+        if op is Opcode.TEXT or op is Opcode.BINARY or op is Opcode.CONT:
+            self._data_frame(op.value, event.fin, event.data)
+            return
+        super().process_event(event)  # pong acknowledgements
+
+    def _ws_data(self, data: bytes) -> None:
+        if not self._fast:
+            super().data_received(data)
+            return
+        proto = self.protocol
+        if proto.state is State.CONNECTING:
+            # Frames pipelined behind the handshake: hold them until the upgrade is done.
+            buf = self._buf
+            assert buf is not None
+            buf += data
+            if len(buf) > _MAX_PIPELINED:
+                self._handoff()
+            return
+        buf = self._buf
+        assert buf is not None
+        buf += data
+        pos = 0
+        n = len(buf)
+        limit = proto.max_message_size
+        handoff = False
+        while True:
+            if proto.state is not State.OPEN:
+                handoff = True
+                break
+            if n - pos < 2:
+                break
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            op = b0 & 0x0F
+            if (
+                (2 < op < 8 or op > 10)  # reserved opcode
+                or b0 & 0x70  # reserved bits (no extensions are negotiated)
+                or not b1 & 0x80  # clients must mask
+            ):
+                handoff = True
+                break
+            if op >= 8:
+                # Ping, pong, close: websockets answers them. A control frame is short and
+                # complete in itself, so handing over exactly its bytes keeps websockets' parser
+                # on a frame boundary and the fast path for what follows.
+                length = b1 & 0x7F
+                if length > 125 or not b0 & 0x80:
+                    handoff = True
+                    break
+                end = pos + 6 + length
+                if end > n:
+                    break
+                frame = bytes(buf[pos:end])
+                pos = end
+                super().data_received(frame)
+                continue
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = pos + 10
+            if limit is not None and length > limit:
+                handoff = True  # websockets closes with 1009
+                break
+            end = head + 4 + length
+            if end > n:
+                break
+            payload = apply_mask(bytes(buf[head + 4 : end]), bytes(buf[head : head + 4]))
+            pos = end
+            self._data_frame(op, bool(b0 & 0x80), payload)
+        del buf[:pos]
+        if handoff:
+            self._handoff()
+
+    def _handoff(self) -> None:
+        """A control frame, something malformed, or the connection is closing: from here on
+        websockets parses everything, starting exactly at a frame boundary."""
+        rest = bytes(self._buf or b"")
+        self._fast = False
+        self._buf = None
+        if rest:
+            super().data_received(rest)
+
+    def _data_frame(self, op: int, fin: bool, data: bytes | bytearray | memoryview) -> None:
+        if self.sink is None:
+            if not self._detached:
+                early = self._early
+                if early is None:
+                    early = self._early = []
+                if len(early) < _EARLY_FRAMES:
+                    early.append((op, fin, data))
+            return
+        if op == 0:  # continuation
+            frag = self._frag
+            if frag is None:
+                return
+            frag += data
+            limit = self.protocol.max_message_size
+            if limit is not None and len(frag) > limit:
+                self._frag = None
+                self.detach()
+                self.loop.create_task(self.close(1009, "message too big"))
+                return
+            if not fin:
+                return
+            op, data = self._frag_op, bytes(frag)
+            self._frag = None
+        elif not fin:
+            self._frag_op, self._frag = op, bytearray(data)
+            return
+        sink = self.sink
+        try:
+            if op == 1:
+                sink.on_text(data)
+            else:
+                sink.on_binary(data)
+        except Exception:
+            # A bug in one call must not reach the transport (which would drop it without a
+            # close frame) or anything else: end that call with 1011 and keep serving.
+            log.exception("call failed while handling a message")
+            self.detach()
+            self.loop.create_task(self.close(1011, "internal error"))
+
+    # -- plain HTTP -------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        mode = self._mode
+        if mode == _WS:
+            self._ws_data(data)
+            return
+        if mode == _HTTP:
+            self._http_data(data)
+            return
+        buf = self._sniffed + data
+        space = buf.find(b" ", 0, _SNIFF_MAX)
+        if space < 0 and len(buf) < _SNIFF_MAX:
+            self._sniffed = buf
+            return
+        if space >= 0 and buf[:space] != b"GET":
+            self._sniffed = b""
+            self._mode = _HTTP
+            self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+            self._http_data(buf)
+            return
+        end = buf.find(b"\r\n\r\n") if space >= 0 else -1
+        if end < 0 and space >= 0 and len(buf) <= _MAX_REQUEST:
+            self._sniffed = buf  # the rest of the GET request is still on its way
+            return
+        self._sniffed = b""
+        self._mode = _WS
+        if end < 0:
+            # Garbage or an oversized request: websockets rejects it in its own words.
+            self._fast = False
+            super().data_received(buf)
+            return
+        # websockets gets exactly the request; anything after it is ours to parse.
+        self._buf = bytearray(buf[end + 4 :])
+        super().data_received(buf[: end + 4])
+
+    def eof_received(self) -> None:
+        if self._mode == _HTTP:
+            self._http_data(b"")
+            return
+        super().eof_received()
+
+    def _http_data(self, data: bytes) -> None:
+        conn = self._h11
+        if conn is None or self.transport.is_closing():
+            return
+        app = self.app
+        limit = app.settings.max_http_body_bytes
+        try:
+            conn.receive_data(data)
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA or ev is h11.PAUSED:
+                    return
+                if isinstance(ev, h11.Request):
+                    self._req = ev
+                    self._body = bytearray()
+                    length = _header_value(ev.headers, b"content-length")
+                    if length is not None and length.isdigit() and int(length) > limit:
+                        self._http_reply(_text(413, "request body too large\n"))
+                        return
+                elif isinstance(ev, h11.Data):
+                    assert self._body is not None
+                    self._body += ev.data
+                    if len(self._body) > limit:
+                        self._http_reply(_text(413, "request body too large\n"))
+                        return
+                elif isinstance(ev, h11.EndOfMessage):
+                    req = self._req
+                    assert req is not None and self._body is not None
+                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
+                    try:
+                        reply = app.handle_body_request(
+                            req.method.decode("ascii"),
+                            req.target.decode("ascii"),
+                            headers,
+                            bytes(self._body),
+                        )
+                    except Exception:
+                        log.exception("HTTP handler failed")
+                        reply = _text(500, "internal error\n")
+                    self._http_reply(reply)
+                    return
+                elif isinstance(ev, h11.ConnectionClosed):
+                    self.transport.close()
+                    return
+        except h11.RemoteProtocolError as e:
+            self._http_reply(_text(e.error_status_hint, f"bad request: {e}\n"))
+
+    def _http_reply(self, reply: HttpReply) -> None:
+        conn = self._h11
+        assert conn is not None
+        try:
+            phrase = http.HTTPStatus(reply.status).phrase.encode()
+            out = conn.send(
+                h11.Response(
+                    status_code=reply.status,
+                    reason=phrase,
+                    headers=[
+                        ("Content-Type", reply.content_type),
+                        ("Content-Length", str(len(reply.body))),
+                        ("Connection", "close"),
+                    ],
+                )
+            )
+            out = (out or b"") + (conn.send(h11.Data(data=reply.body)) or b"")
+            out += conn.send(h11.EndOfMessage()) or b""
+            self.transport.write(out)
+        except h11.LocalProtocolError:
+            # h11 will not answer a request it could not parse at all: say so by hand.
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        # One request per connection: the webhook is one POST per call.
+        self.transport.close()
+
+
+def connection_class(app: RelayHttp) -> type[RelayConnection]:
+    """`RelayConnection` bound to `app`, for `serve(create_connection=...)`."""
+    return type("BoundRelayConnection", (RelayConnection,), {"app": app})
+
+
+def _header_value(headers: Any, name: bytes) -> str | None:
+    for k, v in headers:
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None

@@ -1,0 +1,171 @@
+"""`voxrelay serve`: the relay server on uvloop + websockets, many calls on one event loop.
+
+The server object only accepts connections, routes them, and keeps the set of live sessions
+for shutdown; each call's state lives in its `Session`. Shutdown is two-phase: stop accepting
+(new upgrades get 503, `/healthz` says draining), give live calls `drain_timeout_s` to end on
+their own, then close the rest with 1001 (going away) so the platform can fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from voxrelay.agent import AgentFactory, load_agent
+from voxrelay.httpd import STREAM_PATH, RelayConnection, RelayHttp, connection_class
+from voxrelay.session import Session
+from voxrelay.settings import Settings
+
+__all__ = ["RelayServer", "run"]
+
+log = logging.getLogger("voxrelay.server")
+
+GOING_AWAY: Final = 1001
+# Socket-level cap well above the protocol limit, so an oversized message is counted as bad
+# input (the call goes on) rather than killing the connection; only absurd frames hit this.
+_MAX_FRAME_FACTOR: Final = 16
+
+
+class RelayServer:
+    def __init__(self, settings: Settings, agent_factory: AgentFactory | None = None) -> None:
+        self.settings = settings
+        self.agent_factory = agent_factory or load_agent(settings.agent)
+        self.sessions: set[Session] = set()
+        # Counters of recently finished calls, for tests, benches and a future metrics page.
+        self.finished: deque[dict[str, int]] = deque(maxlen=1000)
+        self._ws_server: Server | None = None
+        self._port: int | None = None
+        self._draining = False
+        self.http = RelayHttp(settings, is_serving=lambda: not self._draining)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when settings asked for port 0)."""
+        assert self._port is not None, "start() first"
+        return self._port
+
+    async def start(self) -> None:
+        s = self.settings
+        self._ws_server = await serve(
+            self._handler,
+            s.host,
+            s.port,
+            process_request=self.http.process_request,
+            create_connection=connection_class(self.http),
+            compression=None,
+            max_size=s.max_message_bytes * _MAX_FRAME_FACTOR,
+            ping_interval=s.ping_interval_s,
+            ping_timeout=s.ping_interval_s,
+            open_timeout=s.open_timeout_s,
+            close_timeout=2.0,
+        )
+        self._port = int(self._ws_server.sockets[0].getsockname()[1])
+        log.info("voxrelay listening on %s:%d (agent %s)", s.host, self.port, s.agent)
+
+    async def _handler(self, conn: ServerConnection) -> None:
+        assert isinstance(conn, RelayConnection)
+        ws = conn
+        if ws.request is None or not ws.request.path.split("?")[0] == STREAM_PATH:
+            await ws.close(1008, "unknown path")
+            return
+        if self._draining:
+            await ws.close(GOING_AWAY, "server shutting down")
+            return
+        try:
+            session = Session(ws, self.settings, self.agent_factory)
+        except Exception:
+            log.exception("could not set up a session")
+            await ws.close(1011, "internal error")
+            return
+        self.sessions.add(session)
+        self._idle.clear()
+        try:
+            await session.run()
+        except Exception:
+            # A bug in one call must not take the server or other calls with it.
+            log.exception("call %s failed", session.call_sid)
+            await ws.close(1011, "internal error")
+        finally:
+            self.finished.append(dict(session.stats))
+            self.sessions.discard(session)
+            if not self.sessions:
+                self._idle.set()
+
+    async def shutdown(self, drain_timeout_s: float | None = None) -> None:
+        """Stop accepting, wait for calls to end, then close the rest with 1001."""
+        drain = self.settings.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        self._draining = True
+        server = self._ws_server
+        if server is None:
+            return
+        # Stop listening; keep live connections (they get the drain period).
+        server.close(close_connections=False)
+        live = len(self.sessions)
+        if live:
+            log.info("shutting down: %d call(s) live, draining up to %.1f s", live, drain)
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=drain)
+            except TimeoutError:
+                log.info("drain timeout: closing %d call(s) with 1001", len(self.sessions))
+                for session in list(self.sessions):
+                    session.close(GOING_AWAY, "server shutting down", "shutdown")
+        await server.wait_closed()
+        log.info("server stopped")
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        await stop.wait()
+        await self.shutdown()
+
+
+def _install_signals(stop: asyncio.Event) -> Callable[[], None]:
+    loop = asyncio.get_running_loop()
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    for sig in sigs:
+        loop.add_signal_handler(sig, stop.set)
+
+    def remove() -> None:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+async def _main(settings: Settings, ready: Callable[[RelayServer], None] | None) -> None:
+    stop = asyncio.Event()
+    remove = _install_signals(stop)
+    server = RelayServer(settings)
+    try:
+        await server.start()
+        if ready is not None:
+            ready(server)
+        await stop.wait()
+        log.info("signal received: stop accepting, drain")
+        await server.shutdown()
+    finally:
+        remove()
+
+
+def run(settings: Settings, ready: Callable[[RelayServer], None] | None = None) -> int:
+    """Run the relay on uvloop until SIGTERM/SIGINT, then shut down gracefully."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it
+        asyncio.run(_main(settings, ready))
+    else:
+        uvloop.run(_main(settings, ready))
+    return 0

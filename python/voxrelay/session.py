@@ -1,0 +1,455 @@
+"""One phone call: message handling, turn events, the outbound pacer, barge-in and teardown.
+
+Everything a call owns lives on its `Session` and goes when the session ends, so calls share
+nothing but the event loop. The media path has no per-message task, future or queue:
+
+- inbound: the connection hands each complete WebSocket data frame to `on_text` straight from
+  `data_received` (see `httpd.RelayConnection`); that is one media-engine call, and for media
+  frames one turn-detector call, and nothing else in Python;
+- outbound: the pacer is a timer callback on the playout clock. It writes agent audio at 1x
+  real time, never more than `playout_lead_ms` ahead of the caller's ear, topping up in small
+  bursts so it wakes a few times per 100 ms, not once per frame;
+- agent events go through a small queue to the agent's own task, so a slow agent delays only
+  itself and never the media path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+from websockets.protocol import State
+
+from voxrelay import media
+from voxrelay.agent import (
+    Agent,
+    AgentEvent,
+    AgentFactory,
+    BargeIn,
+    CallEnded,
+    CallStarted,
+    Dtmf,
+    MarkPlayed,
+    SpeechEnded,
+    SpeechStarted,
+)
+from voxrelay.protocols.badinput import BadInputCounter
+from voxrelay.protocols.errors import ProtocolError, classify_frame_error
+from voxrelay.protocols.marks import Cleared, PlayoutTracker
+from voxrelay.protocols.twilio import (
+    ControlEvent,
+    Start,
+    Stop,
+    StreamState,
+    clear_message,
+    mark_message,
+)
+from voxrelay.protocols.twilio import Dtmf as DtmfMsg
+from voxrelay.protocols.twilio import Mark as MarkMsg
+from voxrelay.settings import Settings
+from voxrelay.turns import BARGE_IN, ENDED, STARTED, TurnDetector
+
+if TYPE_CHECKING:
+    from voxrelay.httpd import RelayConnection
+
+__all__ = ["Session"]
+
+log = logging.getLogger("voxrelay.session")
+
+AGENT_RATE: Final = 16000
+"""Rate of the caller audio handed to agents (what speech recognisers want)."""
+FRAME_S: Final = 0.020
+_AGENT_QUEUE: Final = 256
+# A peer that stops reading while we keep writing gets closed before it costs real memory.
+_MAX_WRITE_BUFFER: Final = 1 << 20
+_MARK: Final = 0
+_MEDIA: Final = 1
+
+
+class Session:
+    """A Twilio Media Streams call from the upgrade to the end of the socket."""
+
+    def __init__(
+        self, ws: RelayConnection, settings: Settings, agent_factory: AgentFactory
+    ) -> None:
+        self.ws = ws
+        self.settings = settings
+        self._loop = asyncio.get_running_loop()
+        self.state = StreamState(max_message_bytes=settings.max_message_bytes)
+        self.inbound = media.TwilioInbound(
+            out_rate=AGENT_RATE, max_message_bytes=settings.max_message_bytes
+        )
+        self._process = self.inbound.process
+        self.bad_input = BadInputCounter(settings.bad_input_max, settings.bad_input_window_s)
+        self.turns = TurnDetector(
+            rate=AGENT_RATE,
+            start_ms=settings.speech_start_ms,
+            end_ms=settings.speech_end_ms,
+            barge_in_ms=settings.barge_in_ms,
+            preroll_ms=settings.preroll_ms,
+            max_utterance_ms=settings.max_utterance_ms,
+        )
+        self._feed = self.turns.feed
+        self.tracker = PlayoutTracker()
+        self._outbound: media.TwilioOutbound | None = None
+        # Outbound items in send order: (_MEDIA, text) frames and (_MARK, name) after chunks.
+        self._queue: deque[tuple[int, str]] = deque()
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._lead_s = settings.playout_lead_ms / 1000
+        self._low_s = settings.playout_low_ms / 1000
+        self._mark_frames = max(1, settings.mark_interval_ms // 20)
+        # Loop-clock time at which the caller will have heard everything sent so far.
+        self._play_end = 0.0
+        self._sent_ms = 0.0
+        self._marks = 0
+        self._streaming = False
+        self._closed = False
+        self._ending: str | None = None
+        self._rx = 0
+        self._t_ended = 0.0
+        self.media_in = 0
+        self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_AGENT_QUEUE)
+        self._counts: dict[str, int] = {
+            "media_out": 0,
+            "marks_sent": 0,
+            "marks_played": 0,
+            "clears": 0,
+            "barge_ins": 0,
+            "utterances": 0,
+            "agent_events_dropped": 0,
+            "reply_us_max": 0,
+        }
+        self.agent: Agent = agent_factory(self)
+
+    # -- identity and counters ----------------------------------------------------------------
+
+    @property
+    def call_sid(self) -> str:
+        return self.state.call_sid or "-"
+
+    @property
+    def stream_sid(self) -> str | None:
+        return self.state.stream_sid
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"media_in": self.media_in, **self._counts}
+
+    # -- CallControl: what the agent may do -----------------------------------------------------
+
+    @property
+    def playing(self) -> bool:
+        """Agent audio is queued, or sent and still playing at the caller's end."""
+        return bool(self._queue) or self._play_end > self._loop.time()
+
+    def play(self, pcm: bytes, rate: int, *, last: bool = True) -> None:
+        sid = self.state.stream_sid
+        if sid is None or not self._streaming or self._closed:
+            raise RuntimeError("no stream to play to (before start, or after the call)")
+        out = self._outbound
+        if out is None or out.in_rate != rate:
+            if out is not None:
+                self._enqueue(out.flush())
+            out = self._outbound = media.TwilioOutbound(sid, rate)
+        frames = out.process(pcm)
+        if last:
+            frames += out.flush()
+        self._enqueue(frames)
+
+    async def clear(self) -> float:
+        """Drop queued and buffered agent audio; returns the heard position in ms."""
+        return self._clear().heard_ms
+
+    async def hangup(self, reason: str = "agent hangup") -> None:
+        self.close(1000, reason, "hangup")
+        await self.ws.wait_closed()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the call until the socket is closed (by either side), then free everything."""
+        ws = self.ws
+        agent_task = self._loop.create_task(self._agent_loop())
+        watchdog = self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, 0)
+        ws.attach(self)
+        try:
+            await ws.wait_closed()
+        finally:
+            ws.detach()
+            self._closed = True
+            watchdog.cancel()
+            self._stop_pacer()
+            self._streaming = False
+            self._post(CallEnded(self._ending or "disconnected"), force=True)
+            try:
+                await asyncio.wait_for(agent_task, timeout=2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                agent_task.cancel()
+            log.info(
+                "call %s ended (%s): %s bad=%s",
+                self.call_sid,
+                self._ending or "disconnected",
+                self.stats,
+                self.bad_input.counts(),
+            )
+            self._outbound = None
+
+    def close(self, code: int, reason: str, why: str) -> None:
+        """Close the call (from any callback); `run` then finishes the teardown."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ending = self._ending or why
+        self._stop_pacer()
+        self._loop.create_task(self.ws.close(code, reason))
+
+    def _check_idle(self, seen: int) -> None:
+        if self._rx == seen:
+            log.warning(
+                "call %s: nothing received for %.0f s; closing",
+                self.call_sid,
+                self.settings.idle_timeout_s,
+            )
+            self.close(1001, "idle timeout", "idle")
+            return
+        self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, self._rx)
+
+    def _send(self, text: str) -> None:
+        """Write one text message now (no await: the pacer and barge-in run in callbacks)."""
+        self._write((text,))
+
+    def _write(self, texts: Iterable[str]) -> None:
+        """Frame several messages and hand them to the transport in one write.
+
+        The pacer sends a few frames and a mark per wake-up; on loopback and in VMs the
+        write system call costs more than the framing, so they go out together.
+        """
+        ws = self.ws
+        proto = ws.protocol
+        if proto.state is not State.OPEN:
+            return
+        for text in texts:
+            proto.send_text(text.encode())
+        chunks = proto.data_to_send()
+        if all(chunks):
+            ws.transport.writelines(chunks)
+        else:  # an end-of-stream marker: let websockets handle the half-close
+            for chunk in chunks:
+                if chunk:
+                    ws.transport.write(chunk)
+                elif ws.transport.can_write_eof():
+                    ws.transport.write_eof()
+        if ws.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
+            log.warning("call %s: peer is not reading; closing", self.call_sid)
+            self.close(1008, "peer not reading", "error")
+
+    # -- inbound (called by the connection for each complete data frame) ----------------------
+
+    def on_text(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            return
+        self._rx += 1
+        try:
+            event, pcm, speech = self._process(data)
+        except media.FrameError as e:
+            text = str(e)
+            self._bad(classify_frame_error(text), text)
+            return
+        if event == "media" and self._streaming:
+            self.media_in += 1
+            if speech is not None:
+                flags = self._feed(pcm, speech)
+                if flags:
+                    self._on_turn(flags)
+            return
+        try:
+            ev = self.state.receive(event, data)
+        except ProtocolError as e:
+            self._bad(e.kind, str(e))
+            return
+        if ev is not None:
+            self._on_control(ev)
+
+    def on_binary(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            return
+        self._rx += 1
+        try:
+            self.state.receive_binary(data)
+        except ProtocolError as e:
+            self._bad(e.kind, str(e))
+
+    def _bad(self, kind: str, message: str) -> None:
+        """Count one bad message; close the call when the flood limit says so."""
+        v = self.bad_input.record(kind, self._loop.time())
+        if v.log:
+            log.warning(
+                "call %s: bad input (%s): %s; further %s on this call are counted, not logged",
+                self.call_sid,
+                kind,
+                message[:200],
+                kind,
+            )
+        if v.close and v.close_code is not None:
+            log.warning("call %s: closing with %d: %s", self.call_sid, v.close_code, v.reason)
+            self.close(v.close_code, v.reason, "bad_input")
+
+    def _on_control(self, ev: ControlEvent) -> None:
+        if isinstance(ev, Start):
+            secret = self.settings.stream_secret
+            if secret is not None:
+                given = ev.custom_parameters.get(self.settings.stream_secret_param, "")
+                if not hmac.compare_digest(given.encode(), secret.encode()):
+                    log.warning("call %s: stream token missing or wrong; closing", ev.call_sid)
+                    self.close(1008, "stream token missing or wrong", "unauthorised")
+                    return
+            self._streaming = True
+            log.info("call %s started (stream %s)", ev.call_sid, ev.stream_sid)
+            self._post(
+                CallStarted(ev.stream_sid, ev.call_sid, ev.account_sid, dict(ev.custom_parameters))
+            )
+        elif isinstance(ev, MarkMsg):
+            t = self.tracker
+            ignored = t.unknown_echoes + t.flushed_echoes
+            heard = t.echoed(ev.name, self._loop.time() * 1000)
+            if t.unknown_echoes + t.flushed_echoes == ignored:
+                self._counts["marks_played"] += 1
+                self._post(MarkPlayed(ev.name, heard))
+        elif isinstance(ev, DtmfMsg):
+            self._post(Dtmf(ev.digit))
+        elif isinstance(ev, Stop):
+            self._streaming = False
+            self.close(1000, "stream stopped", "stop")
+
+    def _on_turn(self, flags: int) -> None:
+        turns = self.turns
+        if flags & STARTED:
+            self._post(SpeechStarted(turns.speech_start_ms))
+        if flags & BARGE_IN and self.playing:
+            cleared = self._clear()
+            self._counts["barge_ins"] += 1
+            self._post(BargeIn(cleared.heard_ms, cleared.sent_ms))
+        if flags & ENDED:
+            self._counts["utterances"] += 1
+            self._t_ended = self._loop.time()
+            self._post(
+                SpeechEnded(
+                    turns.utterance(),
+                    AGENT_RATE,
+                    turns.speech_start_ms,
+                    turns.position_ms,
+                    turns.onset_offset_ms,
+                )
+            )
+
+    # -- agent events -------------------------------------------------------------------------
+
+    def _post(self, ev: AgentEvent, *, force: bool = False) -> None:
+        try:
+            self._events.put_nowait(ev)
+        except asyncio.QueueFull:
+            self._counts["agent_events_dropped"] += 1
+            if force:
+                self._events.get_nowait()
+                self._events.put_nowait(ev)
+
+    async def _agent_loop(self) -> None:
+        on_event = self.agent.on_event
+        while True:
+            ev = await self._events.get()
+            try:
+                await on_event(ev)
+            except Exception:
+                log.exception("call %s: agent failed on %s", self.call_sid, type(ev).__name__)
+            if isinstance(ev, CallEnded):
+                return
+
+    # -- outbound -----------------------------------------------------------------------------
+
+    def _enqueue(self, frames: list[str]) -> None:
+        if not frames:
+            return
+        q = self._queue
+        step = self._mark_frames
+        for i in range(0, len(frames), step):
+            q.extend([(_MEDIA, f) for f in frames[i : i + step]])
+            self._marks += 1
+            q.append((_MARK, f"m{self._marks}"))
+        if self._timer is None:
+            self._timer = self._loop.call_soon(self._pump)
+
+    def _stop_pacer(self) -> None:
+        self._queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _pump(self) -> None:
+        """Send what the playout clock allows, then sleep until the lead falls to `low`."""
+        self._timer = None
+        q = self._queue
+        if not q or self._closed:
+            return
+        loop = self._loop
+        now = loop.time()
+        if self._play_end < now:
+            # The caller's buffer ran dry (or this is the first audio): what we send now
+            # starts playing now.
+            self._play_end = now
+            self.tracker.audio_started(now * 1000)
+        limit = now + self._lead_s + 1e-6
+        sid = self.state.stream_sid or ""
+        counts = self._counts
+        out: list[str] = []
+        while q:
+            kind, item = q[0]
+            if kind == _MARK:
+                q.popleft()
+                self.tracker.sent(item, self._sent_ms)
+                counts["marks_sent"] += 1
+                out.append(mark_message(sid, item))
+                continue
+            if self._play_end + FRAME_S > limit:
+                break
+            q.popleft()
+            self._play_end += FRAME_S
+            self._sent_ms += 20.0
+            counts["media_out"] += 1
+            out.append(item)
+        if out:
+            self._write(out)
+            if self._t_ended:
+                # End of caller speech -> first reply frame on the wire: the relay's share of
+                # the response time (agent included), kept per call for benches and logs.
+                delay_us = int((loop.time() - self._t_ended) * 1e6)
+                self._t_ended = 0.0
+                counts["reply_us_max"] = max(counts["reply_us_max"], delay_us)
+        if q and not self._closed:
+            self._timer = loop.call_at(self._play_end - self._low_s, self._pump)
+
+    def _clear(self) -> Cleared:
+        """Stop agent audio now: drop the queue, tell the platform, work out what was heard.
+
+        Marks give the platform's word for it; between the last echoed mark and the first
+        pending one the tracker interpolates. Frames sent after the last mark have no mark yet,
+        so when none is pending the playout clock fills in (sent minus what is still queued at
+        the caller's end).
+        """
+        now = self._loop.time()
+        clock_heard = self._sent_ms - max(0.0, self._play_end - now) * 1000
+        self._stop_pacer()
+        if self._outbound is not None:
+            self._outbound.reset()
+        cleared = self.tracker.cleared(now * 1000)
+        heard = cleared.heard_ms if cleared.flushed else max(cleared.heard_ms, clock_heard)
+        cleared = Cleared(heard_ms=heard, sent_ms=self._sent_ms, flushed=cleared.flushed)
+        self._play_end = now
+        self._counts["clears"] += 1
+        sid = self.state.stream_sid
+        if sid is not None:
+            self._send(clear_message(sid))
+        return cleared

@@ -1,0 +1,187 @@
+"""Server settings: defaults, then a TOML file, then `VOXRELAY_*` variables, then the command line.
+
+One frozen dataclass is the whole configuration, so a session never reads the environment or a
+file on its own and a test can build any configuration in one expression. The later sources win
+because that is what an operator expects: a file for the deployment, the environment for the
+container, a flag for the one-off run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final, get_type_hints
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX: Final = "VOXRELAY_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    agent: str = "echo"
+    """`echo`, or `package.module:factory` for a callable taking the session."""
+    public_url: str | None = None
+    """`https://example.com[/base]` as the platform sees us; else Host/X-Forwarded-Proto."""
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    """When set, `X-Twilio-Signature` is required on the webhook and the WebSocket upgrade."""
+    stream_secret: str | None = field(default=None, repr=False)
+    """When set, the TwiML carries it as a `<Parameter>` and `start` must bring it back."""
+    stream_secret_param: str = "voxrelay_token"
+    allow_insecure_ws: bool = False
+    """Let the webhook hand out `ws://` stream URLs (local testing without TLS)."""
+    max_message_bytes: int = 65536
+    bad_input_max: int = 50
+    """More bad messages than this within `bad_input_window_s` closes the call (1007/1008)."""
+    bad_input_window_s: float = 1.0
+    speech_start_ms: int = 80
+    """Caller speech this long (VAD) makes a `SpeechStarted` event."""
+    speech_end_ms: int = 500
+    """Silence this long after speech ends the utterance (`SpeechEnded`)."""
+    barge_in_ms: int = 150
+    """Caller speech this long while agent audio plays stops the agent (`clear`)."""
+    preroll_ms: int = 200
+    """Audio kept before the detected onset, so the utterance's first syllable is not cut."""
+    max_utterance_ms: int = 30000
+    playout_lead_ms: int = 100
+    """How far outbound audio may run ahead of what the caller hears."""
+    playout_low_ms: int = 40
+    """The pacer tops up when the lead falls to this; lower means more wake-ups per second."""
+    mark_interval_ms: int = 500
+    """Longest stretch of agent audio between two marks (finer barge-in accounting)."""
+    idle_timeout_s: float = 10.0
+    """A call that sends nothing for this long is closed (a peer gone without a FIN)."""
+    drain_timeout_s: float = 10.0
+    """On SIGTERM/SIGINT, live calls get this long to end before they are closed with 1001."""
+    ping_interval_s: float | None = 20.0
+    open_timeout_s: float = 10.0
+    max_http_body_bytes: int = 65536
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or v is None or isinstance(v, str):
+                continue
+            if isinstance(v, int | float) and (not math.isfinite(v) or v < 0):
+                raise ValueError(f"{f.name} must be a finite number >= 0, got {v!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        for name in ("max_message_bytes", "bad_input_max", "max_http_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.bad_input_window_s <= 0:
+            raise ValueError(f"bad_input_window_s must be > 0, got {self.bad_input_window_s}")
+        if not 20 <= self.playout_lead_ms <= 1000:
+            raise ValueError(f"playout_lead_ms must be 20..1000, got {self.playout_lead_ms}")
+        if not 0 <= self.playout_low_ms < self.playout_lead_ms:
+            raise ValueError(
+                f"playout_low_ms must be 0..playout_lead_ms-1 ({self.playout_lead_ms - 1}), "
+                f"got {self.playout_low_ms}"
+            )
+        if self.mark_interval_ms < 20:
+            raise ValueError(f"mark_interval_ms must be >= 20, got {self.mark_interval_ms}")
+        if self.speech_end_ms < 20:
+            raise ValueError(f"speech_end_ms must be >= 20, got {self.speech_end_ms}")
+        if self.stream_secret == "" or self.twilio_auth_token == "":
+            # An empty secret would silently accept anyone: refuse rather than guess.
+            raise ValueError("stream_secret and twilio_auth_token must be unset or non-empty")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_HINTS: Final[dict[str, Any]] = get_type_hints(Settings)
+_FIELDS: Final = frozenset(f.name for f in fields(Settings))
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    """Coerce one value from a file or the environment to the field's declared type."""
+    hint = _HINTS[name]
+    optional = type(None) in getattr(hint, "__args__", ())
+    base = next((a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)), hint)
+    if base is str:
+        if raw is None and optional:
+            return None
+        if not isinstance(raw, str):
+            raise ValueError(f"{source}: {name} must be a string, got {raw!r}")
+        return raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        if optional and text.lower() in ("", "none", "null"):
+            return None
+        if base is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{source}: {name} must be true or false, got {raw!r}")
+        try:
+            return base(text)
+        except ValueError:
+            raise ValueError(
+                f"{source}: {name} must be {'an integer' if base is int else 'a number'}, "
+                f"got {raw!r}"
+            ) from None
+    if base is bool:
+        if not isinstance(raw, bool):
+            raise ValueError(f"{source}: {name} must be true or false, got {raw!r}")
+        return raw
+    if base is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if base is int and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    raise ValueError(f"{source}: {name} has the wrong type: {raw!r}")
+
+
+def load_settings(
+    *,
+    config: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults < TOML `config` (top level or a `[voxrelay]` table) < env < overrides.
+
+    Unknown keys are errors, not warnings: a misspelt `twilio_auth_tokn` must not silently
+    disable signature checks.
+    """
+    values: dict[str, Any] = {}
+    if config is not None:
+        path = Path(config)
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+        table = doc.get("voxrelay", doc)
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: [voxrelay] must be a table")
+        for k, v in table.items():
+            key = k.replace("-", "_")
+            if key not in _FIELDS:
+                raise ValueError(
+                    f"{path}: unknown setting {k!r}; valid: {', '.join(sorted(_FIELDS))}"
+                )
+            values[key] = _convert(key, v, str(path))
+    environ = os.environ if env is None else env
+    for k, v in environ.items():
+        if not k.startswith(ENV_PREFIX) or k == "VOXRELAY_CONFIG":
+            continue
+        key = k[len(ENV_PREFIX) :].lower()
+        if key not in _FIELDS:
+            raise ValueError(
+                f"unknown environment setting {k}; valid: VOXRELAY_<SETTING> for "
+                f"{', '.join(sorted(_FIELDS))}"
+            )
+        values[key] = _convert(key, v, k)
+    for k, v in (overrides or {}).items():
+        if k not in _FIELDS:
+            raise ValueError(f"unknown setting {k!r}")
+        if v is not None:
+            values[k] = v
+    return Settings(**values)

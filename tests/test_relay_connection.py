@@ -1,0 +1,205 @@
+"""The connection's own data-frame path, driven with bytes (no sockets).
+
+The relay parses data frames itself and hands control frames to `websockets` on a frame
+boundary; these tests check that any split of any mix of frames delivers exactly the messages
+a client sent, in order, and that pings still get their pongs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from voxrelay.httpd import RelayHttp, connection_class
+from voxrelay.settings import Settings
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.out += data
+
+    def writelines(self, chunks: Any) -> None:
+        for c in chunks:
+            self.out += c
+
+    def take(self) -> bytes:
+        data, self.out = bytes(self.out), bytearray()
+        return data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bytes]] = []
+
+    def on_text(self, data: Any) -> None:
+        self.got.append(("text", bytes(data)))
+
+    def on_binary(self, data: Any) -> None:
+        self.got.append(("binary", bytes(data)))
+
+
+async def _open(attach: bool = True) -> tuple[Any, ClientProtocol, Transport, Sink]:
+    async def handler(conn: Any) -> None:
+        return None
+
+    server = SimpleNamespace(handler=handler, handler_tasks=set(), is_serving=lambda: True)
+    conn = connection_class(RelayHttp(Settings()))(ServerProtocol(max_size=2**20), server)  # type: ignore[arg-type]
+    transport = Transport()
+    conn.connection_made(transport)
+    client = ClientProtocol(parse_uri("ws://relay.test/twilio"))
+    client.send_request(client.connect())
+    handshake = asyncio.get_running_loop().create_task(conn.handshake())
+    for chunk in client.data_to_send():
+        conn.data_received(chunk)
+    await handshake
+    assert conn.protocol.state is State.OPEN
+    client.receive_data(transport.take())
+    assert client.state is State.OPEN
+    sink = Sink()
+    if attach:
+        conn.attach(sink)
+    return conn, client, transport, sink
+
+
+Message = tuple[str, bytes, int]  # kind, payload, fragments
+
+messages = st.lists(
+    st.tuples(
+        st.sampled_from(["text", "binary", "ping"]),
+        st.one_of(
+            st.binary(max_size=130),
+            st.binary(min_size=126, max_size=400),
+            st.just(b"x" * 70000),  # 64-bit length form
+        ),
+        st.integers(1, 3),
+    ),
+    max_size=8,
+)
+
+
+def _wire(client: ClientProtocol, msgs: list[Message]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    expected: list[tuple[str, bytes]] = []
+    for kind, payload, parts in msgs:
+        if kind == "ping":
+            client.send_ping(payload[:125])
+            continue
+        if kind == "text":
+            payload = payload.decode("latin-1").encode("utf-8")
+        expected.append((kind, payload))
+        step = max(1, len(payload) // parts + 1)
+        pieces = [payload[i : i + step] for i in range(0, len(payload), step)] or [b""]
+        first = client.send_text if kind == "text" else client.send_binary
+        for i, piece in enumerate(pieces):
+            fin = i == len(pieces) - 1
+            if i == 0:
+                first(piece, fin=fin)
+            else:
+                client.send_continuation(piece, fin=fin)
+    return b"".join(client.data_to_send()), expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(msgs=messages, cuts=st.lists(st.integers(0, 80000), max_size=12))
+def test_any_split_delivers_the_same_messages(msgs: list[Message], cuts: list[int]) -> None:
+    async def main() -> None:
+        conn, client, transport, sink = await _open()
+        wire, expected = _wire(client, msgs)
+        bounds = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+        for a, b in itertools.pairwise(bounds):
+            conn.data_received(wire[a:b])
+        assert sink.got == expected
+        # Every ping was answered with a pong carrying its payload.
+        client.receive_data(transport.take())
+        pongs = [e.data for e in client.events_received() if isinstance(e, Frame)]
+        pings = [p[:125] for k, p, _ in msgs if k == "ping"]
+        assert [bytes(p) for p in pongs] == pings
+        assert conn.protocol.state is State.OPEN
+        assert conn._fast  # control frames did not push the connection off its own path
+
+    asyncio.run(main())
+
+
+def test_byte_by_byte_and_messages_before_attach() -> None:
+    async def main() -> None:
+        conn, client, _, sink = await _open(attach=False)
+        wire, expected = _wire(
+            client, [("text", b'{"event":"connected"}', 1), ("binary", b"\x00" * 300, 2)]
+        )
+        for i in range(len(wire)):
+            conn.data_received(wire[i : i + 1])
+        assert sink.got == []
+        conn.attach(sink)  # held messages are replayed in order
+        assert sink.got == expected
+
+    asyncio.run(main())
+
+
+def test_close_frame_goes_to_websockets_and_later_data_is_not_delivered() -> None:
+    async def main() -> None:
+        conn, client, transport, sink = await _open()
+        client.send_text(b"before")
+        client.send_close(1000, "bye")
+        wire = b"".join(client.data_to_send())
+        conn.data_received(wire + b"\x81\x85" + b"\x00" * 9)  # junk after the close
+        assert sink.got == [("text", b"before")]
+        assert conn.protocol.state is not State.OPEN
+        client.receive_data(transport.take())
+        closes = [e for e in client.events_received() if isinstance(e, Frame)]
+        assert closes and closes[0].opcode is Opcode.CLOSE
+
+    asyncio.run(main())
+
+
+def test_unmasked_frame_fails_the_connection_as_websockets_does() -> None:
+    async def main() -> None:
+        conn, _, transport, sink = await _open()
+        conn.data_received(b"\x81\x02hi")  # clients must mask
+        assert sink.got == []
+        assert conn.protocol.state is not State.OPEN
+        assert b"\x03\xea" in transport.take()  # close frame with 1002 (protocol error)
+
+    asyncio.run(main())

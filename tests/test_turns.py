@@ -1,0 +1,107 @@
+"""Turn detection from VAD decisions, sans-I/O: onset, end of speech, barge-in threshold."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from voxrelay.turns import BARGE_IN, ENDED, STARTED, TurnDetector
+
+FRAME = 640  # 20 ms at 16 kHz
+
+
+def frame(value: int) -> bytes:
+    return value.to_bytes(2, "little", signed=True) * (FRAME // 2)
+
+
+def feed(det: TurnDetector, pattern: str, value: int = 1000) -> list[int]:
+    """`pattern`: one char per 20 ms frame, 's' speech, '.' silence; returns flags per frame."""
+    return [det.feed(frame(value if c == "s" else 0), c == "s") for c in pattern]
+
+
+def test_speech_starts_after_start_ms_not_before() -> None:
+    det = TurnDetector(start_ms=80)
+    flags = feed(det, "...sss")
+    assert not any(f & STARTED for f in flags)
+    assert feed(det, "s") == [STARTED]
+    assert det.in_speech and det.speech_start_ms == 60.0
+
+
+def test_short_blips_never_start_an_utterance() -> None:
+    det = TurnDetector(start_ms=80)
+    flags = feed(det, "sss." * 20)
+    assert not any(flags) and not det.in_speech
+
+
+def test_speech_ends_after_configured_silence() -> None:
+    det = TurnDetector(start_ms=80, end_ms=300)
+    feed(det, "ssssssssss")
+    flags = feed(det, "................")
+    ends = [i for i, f in enumerate(flags) if f & ENDED]
+    assert ends == [14]  # the 15th silent frame completes 300 ms
+    assert not det.in_speech
+
+
+def test_pause_shorter_than_end_ms_keeps_one_utterance() -> None:
+    det = TurnDetector(end_ms=500)
+    flags = feed(det, "ssssssssss" + "." * 20 + "ssssssssss" + "." * 25)
+    assert sum(1 for f in flags if f & STARTED) == 1
+    assert sum(1 for f in flags if f & ENDED) == 1
+
+
+def test_utterance_has_preroll_and_a_short_tail() -> None:
+    det = TurnDetector(start_ms=80, end_ms=500, preroll_ms=200, keep_tail_ms=100)
+    feed(det, "." * 30)
+    feed(det, "s" * 50, value=1234)
+    feed(det, "." * 25)
+    audio = det.utterance()
+    assert det.onset_offset_ms == 200.0  # the speech starts after the pre-roll
+    # 200 ms pre-roll + 1000 ms speech + 100 ms tail.
+    assert len(audio) == (10 + 50 + 5) * FRAME
+    speech = frame(1234)
+    assert audio[10 * FRAME : 60 * FRAME] == speech * 50
+    assert audio[: 10 * FRAME] == frame(0) * 10
+    assert det.utterance() == b""  # taken once
+
+
+def test_barge_in_flag_once_per_run_of_speech() -> None:
+    det = TurnDetector(barge_in_ms=150)
+    flags = feed(det, "s" * 20 + "." + "s" * 20)
+    hits = [i for i, f in enumerate(flags) if f & BARGE_IN]
+    assert hits == [7, 28]  # 8th frame of each run reaches 160 >= 150 ms
+
+
+def test_utterance_length_is_capped() -> None:
+    det = TurnDetector(max_utterance_ms=1000, preroll_ms=0)
+    flags = feed(det, "s" * 60)
+    assert sum(1 for f in flags if f & ENDED) >= 1
+    assert len(det.utterance()) <= 1000 * 32 + FRAME
+
+
+def test_irregular_frame_sizes_count_audio_time() -> None:
+    det = TurnDetector(start_ms=80)
+    # The jitter buffer may release two frames at once after a gap.
+    assert det.feed(b"\0" * (2 * FRAME), True) == 0
+    assert det.feed(b"\0" * (2 * FRAME), True) == STARTED
+
+
+@pytest.mark.parametrize("bad", [{"start_ms": 0}, {"rate": -1}, {"preroll_ms": 5000}])
+def test_bad_configuration_is_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        TurnDetector(**bad)
+
+
+@given(st.lists(st.booleans(), max_size=400))
+def test_every_start_is_followed_by_at_most_one_end(pattern: list[bool]) -> None:
+    det = TurnDetector()
+    open_ = False
+    for s in pattern:
+        f = det.feed(frame(1 if s else 0), s)
+        if f & STARTED:
+            assert not open_
+            open_ = True
+        if f & ENDED:
+            assert open_
+            open_ = False
+            assert len(det.utterance()) % 2 == 0
+    assert open_ == det.in_speech
