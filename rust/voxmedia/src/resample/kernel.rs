@@ -11,6 +11,8 @@ use super::{emit_with, Bank, Sample, State};
 pub(super) const GROUP: usize = 8;
 
 pub(super) trait Dot {
+    /// Lanes of the direct-form engine with the same instruction set.
+    type V: super::direct::Vec8;
     /// # Safety
     /// `c` and `x` must be valid for `n` reads; `n` is a multiple of 8.
     unsafe fn dot(c: *const f32, x: *const f32, n: usize) -> f32;
@@ -55,6 +57,7 @@ impl Scalar {
 }
 
 impl Dot for Scalar {
+    type V = super::direct::P8;
     #[inline(always)]
     unsafe fn dot(c: *const f32, x: *const f32, n: usize) -> f32 {
         reduce8(Self::acc(c, x, n))
@@ -84,6 +87,7 @@ mod avx2 {
     pub(in super::super) struct Avx2;
 
     impl Dot for Avx2 {
+        type V = crate::resample::direct::avx2::A8;
         #[inline(always)]
         unsafe fn dot(c: *const f32, x: *const f32, n: usize) -> f32 {
             let mut a = _mm256_setzero_ps();

@@ -21,6 +21,7 @@
 //!   the table does not fit L1); the rest four at a time, interleaved.
 
 mod design;
+mod direct;
 mod kernel;
 mod tables;
 
@@ -175,6 +176,8 @@ struct Bank {
     step: Vec<(usize, usize)>,
     /// Group delay in input samples.
     delay_in: f64,
+    /// Output-vectorised plan, for integer ratios.
+    direct: Option<direct::Direct>,
 }
 
 /// Eight coefficients on a 32-byte boundary.
@@ -195,8 +198,14 @@ impl Bank {
 /// Mutable streaming state of a non-passthrough resampler.
 #[derive(Debug, Clone)]
 struct State {
-    /// Linear history: `buf[..fill]` are valid, oldest first.
+    /// History, oldest first: `fill` valid samples, stored linearly, or for a direct-form
+    /// decimator by m as m deinterleaved streams of `stride` (sample p is item p / m of
+    /// stream p % m). `direct::PAD` allocated samples follow the capacity of every stream.
     buf: Vec<f32>,
+    /// Samples the history holds at most.
+    cap: usize,
+    /// 0 for linear storage, else the stream stride.
+    stride: usize,
     fill: usize,
     /// Index in `buf` of the newest input sample the next output needs.
     next: usize,
@@ -207,18 +216,35 @@ struct State {
 }
 
 impl State {
-    fn new(taps: usize, l: usize) -> Self {
+    fn new(bank: &Bank) -> Self {
+        let (taps, l, m) = (bank.taps, bank.l, bank.m);
+        let cap = taps - 1 + BLOCK;
+        let stride = match &bank.direct {
+            Some(d) if d.streams > 1 => cap.div_ceil(m) + direct::PAD,
+            _ => 0,
+        };
+        let len = if stride > 0 {
+            stride * m
+        } else {
+            cap + direct::PAD
+        };
         State {
-            buf: vec![0.0; taps - 1 + BLOCK],
+            buf: vec![0.0; len],
+            cap,
+            stride,
             fill: taps - 1,
             next: taps - 1,
             phase: 0,
-            ybuf: vec![0.0; 1024 + GROUP * l],
+            ybuf: vec![0.0; (1024 + GROUP * l).max(direct::OUT_CAP + direct::PAD)],
         }
     }
 
     fn reset(&mut self, taps: usize) {
-        self.buf[..taps - 1].fill(0.0);
+        if self.stride > 0 {
+            self.buf.fill(0.0);
+        } else {
+            self.buf[..taps - 1].fill(0.0);
+        }
         self.fill = taps - 1;
         self.next = taps - 1;
         self.phase = 0;
@@ -251,7 +277,7 @@ impl Resampler {
             None
         } else {
             let bank = design::bank(in_rate, out_rate, quality);
-            let state = State::new(bank.taps, bank.l);
+            let state = State::new(&bank);
             Some((bank, state))
         };
         Ok(Resampler {
@@ -401,12 +427,16 @@ impl Resampler {
         let mut written = 0;
         let mut rest = input;
         while !rest.is_empty() {
-            let take = rest.len().min(st.buf.len() - st.fill);
-            for (d, &x) in st.buf[st.fill..st.fill + take]
-                .iter_mut()
-                .zip(&rest[..take])
-            {
-                *d = x.to_f32();
+            let take = rest.len().min(st.cap - st.fill);
+            if st.stride > 0 {
+                deinterleave(&mut st.buf, st.stride, bank.m, st.fill, &rest[..take]);
+            } else {
+                for (d, &x) in st.buf[st.fill..st.fill + take]
+                    .iter_mut()
+                    .zip(&rest[..take])
+                {
+                    *d = x.to_f32();
+                }
             }
             st.fill += take;
             rest = &rest[take..];
@@ -419,12 +449,53 @@ impl Resampler {
             }
             // Keep only the history the next output needs.
             let keep_from = (st.next + 1 - bank.taps).min(st.fill);
-            st.buf.copy_within(keep_from..st.fill, 0);
+            if st.stride > 0 {
+                // keep_from is a multiple of m (window starts advance by m from 0).
+                let (from, to) = (keep_from / bank.m, st.fill.div_ceil(bank.m));
+                for s in 0..bank.m {
+                    let b = s * st.stride;
+                    st.buf.copy_within(b + from..b + to, b);
+                }
+            } else {
+                st.buf.copy_within(keep_from..st.fill, 0);
+            }
             st.fill -= keep_from;
             st.next -= keep_from;
         }
         debug_assert_eq!(written, needed);
         Ok(written)
+    }
+}
+
+/// Stores `x` as samples `fill..` of the m deinterleaved streams of `buf`.
+fn deinterleave<S: Sample>(buf: &mut [f32], stride: usize, m: usize, fill: usize, x: &[S]) {
+    let mut p = fill;
+    let mut x = x;
+    while p % m != 0 && !x.is_empty() {
+        buf[(p % m) * stride + p / m] = x[0].to_f32();
+        x = &x[1..];
+        p += 1;
+    }
+    let t0 = p / m;
+    let groups = x.len() / m;
+    if m == 2 {
+        let (a, b) = buf.split_at_mut(stride);
+        let (a, b) = (&mut a[t0..t0 + groups], &mut b[t0..t0 + groups]);
+        for ((ya, yb), c) in a.iter_mut().zip(b.iter_mut()).zip(x.chunks_exact(2)) {
+            *ya = c[0].to_f32();
+            *yb = c[1].to_f32();
+        }
+    } else {
+        for q in 0..m {
+            let s = &mut buf[q * stride + t0..q * stride + t0 + groups];
+            for (y, c) in s.iter_mut().zip(x.chunks_exact(m)) {
+                *y = c[q].to_f32();
+            }
+        }
+    }
+    for (i, v) in x[groups * m..].iter().enumerate() {
+        let p = p + groups * m + i;
+        buf[(p % m) * stride + p / m] = v.to_f32();
     }
 }
 
@@ -440,6 +511,9 @@ fn ceil_div(a: u128, b: u128) -> usize {
 /// AVX2 instantiation compiles the whole loop with AVX2 enabled.
 #[inline(always)]
 fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [S]) -> usize {
+    if let Some(d) = &bank.direct {
+        return direct::emit::<S, K::V>(bank, d, st, dst);
+    }
     let (l, m, taps) = (bank.l, bank.m, bank.taps);
     let cap = st.ybuf.len().min(dst.len());
     let out = &mut st.ybuf[..cap];

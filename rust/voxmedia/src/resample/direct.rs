@@ -1,0 +1,509 @@
+//! Output-vectorised direct form for the integer ratios (1:L upsampling, M:1 decimation).
+//!
+//! Why a second engine: the dot-product kernels pay a horizontal reduction per output and
+//! reload the window for every output. For an integer ratio every output phase is a plain FIR
+//! over one contiguous stream (the input itself for 1:L, one of its M deinterleaved polyphase
+//! streams for M:1), so eight consecutive outputs can be the eight lanes of one vector:
+//! no reduction, and with `K` blocks in flight each input vector loaded feeds `K` multiply-adds.
+//!
+//! Taps are visited residue-major (`u = r, r + 8, r + 16, ...` for `r = 0..8`): when the tap
+//! index grows by 8 the vector block `b` needs is the one block `b + 1` used, so a window of
+//! `K` vectors slides by one register and only one new load is needed per step. Linear-phase
+//! rows (and mirrored pairs of polyphase streams) are folded: `c[u] * (p[u] + q[-u])` halves
+//! the multiply-adds; the adds run on the otherwise idle FP add pipes.
+//!
+//! Chunking invariance: every output lane is computed by the same instruction sequence in the
+//! same order whatever block it sits in and however many lanes of the block are used (a lane
+//! never reads its neighbours), and partial blocks read stale-but-allocated padding instead of
+//! taking another code path. So any split of the input gives the one-shot bits.
+
+use super::{Bank, Sample, State};
+
+/// Vector blocks of 8 outputs kept in flight by the main loop.
+pub(super) const K: usize = 3;
+/// Samples of slack after the last valid one in every stream, so that the unused lanes of a
+/// partial block read allocated memory.
+pub(super) const PAD: usize = 8 * K + 16;
+/// Outputs computed per `emit` call at most (bounds the staging buffer).
+pub(super) const OUT_CAP: usize = 1024;
+/// Most polyphase streams of a supported decimation (48k -> 8k).
+const MAX_STREAMS: usize = 6;
+
+/// Eight f32 lanes; the portable and the AVX2+FMA implementations differ only in fusing.
+pub(super) trait Vec8: Copy {
+    /// # Safety
+    /// The CPU supports the implementation's instructions.
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// `p` valid for one read.
+    unsafe fn splat(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` valid for eight reads.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// The CPU supports the implementation's instructions.
+    unsafe fn add(a: Self, b: Self) -> Self;
+    /// `a * b + c`.
+    ///
+    /// # Safety
+    /// The CPU supports the implementation's instructions.
+    unsafe fn madd(a: Self, b: Self, c: Self) -> Self;
+    /// # Safety
+    /// `p` valid for eight writes.
+    unsafe fn store(self, p: *mut f32);
+}
+
+/// Portable lanes (auto-vectorised to SSE2 / NEON); multiply then add, unfused.
+#[derive(Clone, Copy)]
+pub(super) struct P8([f32; 8]);
+
+impl Vec8 for P8 {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        P8([0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        P8([*p; 8])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        P8(p.cast::<[f32; 8]>().read_unaligned())
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        P8(std::array::from_fn(|i| a.0[i] + b.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn madd(a: Self, b: Self, c: Self) -> Self {
+        P8(std::array::from_fn(|i| a.0[i] * b.0[i] + c.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        p.cast::<[f32; 8]>().write_unaligned(self.0)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx2 {
+    use super::Vec8;
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    pub(in super::super) struct A8(__m256);
+
+    impl Vec8 for A8 {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            A8(_mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            A8(_mm256_broadcast_ss(&*p))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            A8(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            A8(_mm256_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn madd(a: Self, b: Self, c: Self) -> Self {
+            A8(_mm256_fmadd_ps(a.0, b.0, c.0))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
+    }
+}
+
+/// `y[k] += sum_u c[u] * (s_p[k + p + u] + s_q[k + q - u])`, the second part only when
+/// `q` is set (a folded linear-phase row or mirrored stream pair).
+#[derive(Debug, Clone)]
+struct Term {
+    c: Vec<f32>,
+    p: (usize, usize),
+    q: Option<(usize, usize)>,
+}
+
+/// One output phase: a pure delay (copy of stream sample `off`) or a sum of terms.
+#[derive(Debug, Clone)]
+enum Row {
+    Copy(usize, usize),
+    Fir(Vec<Term>),
+}
+
+/// Direct-form plan of an integer-ratio bank.
+#[derive(Debug, Clone)]
+pub(super) struct Direct {
+    /// Per output slot (1:L), or the single row (M:1).
+    rows: Vec<Row>,
+    /// Input streams: `m` deinterleaved streams for M:1, the linear input for 1:L.
+    pub(super) streams: usize,
+}
+
+/// Leading offset and the non-zero span of `c`.
+fn trim(c: &[f32]) -> (usize, Vec<f32>) {
+    let first = c.iter().position(|&v| v != 0.0).unwrap_or(0);
+    let last = c.iter().rposition(|&v| v != 0.0).unwrap_or(0);
+    (first, c[first..=last.max(first)].to_vec())
+}
+
+fn mirrored(a: &[f32], b: &[f32]) -> bool {
+    let peak = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter().rev())
+            .all(|(x, y)| (x - y).abs() <= peak * 1e-6)
+}
+
+/// Terms for a set of (stream, offset, coefficients), folding mirror images.
+fn terms(parts: Vec<(usize, usize, Vec<f32>)>) -> Vec<Term> {
+    let mut used = vec![false; parts.len()];
+    let mut out = Vec::new();
+    for i in 0..parts.len() {
+        if used[i] {
+            continue;
+        }
+        used[i] = true;
+        let (s, off, ref c) = parts[i];
+        if c.len() >= 2 && mirrored(c, c) {
+            let half = c.len() / 2;
+            out.push(Term {
+                c: c[..half].to_vec(),
+                p: (s, off),
+                q: Some((s, off + c.len() - 1)),
+            });
+            if c.len() % 2 == 1 {
+                out.push(Term {
+                    c: vec![c[half]],
+                    p: (s, off + half),
+                    q: None,
+                });
+            }
+            continue;
+        }
+        let partner = (i + 1..parts.len()).find(|&j| !used[j] && mirrored(c, &parts[j].2));
+        match partner {
+            Some(j) => {
+                used[j] = true;
+                let (s2, off2, ref c2) = parts[j];
+                out.push(Term {
+                    c: c.clone(),
+                    p: (s, off),
+                    q: Some((s2, off2 + c2.len() - 1)),
+                });
+            }
+            None => out.push(Term {
+                c: c.clone(),
+                p: (s, off),
+                q: None,
+            }),
+        }
+    }
+    out
+}
+
+impl Direct {
+    /// The plan for `bank` when its ratio is integer (`l == 1` or `m == 1`).
+    pub(super) fn new(bank: &Bank) -> Option<Direct> {
+        let (l, m, taps) = (bank.l, bank.m, bank.taps);
+        if m == 1 {
+            let rows = (0..l)
+                .map(|slot| match bank.trivial[slot] {
+                    Some(i) => Row::Copy(0, i),
+                    None => {
+                        let (off, c) = trim(bank.phase(slot));
+                        Row::Fir(terms(vec![(0, off, c)]))
+                    }
+                })
+                .collect();
+            Some(Direct { rows, streams: 1 })
+        } else if l == 1 && m <= MAX_STREAMS {
+            // The window base of every output is a multiple of m (it starts at 0 and advances
+            // by m), so window index i is sample i / m of stream i % m.
+            let c = bank.phase(0);
+            let parts = (0..m)
+                .map(|s| {
+                    let d: Vec<f32> = (s..taps).step_by(m).map(|i| c[i]).collect();
+                    let (off, d) = trim(&d);
+                    (s, off, d)
+                })
+                .filter(|p| p.2.iter().any(|&v| v != 0.0))
+                .collect();
+            Some(Direct {
+                rows: vec![Row::Fir(terms(parts))],
+                streams: m,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// Accumulates `c[u] * p[8b + u + lane]` into `acc[b]`, residue-major.
+///
+/// # Safety
+/// `p` valid for reads up to `p + c.len() + 8 * NB - 1`.
+#[inline(always)]
+unsafe fn fir<V: Vec8, const NB: usize>(acc: &mut [V; NB], c: &[f32], p: *const f32) {
+    let n = c.len();
+    for r in 0..n.min(8) {
+        let mut w: [V; NB] = std::array::from_fn(|b| V::load(p.add(r + 8 * b)));
+        let mut u = r;
+        loop {
+            let cv = V::splat(c.as_ptr().add(u));
+            for b in 0..NB {
+                acc[b] = V::madd(cv, w[b], acc[b]);
+            }
+            u += 8;
+            if u >= n {
+                break;
+            }
+            for b in 0..NB - 1 {
+                w[b] = w[b + 1];
+            }
+            w[NB - 1] = V::load(p.add(u + 8 * (NB - 1)));
+        }
+    }
+}
+
+/// Accumulates `c[u] * (p[8b + u + lane] + q[8b - u + lane])` into `acc[b]`, residue-major.
+///
+/// # Safety
+/// `p` as in [`fir`]; `q` valid for reads from `q - c.len() + 1` to `q + 8 * NB - 1`.
+#[inline(always)]
+unsafe fn fir_sym<V: Vec8, const NB: usize>(
+    acc: &mut [V; NB],
+    c: &[f32],
+    p: *const f32,
+    q: *const f32,
+) {
+    let n = c.len();
+    for r in 0..n.min(8) {
+        let mut w: [V; NB] = std::array::from_fn(|b| V::load(p.add(r + 8 * b)));
+        let mut z: [V; NB] = std::array::from_fn(|b| V::load(q.sub(r).add(8 * b)));
+        let mut u = r;
+        loop {
+            let cv = V::splat(c.as_ptr().add(u));
+            for b in 0..NB {
+                acc[b] = V::madd(cv, V::add(w[b], z[b]), acc[b]);
+            }
+            u += 8;
+            if u >= n {
+                break;
+            }
+            for b in 0..NB - 1 {
+                w[b] = w[b + 1];
+            }
+            w[NB - 1] = V::load(p.add(u + 8 * (NB - 1)));
+            for b in (1..NB).rev() {
+                z[b] = z[b - 1];
+            }
+            z[0] = V::load(q.sub(u));
+        }
+    }
+}
+
+/// [`fir`] for three blocks with the window in named locals: LLVM keeps an array window in
+/// memory, and the ymm store-to-load round trips cost more than the arithmetic.
+///
+/// # Safety
+/// As [`fir`] with `NB = 3`.
+#[inline(always)]
+unsafe fn fir3<V: Vec8>(acc: &mut [V; 3], c: &[f32], p: *const f32) {
+    let n = c.len();
+    let [mut a0, mut a1, mut a2] = *acc;
+    for r in 0..n.min(8) {
+        let (mut w0, mut w1, mut w2) = (
+            V::load(p.add(r)),
+            V::load(p.add(r + 8)),
+            V::load(p.add(r + 16)),
+        );
+        let mut u = r;
+        loop {
+            let cv = V::splat(c.as_ptr().add(u));
+            a0 = V::madd(cv, w0, a0);
+            a1 = V::madd(cv, w1, a1);
+            a2 = V::madd(cv, w2, a2);
+            u += 8;
+            if u >= n {
+                break;
+            }
+            w0 = w1;
+            w1 = w2;
+            w2 = V::load(p.add(u + 16));
+        }
+    }
+    *acc = [a0, a1, a2];
+}
+
+/// [`fir_sym`] for three blocks, window in named locals (see [`fir3`]).
+///
+/// # Safety
+/// As [`fir_sym`] with `NB = 3`.
+#[inline(always)]
+unsafe fn fir_sym3<V: Vec8>(acc: &mut [V; 3], c: &[f32], p: *const f32, q: *const f32) {
+    let n = c.len();
+    let [mut a0, mut a1, mut a2] = *acc;
+    for r in 0..n.min(8) {
+        let (mut w0, mut w1, mut w2) = (
+            V::load(p.add(r)),
+            V::load(p.add(r + 8)),
+            V::load(p.add(r + 16)),
+        );
+        let qr = q.sub(r);
+        let (mut z0, mut z1, mut z2) = (V::load(qr), V::load(qr.add(8)), V::load(qr.add(16)));
+        let mut u = r;
+        loop {
+            let cv = V::splat(c.as_ptr().add(u));
+            a0 = V::madd(cv, V::add(w0, z0), a0);
+            a1 = V::madd(cv, V::add(w1, z1), a1);
+            a2 = V::madd(cv, V::add(w2, z2), a2);
+            u += 8;
+            if u >= n {
+                break;
+            }
+            w0 = w1;
+            w1 = w2;
+            w2 = V::load(p.add(u + 16));
+            z2 = z1;
+            z1 = z0;
+            z0 = V::load(q.sub(u));
+        }
+    }
+    *acc = [a0, a1, a2];
+}
+
+/// Computes `8 * NB` outputs of `terms` from output `k0` on into `dst` (all lanes stored).
+///
+/// # Safety
+/// Every stream pointer plus `k0` plus the terms' offsets must satisfy [`fir`]/[`fir_sym`].
+#[inline(always)]
+unsafe fn block<V: Vec8, const NB: usize>(
+    terms: &[Term],
+    base: &[*const f32],
+    k0: usize,
+    dst: &mut [f32; 8 * K],
+) {
+    let mut acc = [V::zero(); NB];
+    for t in terms {
+        let p = base[t.p.0].add(k0 + t.p.1);
+        let q = t.q.map(|(s, off)| base[s].add(k0 + off));
+        if NB == 3 {
+            // SAFETY: `acc` is exactly `[V; 3]` here.
+            let a = &mut *acc.as_mut_ptr().cast::<[V; 3]>();
+            match q {
+                Some(q) => fir_sym3::<V>(a, &t.c, p, q),
+                None => fir3::<V>(a, &t.c, p),
+            }
+        } else {
+            match q {
+                Some(q) => fir_sym::<V, NB>(&mut acc, &t.c, p, q),
+                None => fir::<V, NB>(&mut acc, &t.c, p),
+            }
+        }
+    }
+    for (b, a) in acc.iter().enumerate() {
+        a.store(dst.as_mut_ptr().add(8 * b));
+    }
+}
+
+/// Emits every ready output (at most [`OUT_CAP`] per call, whole input positions only, so the
+/// phase stays 0). Generic over the lane type so that the AVX2 instantiation inlines fully.
+#[inline(always)]
+pub(super) fn emit<S: Sample, V: Vec8>(
+    bank: &Bank,
+    d: &Direct,
+    st: &mut State,
+    dst: &mut [S],
+) -> usize {
+    let (l, m, taps) = (bank.l, bank.m, bank.taps);
+    let State {
+        buf,
+        ybuf,
+        fill,
+        next,
+        stride,
+        ..
+    } = st;
+    let (fill, stride) = (*fill, *stride);
+    if *next >= fill || l > MAX_STREAMS || d.rows.len() != l {
+        return 0;
+    }
+    // Ready positions: outputs (M:1) or rounds of l outputs (1:L).
+    let cap = OUT_CAP.min(dst.len()).min(ybuf.len() - PAD) / l;
+    let count = ((fill - 1 - *next) / m + 1).min(cap);
+    if count == 0 {
+        return 0;
+    }
+    // Stream index of output 0's window start (a multiple of m, see `Direct::new`).
+    let b0 = (*next + 1 - taps) / m;
+    let base: [*const f32; MAX_STREAMS] =
+        std::array::from_fn(|s| buf[(s * stride + b0).min(buf.len())..].as_ptr());
+    let mut tmp = [[0f32; 8 * K]; MAX_STREAMS];
+    let mut k0 = 0;
+    while k0 < count {
+        let left = count - k0;
+        let nb = if left >= 8 * K {
+            K
+        } else if left > 8 {
+            2
+        } else {
+            1
+        };
+        let cnt = left.min(8 * nb);
+        for (row, t) in d.rows.iter().zip(tmp.iter_mut()) {
+            match row {
+                Row::Copy(s, off) => {
+                    let i = s * stride + b0 + off + k0;
+                    t[..cnt].copy_from_slice(&buf[i..i + cnt]);
+                }
+                // SAFETY: stream s holds valid samples up to the newest input, and PAD more
+                // allocated ones; the reads of lane j of output k0 + j end at that output's
+                // newest input (valid for j < cnt), the rest within 8 * nb samples of it.
+                Row::Fir(terms) => unsafe {
+                    match nb {
+                        K => block::<V, K>(terms, &base, k0, t),
+                        2 => block::<V, 2>(terms, &base, k0, t),
+                        _ => block::<V, 1>(terms, &base, k0, t),
+                    }
+                },
+            }
+        }
+        let o = &mut ybuf[k0 * l..(k0 + cnt) * l];
+        match l {
+            1 => o.copy_from_slice(&tmp[0][..cnt]),
+            2 => {
+                let (a, b) = (&tmp[0][..cnt], &tmp[1][..cnt]);
+                for ((y, &u), &v) in o.chunks_exact_mut(2).zip(a).zip(b) {
+                    y[0] = u;
+                    y[1] = v;
+                }
+            }
+            3 => {
+                let (a, b, c) = (&tmp[0][..cnt], &tmp[1][..cnt], &tmp[2][..cnt]);
+                for (((y, &u), &v), &w) in o.chunks_exact_mut(3).zip(a).zip(b).zip(c) {
+                    y[0] = u;
+                    y[1] = v;
+                    y[2] = w;
+                }
+            }
+            _ => {
+                for (slot, t) in tmp[..l].iter().enumerate() {
+                    for (y, &v) in o.chunks_exact_mut(l).zip(&t[..cnt]) {
+                        y[slot] = v;
+                    }
+                }
+            }
+        }
+        k0 += cnt;
+    }
+    let n_out = count * l;
+    *next += count * m;
+    S::from_f32_slice(&mut dst[..n_out], &ybuf[..n_out]);
+    n_out
+}
