@@ -20,7 +20,7 @@
 use super::{Bank, Sample, State};
 
 /// Vector blocks of 8 outputs kept in flight by the main loop.
-pub(super) const K: usize = 3;
+pub(super) const K: usize = 4;
 /// Samples of slack after the last valid one in every stream, so that the unused lanes of a
 /// partial block read allocated memory.
 pub(super) const PAD: usize = 8 * K + 16;
@@ -51,6 +51,17 @@ pub(super) trait Vec8: Copy {
     /// # Safety
     /// `p` valid for eight writes.
     unsafe fn store(self, p: *mut f32);
+    /// Interleaves eight items of `a` and of `b` into `dst[..16]`.
+    ///
+    /// # Safety
+    /// `a`, `b` valid for eight reads, `dst` for sixteen writes.
+    #[inline(always)]
+    unsafe fn zip2(a: *const f32, b: *const f32, dst: *mut f32) {
+        for j in 0..8 {
+            *dst.add(2 * j) = *a.add(j);
+            *dst.add(2 * j + 1) = *b.add(j);
+        }
+    }
 }
 
 /// Portable lanes (auto-vectorised to SSE2 / NEON); multiply then add, unfused.
@@ -116,6 +127,18 @@ pub(super) mod avx2 {
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
             _mm256_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        unsafe fn zip2(a: *const f32, b: *const f32, dst: *mut f32) {
+            // In-lane unpacks, then the 128-bit halves stored in order: no lane-crossing
+            // shuffle (slow on 2x128-bit cores).
+            let (a, b) = (_mm256_loadu_ps(a), _mm256_loadu_ps(b));
+            let lo = _mm256_unpacklo_ps(a, b); // a0 b0 a1 b1 | a4 b4 a5 b5
+            let hi = _mm256_unpackhi_ps(a, b); // a2 b2 a3 b3 | a6 b6 a7 b7
+            _mm_storeu_ps(dst, _mm256_castps256_ps128(lo));
+            _mm_storeu_ps(dst.add(4), _mm256_castps256_ps128(hi));
+            _mm_storeu_ps(dst.add(8), _mm256_extractf128_ps(lo, 1));
+            _mm_storeu_ps(dst.add(12), _mm256_extractf128_ps(hi, 1));
         }
     }
 }
@@ -308,20 +331,22 @@ unsafe fn fir_sym<V: Vec8, const NB: usize>(
     }
 }
 
-/// [`fir`] for three blocks with the window in named locals: LLVM keeps an array window in
+/// [`fir`] for four blocks with the window in named locals: LLVM keeps an array window in
 /// memory, and the ymm store-to-load round trips cost more than the arithmetic.
 ///
 /// # Safety
-/// As [`fir`] with `NB = 3`.
+/// As [`fir`] with `NB = 4`.
 #[inline(always)]
-unsafe fn fir3<V: Vec8>(acc: &mut [V; 3], c: &[f32], p: *const f32) {
+unsafe fn fir4<V: Vec8>(acc: &mut [V; 4], c: &[f32], p: *const f32) {
     let n = c.len();
-    let [mut a0, mut a1, mut a2] = *acc;
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
     for r in 0..n.min(8) {
-        let (mut w0, mut w1, mut w2) = (
-            V::load(p.add(r)),
-            V::load(p.add(r + 8)),
-            V::load(p.add(r + 16)),
+        let pr = p.add(r);
+        let (mut w0, mut w1, mut w2, mut w3) = (
+            V::load(pr),
+            V::load(pr.add(8)),
+            V::load(pr.add(16)),
+            V::load(pr.add(24)),
         );
         let mut u = r;
         loop {
@@ -329,76 +354,88 @@ unsafe fn fir3<V: Vec8>(acc: &mut [V; 3], c: &[f32], p: *const f32) {
             a0 = V::madd(cv, w0, a0);
             a1 = V::madd(cv, w1, a1);
             a2 = V::madd(cv, w2, a2);
+            a3 = V::madd(cv, w3, a3);
             u += 8;
             if u >= n {
                 break;
             }
             w0 = w1;
             w1 = w2;
-            w2 = V::load(p.add(u + 16));
+            w2 = w3;
+            w3 = V::load(p.add(u + 24));
         }
     }
-    *acc = [a0, a1, a2];
+    *acc = [a0, a1, a2, a3];
 }
 
-/// [`fir_sym`] for three blocks, window in named locals (see [`fir3`]).
+/// [`fir_sym`] for four blocks, window in named locals (see [`fir4`]).
 ///
 /// # Safety
-/// As [`fir_sym`] with `NB = 3`.
+/// As [`fir_sym`] with `NB = 4`.
 #[inline(always)]
-unsafe fn fir_sym3<V: Vec8>(acc: &mut [V; 3], c: &[f32], p: *const f32, q: *const f32) {
+unsafe fn fir_sym4<V: Vec8>(acc: &mut [V; 4], c: &[f32], p: *const f32, q: *const f32) {
     let n = c.len();
-    let [mut a0, mut a1, mut a2] = *acc;
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
     for r in 0..n.min(8) {
-        let (mut w0, mut w1, mut w2) = (
-            V::load(p.add(r)),
-            V::load(p.add(r + 8)),
-            V::load(p.add(r + 16)),
+        let (pr, qr) = (p.add(r), q.sub(r));
+        let (mut w0, mut w1, mut w2, mut w3) = (
+            V::load(pr),
+            V::load(pr.add(8)),
+            V::load(pr.add(16)),
+            V::load(pr.add(24)),
         );
-        let qr = q.sub(r);
-        let (mut z0, mut z1, mut z2) = (V::load(qr), V::load(qr.add(8)), V::load(qr.add(16)));
+        let (mut z0, mut z1, mut z2, mut z3) = (
+            V::load(qr),
+            V::load(qr.add(8)),
+            V::load(qr.add(16)),
+            V::load(qr.add(24)),
+        );
         let mut u = r;
         loop {
             let cv = V::splat(c.as_ptr().add(u));
             a0 = V::madd(cv, V::add(w0, z0), a0);
             a1 = V::madd(cv, V::add(w1, z1), a1);
             a2 = V::madd(cv, V::add(w2, z2), a2);
+            a3 = V::madd(cv, V::add(w3, z3), a3);
             u += 8;
             if u >= n {
                 break;
             }
             w0 = w1;
             w1 = w2;
-            w2 = V::load(p.add(u + 16));
+            w2 = w3;
+            w3 = V::load(p.add(u + 24));
+            z3 = z2;
             z2 = z1;
             z1 = z0;
             z0 = V::load(q.sub(u));
         }
     }
-    *acc = [a0, a1, a2];
+    *acc = [a0, a1, a2, a3];
 }
 
 /// Computes `8 * NB` outputs of `terms` from output `k0` on into `dst` (all lanes stored).
 ///
 /// # Safety
-/// Every stream pointer plus `k0` plus the terms' offsets must satisfy [`fir`]/[`fir_sym`].
+/// Every stream pointer plus `k0` plus the terms' offsets must satisfy [`fir`]/[`fir_sym`];
+/// `dst` must be valid for `8 * NB` writes.
 #[inline(always)]
 unsafe fn block<V: Vec8, const NB: usize>(
     terms: &[Term],
     base: &[*const f32],
     k0: usize,
-    dst: &mut [f32; 8 * K],
+    dst: *mut f32,
 ) {
     let mut acc = [V::zero(); NB];
     for t in terms {
         let p = base[t.p.0].add(k0 + t.p.1);
         let q = t.q.map(|(s, off)| base[s].add(k0 + off));
-        if NB == 3 {
-            // SAFETY: `acc` is exactly `[V; 3]` here.
-            let a = &mut *acc.as_mut_ptr().cast::<[V; 3]>();
+        if NB == 4 {
+            // SAFETY: `acc` is exactly `[V; 4]` here.
+            let a = &mut *acc.as_mut_ptr().cast::<[V; 4]>();
             match q {
-                Some(q) => fir_sym3::<V>(a, &t.c, p, q),
-                None => fir3::<V>(a, &t.c, p),
+                Some(q) => fir_sym4::<V>(a, &t.c, p, q),
+                None => fir4::<V>(a, &t.c, p),
             }
         } else {
             match q {
@@ -408,7 +445,7 @@ unsafe fn block<V: Vec8, const NB: usize>(
         }
     }
     for (b, a) in acc.iter().enumerate() {
-        a.store(dst.as_mut_ptr().add(8 * b));
+        a.store(dst.add(8 * b));
     }
 }
 
@@ -448,7 +485,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     let mut k0 = 0;
     while k0 < count {
         let left = count - k0;
-        let nb = if left >= 8 * K {
+        let nb = if left > 16 {
             K
         } else if left > 8 {
             2
@@ -457,45 +494,70 @@ pub(super) fn emit<S: Sample, V: Vec8>(
         };
         let cnt = left.min(8 * nb);
         for (row, t) in d.rows.iter().zip(tmp.iter_mut()) {
-            match row {
-                Row::Copy(s, off) => {
-                    let i = s * stride + b0 + off + k0;
-                    t[..cnt].copy_from_slice(&buf[i..i + cnt]);
-                }
+            if let Row::Fir(terms) = row {
+                // M:1 writes straight to the staging buffer (it has PAD >= 8 * K spare).
+                let dst = if l == 1 {
+                    ybuf[k0..].as_mut_ptr()
+                } else {
+                    t.as_mut_ptr()
+                };
                 // SAFETY: stream s holds valid samples up to the newest input, and PAD more
                 // allocated ones; the reads of lane j of output k0 + j end at that output's
                 // newest input (valid for j < cnt), the rest within 8 * nb samples of it.
-                Row::Fir(terms) => unsafe {
+                // `dst` has 8 * nb writable items.
+                unsafe {
                     match nb {
-                        K => block::<V, K>(terms, &base, k0, t),
-                        2 => block::<V, 2>(terms, &base, k0, t),
-                        _ => block::<V, 1>(terms, &base, k0, t),
+                        K => block::<V, K>(terms, &base, k0, dst),
+                        2 => block::<V, 2>(terms, &base, k0, dst),
+                        _ => block::<V, 1>(terms, &base, k0, dst),
                     }
-                },
+                }
             }
         }
-        let o = &mut ybuf[k0 * l..(k0 + cnt) * l];
-        match l {
-            1 => o.copy_from_slice(&tmp[0][..cnt]),
-            2 => {
-                let (a, b) = (&tmp[0][..cnt], &tmp[1][..cnt]);
-                for ((y, &u), &v) in o.chunks_exact_mut(2).zip(a).zip(b) {
-                    y[0] = u;
-                    y[1] = v;
+        if l > 1 {
+            // The phases' outputs, interleaved; a copy row reads the stream directly.
+            let src = |slot: usize| -> &[f32] {
+                match &d.rows[slot] {
+                    Row::Copy(s, off) => {
+                        let i = s * stride + b0 + off + k0;
+                        &buf[i..i + cnt]
+                    }
+                    Row::Fir(_) => &tmp[slot][..cnt],
                 }
-            }
-            3 => {
-                let (a, b, c) = (&tmp[0][..cnt], &tmp[1][..cnt], &tmp[2][..cnt]);
-                for (((y, &u), &v), &w) in o.chunks_exact_mut(3).zip(a).zip(b).zip(c) {
-                    y[0] = u;
-                    y[1] = v;
-                    y[2] = w;
+            };
+            let o = &mut ybuf[k0 * l..(k0 + cnt) * l];
+            match l {
+                2 => {
+                    let (a, b) = (src(0), src(1));
+                    let full = cnt / 8 * 8;
+                    for j in (0..full).step_by(8) {
+                        // SAFETY: j + 8 <= cnt = a.len() = b.len(), 2 * (j + 8) <= o.len().
+                        unsafe {
+                            V::zip2(
+                                a.as_ptr().add(j),
+                                b.as_ptr().add(j),
+                                o[2 * j..].as_mut_ptr(),
+                            )
+                        };
+                    }
+                    for j in full..cnt {
+                        o[2 * j] = a[j];
+                        o[2 * j + 1] = b[j];
+                    }
                 }
-            }
-            _ => {
-                for (slot, t) in tmp[..l].iter().enumerate() {
-                    for (y, &v) in o.chunks_exact_mut(l).zip(&t[..cnt]) {
-                        y[slot] = v;
+                3 => {
+                    let (a, b, c) = (src(0), src(1), src(2));
+                    for j in 0..cnt {
+                        o[3 * j] = a[j];
+                        o[3 * j + 1] = b[j];
+                        o[3 * j + 2] = c[j];
+                    }
+                }
+                _ => {
+                    for slot in 0..l {
+                        for (y, &v) in o.chunks_exact_mut(l).zip(src(slot)) {
+                            y[slot] = v;
+                        }
                     }
                 }
             }

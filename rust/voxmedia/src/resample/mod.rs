@@ -428,16 +428,7 @@ impl Resampler {
         let mut rest = input;
         while !rest.is_empty() {
             let take = rest.len().min(st.cap - st.fill);
-            if st.stride > 0 {
-                deinterleave(&mut st.buf, st.stride, bank.m, st.fill, &rest[..take]);
-            } else {
-                for (d, &x) in st.buf[st.fill..st.fill + take]
-                    .iter_mut()
-                    .zip(&rest[..take])
-                {
-                    *d = x.to_f32();
-                }
-            }
+            kernel.ingest(bank.m, st, &rest[..take]);
             st.fill += take;
             rest = &rest[take..];
             loop {
@@ -467,8 +458,19 @@ impl Resampler {
     }
 }
 
-/// Stores `x` as samples `fill..` of the m deinterleaved streams of `buf`.
-fn deinterleave<S: Sample>(buf: &mut [f32], stride: usize, m: usize, fill: usize, x: &[S]) {
+/// Stores `x` as the next samples of the history (converted to f32, deinterleaved for a
+/// direct-form decimator). Inlined into the kernel's instruction set so that it vectorises
+/// at full width; the conversion is exact, so the result does not depend on the kernel.
+#[inline(always)]
+fn ingest_with<S: Sample>(m: usize, st: &mut State, x: &[S]) {
+    let (fill, stride) = (st.fill, st.stride);
+    let buf = &mut st.buf[..];
+    if stride == 0 {
+        for (d, &v) in buf[fill..fill + x.len()].iter_mut().zip(x) {
+            *d = v.to_f32();
+        }
+        return;
+    }
     let mut p = fill;
     let mut x = x;
     while p % m != 0 && !x.is_empty() {
@@ -477,24 +479,38 @@ fn deinterleave<S: Sample>(buf: &mut [f32], stride: usize, m: usize, fill: usize
         p += 1;
     }
     let t0 = p / m;
-    let groups = x.len() / m;
-    if m == 2 {
-        let (a, b) = buf.split_at_mut(stride);
-        let (a, b) = (&mut a[t0..t0 + groups], &mut b[t0..t0 + groups]);
-        for ((ya, yb), c) in a.iter_mut().zip(b.iter_mut()).zip(x.chunks_exact(2)) {
-            *ya = c[0].to_f32();
-            *yb = c[1].to_f32();
+    let g = x.len() / m;
+    match m {
+        2 => {
+            let (a, b) = buf.split_at_mut(stride);
+            let (a, b, x) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &x[..2 * g]);
+            for t in 0..g {
+                a[t] = x[2 * t].to_f32();
+                b[t] = x[2 * t + 1].to_f32();
+            }
         }
-    } else {
-        for q in 0..m {
-            let s = &mut buf[q * stride + t0..q * stride + t0 + groups];
-            for (y, c) in s.iter_mut().zip(x.chunks_exact(m)) {
-                *y = c[q].to_f32();
+        3 => {
+            let (a, rest) = buf.split_at_mut(stride);
+            let (b, c) = rest.split_at_mut(stride);
+            let (a, b, c) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &mut c[t0..t0 + g]);
+            let x = &x[..3 * g];
+            for t in 0..g {
+                a[t] = x[3 * t].to_f32();
+                b[t] = x[3 * t + 1].to_f32();
+                c[t] = x[3 * t + 2].to_f32();
+            }
+        }
+        _ => {
+            for q in 0..m {
+                let s = &mut buf[q * stride + t0..q * stride + t0 + g];
+                for (y, c) in s.iter_mut().zip(x.chunks_exact(m)) {
+                    *y = c[q].to_f32();
+                }
             }
         }
     }
-    for (i, v) in x[groups * m..].iter().enumerate() {
-        let p = p + groups * m + i;
+    for (i, v) in x[g * m..].iter().enumerate() {
+        let p = p + g * m + i;
         buf[(p % m) * stride + p / m] = v.to_f32();
     }
 }
