@@ -51,6 +51,14 @@ pub(super) trait Vec8: Copy {
     /// # Safety
     /// `p` valid for eight writes.
     unsafe fn store(self, p: *mut f32);
+    /// `i16::from_f32` over `src`, into `dst` (same length).
+    ///
+    /// # Safety
+    /// The CPU supports the implementation's instructions.
+    #[inline(always)]
+    unsafe fn to_i16(dst: &mut [i16], src: &[f32]) {
+        i16::from_f32_slice(dst, src)
+    }
     /// Interleaves eight items of `a` and of `b` into `dst[..16]`.
     ///
     /// # Safety
@@ -127,6 +135,29 @@ pub(super) mod avx2 {
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
             _mm256_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        unsafe fn to_i16(dst: &mut [i16], src: &[f32]) {
+            // Same values as `i16::from_f32`: the clamp maps NaN to -32768 (maxps returns its
+            // second operand on NaN), and cvtps2dq rounds half to even like the 1.5 * 2^23
+            // trick; the saturating pack then needs no further clamping.
+            let n = dst.len().min(src.len());
+            let (lo, hi, sc) = (
+                _mm256_set1_ps(-32768.0),
+                _mm256_set1_ps(32767.0),
+                _mm256_set1_ps(32768.0),
+            );
+            let mut i = 0;
+            while i + 16 <= n {
+                let a = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i)), sc);
+                let b = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i + 8)), sc);
+                let a = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(a, lo), hi));
+                let b = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(b, lo), hi));
+                let p = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0b11_01_10_00);
+                _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), p);
+                i += 16;
+            }
+            <i16 as crate::resample::Sample>::from_f32_slice(&mut dst[i..n], &src[i..n]);
         }
         #[inline(always)]
         unsafe fn zip2(a: *const f32, b: *const f32, dst: *mut f32) {
@@ -566,6 +597,14 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     }
     let n_out = count * l;
     *next += count * m;
-    S::from_f32_slice(&mut dst[..n_out], &ybuf[..n_out]);
+    let y = &ybuf[..n_out];
+    if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() {
+        // SAFETY: S is i16 (same type, so same layout).
+        let d = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<i16>(), n_out) };
+        // SAFETY: this runs only in code compiled for V's instruction set (see `Kernel`).
+        unsafe { V::to_i16(d, y) };
+    } else {
+        S::from_f32_slice(&mut dst[..n_out], y);
+    }
     n_out
 }

@@ -469,3 +469,40 @@ fn kernels_agree_to_rounding() {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_pcm16_conversion_matches_scalar() {
+    use super::direct::Vec8;
+    if Kernel::detect() == Kernel::Scalar {
+        return; // nothing to compare on this CPU
+    }
+    // Halves (round to even), the clip edges, beyond them, NaN and infinities, and a sweep.
+    let mut x: Vec<f32> = vec![
+        0.5 / 32768.0,
+        1.5 / 32768.0,
+        2.5 / 32768.0,
+        -0.5 / 32768.0,
+        -1.5 / 32768.0,
+        32767.5 / 32768.0,
+        -32768.5 / 32768.0,
+        1.0,
+        -1.0,
+        1e30,
+        -1e30,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+    ];
+    x.extend((0..5000).map(|i| (i as f32 - 2500.0) * 0.000_517));
+    let mut want = vec![0i16; x.len()];
+    i16::from_f32_slice(&mut want, &x);
+    for start in 0..3 {
+        let mut got = vec![0i16; x.len() - start];
+        // SAFETY: the CPU has AVX2 (checked above).
+        unsafe { super::direct::avx2::A8::to_i16(&mut got, &x[start..]) };
+        assert_eq!(got, want[start..], "offset {start}");
+    }
+}
