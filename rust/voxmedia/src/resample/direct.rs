@@ -26,6 +26,8 @@ pub(super) const K: usize = 4;
 pub(super) const PAD: usize = 8 * K + 16;
 /// Outputs computed per `emit` call at most (bounds the staging buffer).
 pub(super) const OUT_CAP: usize = 1024;
+/// Staging floats reserved for per-phase block results.
+pub(super) const TMP: usize = MAX_STREAMS * 8 * K;
 /// Most polyphase streams of a supported decimation (48k -> 8k).
 const MAX_STREAMS: usize = 6;
 
@@ -499,9 +501,12 @@ pub(super) fn emit<S: Sample, V: Vec8>(
         ..
     } = st;
     let (fill, stride) = (*fill, *stride);
-    if *next >= fill || l > MAX_STREAMS || d.rows.len() != l {
+    if *next >= fill || l > MAX_STREAMS || d.rows.len() != l || ybuf.len() < OUT_CAP + PAD + TMP {
         return 0;
     }
+    // Per-phase block results live at the end of the staging buffer (no per-call zeroing).
+    let split = ybuf.len() - TMP;
+    let (ybuf, tmp) = ybuf.split_at_mut(split);
     // Ready positions: outputs (M:1) or rounds of l outputs (1:L).
     let cap = OUT_CAP.min(dst.len()).min(ybuf.len() - PAD) / l;
     let count = ((fill - 1 - *next) / m + 1).min(cap);
@@ -512,7 +517,6 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     let b0 = (*next + 1 - taps) / m;
     let base: [*const f32; MAX_STREAMS] =
         std::array::from_fn(|s| buf[(s * stride + b0).min(buf.len())..].as_ptr());
-    let mut tmp = [[0f32; 8 * K]; MAX_STREAMS];
     let mut k0 = 0;
     while k0 < count {
         let left = count - k0;
@@ -524,7 +528,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
             1
         };
         let cnt = left.min(8 * nb);
-        for (row, t) in d.rows.iter().zip(tmp.iter_mut()) {
+        for (row, t) in d.rows.iter().zip(tmp.chunks_exact_mut(8 * K)) {
             if let Row::Fir(terms) = row {
                 // M:1 writes straight to the staging buffer (it has PAD >= 8 * K spare).
                 let dst = if l == 1 {
@@ -553,7 +557,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
                         let i = s * stride + b0 + off + k0;
                         &buf[i..i + cnt]
                     }
-                    Row::Fir(_) => &tmp[slot][..cnt],
+                    Row::Fir(_) => &tmp[slot * 8 * K..][..cnt],
                 }
             };
             let o = &mut ybuf[k0 * l..(k0 + cnt) * l];

@@ -235,7 +235,7 @@ impl State {
             fill: taps - 1,
             next: taps - 1,
             phase: 0,
-            ybuf: vec![0.0; (1024 + GROUP * l).max(direct::OUT_CAP + direct::PAD)],
+            ybuf: vec![0.0; (1024 + GROUP * l).max(direct::OUT_CAP + direct::PAD + direct::TMP)],
         }
     }
 
