@@ -61,6 +61,17 @@ pub(super) trait Vec8: Copy {
     unsafe fn to_i16(dst: &mut [i16], src: &[f32]) {
         i16::from_f32_slice(dst, src)
     }
+    /// [`Vec8::zip2`] then `i16::from_f32`.
+    ///
+    /// # Safety
+    /// As [`Vec8::zip2`]; the CPU supports the implementation's instructions.
+    #[inline(always)]
+    unsafe fn zip2_i16(a: *const f32, b: *const f32, dst: *mut i16) {
+        for j in 0..8 {
+            *dst.add(2 * j) = i16::from_f32(*a.add(j));
+            *dst.add(2 * j + 1) = i16::from_f32(*b.add(j));
+        }
+    }
     /// Interleaves eight items of `a` and of `b` into `dst[..16]`.
     ///
     /// # Safety
@@ -160,6 +171,26 @@ pub(super) mod avx2 {
                 i += 16;
             }
             <i16 as crate::resample::Sample>::from_f32_slice(&mut dst[i..n], &src[i..n]);
+        }
+        #[inline(always)]
+        unsafe fn zip2_i16(a: *const f32, b: *const f32, dst: *mut i16) {
+            // As `to_i16`; the in-lane pack gives a0..a3 b0..b3 | a4..a7 b4..b7 and an in-lane
+            // byte shuffle interleaves that to a0 b0 .. a3 b3 | a4 b4 .. a7 b7: output order.
+            let (lo, hi, sc) = (
+                _mm256_set1_ps(-32768.0),
+                _mm256_set1_ps(32767.0),
+                _mm256_set1_ps(32768.0),
+            );
+            let a = _mm256_mul_ps(_mm256_loadu_ps(a), sc);
+            let b = _mm256_mul_ps(_mm256_loadu_ps(b), sc);
+            let a = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(a, lo), hi));
+            let b = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(b, lo), hi));
+            let idx = _mm256_setr_epi8(
+                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, //
+                0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+            );
+            let p = _mm256_shuffle_epi8(_mm256_packs_epi32(a, b), idx);
+            _mm256_storeu_si256(dst.cast(), p);
         }
         #[inline(always)]
         unsafe fn zip2(a: *const f32, b: *const f32, dst: *mut f32) {
@@ -517,6 +548,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     let b0 = (*next + 1 - taps) / m;
     let base: [*const f32; MAX_STREAMS] =
         std::array::from_fn(|s| buf[(s * stride + b0).min(buf.len())..].as_ptr());
+    let pcm16 = std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>();
     let mut k0 = 0;
     while k0 < count {
         let left = count - k0;
@@ -562,6 +594,31 @@ pub(super) fn emit<S: Sample, V: Vec8>(
             };
             let o = &mut ybuf[k0 * l..(k0 + cnt) * l];
             match l {
+                2 if pcm16 => {
+                    // Interleave and convert in one pass, straight into the caller's buffer.
+                    let (a, b) = (src(0), src(1));
+                    // SAFETY: S is i16 (same type, so same layout); dst holds count * l items.
+                    let d16 = unsafe {
+                        std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<i16>(), count * l)
+                    };
+                    let d16 = &mut d16[k0 * 2..(k0 + cnt) * 2];
+                    let full = cnt / 8 * 8;
+                    for j in (0..full).step_by(8) {
+                        // SAFETY: j + 8 <= cnt = a.len() = b.len(), 2 * (j + 8) <= d16.len();
+                        // this runs only in code compiled for V's instruction set.
+                        unsafe {
+                            V::zip2_i16(
+                                a.as_ptr().add(j),
+                                b.as_ptr().add(j),
+                                d16[2 * j..].as_mut_ptr(),
+                            )
+                        };
+                    }
+                    for j in full..cnt {
+                        d16[2 * j] = i16::from_f32(a[j]);
+                        d16[2 * j + 1] = i16::from_f32(b[j]);
+                    }
+                }
                 2 => {
                     let (a, b) = (src(0), src(1));
                     let full = cnt / 8 * 8;
@@ -602,7 +659,9 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     let n_out = count * l;
     *next += count * m;
     let y = &ybuf[..n_out];
-    if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() {
+    if pcm16 && l == 2 {
+        // Already written by the interleaving pass.
+    } else if pcm16 {
         // SAFETY: S is i16 (same type, so same layout).
         let d = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<i16>(), n_out) };
         // SAFETY: this runs only in code compiled for V's instruction set (see `Kernel`).

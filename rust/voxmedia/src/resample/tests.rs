@@ -505,4 +505,20 @@ fn simd_pcm16_conversion_matches_scalar() {
         unsafe { super::direct::avx2::A8::to_i16(&mut got, &x[start..]) };
         assert_eq!(got, want[start..], "offset {start}");
     }
+    // The interleaving variant: a and b are two consecutive runs of 8 of `x`.
+    for g in (0..x.len() - 16).step_by(5) {
+        let mut got = [0i16; 16];
+        // SAFETY: the CPU has AVX2; 8 items from g and g + 8, 16 outputs.
+        unsafe {
+            super::direct::avx2::A8::zip2_i16(
+                x[g..].as_ptr(),
+                x[g + 8..].as_ptr(),
+                got.as_mut_ptr(),
+            )
+        };
+        let want: Vec<i16> = (0..16)
+            .map(|k| i16::from_f32(x[g + k / 2 + 8 * (k % 2)]))
+            .collect();
+        assert_eq!(got[..], want[..], "group at {g}");
+    }
 }
