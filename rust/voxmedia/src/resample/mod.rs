@@ -484,9 +484,23 @@ fn ingest_with<S: Sample>(m: usize, st: &mut State, x: &[S]) {
         2 => {
             let (a, b) = buf.split_at_mut(stride);
             let (a, b, x) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &x[..2 * g]);
-            for t in 0..g {
-                a[t] = x[2 * t].to_f32();
-                b[t] = x[2 * t + 1].to_f32();
+            if cfg!(target_endian = "little")
+                && std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>()
+            {
+                // A pair of PCM16 samples read as one i32 splits with two shifts, which
+                // vectorises far better than a strided gather (same values: k / 32768).
+                let w = x.as_ptr().cast::<i32>();
+                for t in 0..g {
+                    // SAFETY: S is i16, so `x` holds 2 * g i16 = g unaligned i32.
+                    let v = unsafe { w.add(t).read_unaligned() };
+                    a[t] = ((v << 16) >> 16) as f32 * (1.0 / 32768.0);
+                    b[t] = (v >> 16) as f32 * (1.0 / 32768.0);
+                }
+            } else {
+                for t in 0..g {
+                    a[t] = x[2 * t].to_f32();
+                    b[t] = x[2 * t + 1].to_f32();
+                }
             }
         }
         3 => {
