@@ -61,6 +61,18 @@ pub(super) trait Vec8: Copy {
     unsafe fn to_i16(dst: &mut [i16], src: &[f32]) {
         i16::from_f32_slice(dst, src)
     }
+    /// Interleaves eight items of each of `s[0]`, `s[1]`, `s[2]` into `dst[..24]`.
+    ///
+    /// # Safety
+    /// Each `s[i]` valid for eight reads, `dst` for 24 writes.
+    #[inline(always)]
+    unsafe fn zip3(s: [*const f32; 3], dst: *mut f32) {
+        for j in 0..8 {
+            for (i, p) in s.iter().enumerate() {
+                *dst.add(3 * j + i) = *p.add(j);
+            }
+        }
+    }
     /// [`Vec8::zip2`] then `i16::from_f32`.
     ///
     /// # Safety
@@ -171,6 +183,24 @@ pub(super) mod avx2 {
                 i += 16;
             }
             <i16 as crate::resample::Sample>::from_f32_slice(&mut dst[i..n], &src[i..n]);
+        }
+        #[inline(always)]
+        unsafe fn zip3(s: [*const f32; 3], dst: *mut f32) {
+            // Per 128-bit lane (no lane crossing): rotate each input so that every output
+            // quad takes fixed positions from each, then two blends per quad:
+            // r0 = a0 b0 c0 a1, r1 = b1 c1 a2 b2, r2 = c2 a3 b3 c3.
+            let a = _mm256_permute_ps(_mm256_loadu_ps(s[0]), 0b01_10_11_00); // a0 a3 a2 a1
+            let b = _mm256_permute_ps(_mm256_loadu_ps(s[1]), 0b10_11_00_01); // b1 b0 b3 b2
+            let c = _mm256_permute_ps(_mm256_loadu_ps(s[2]), 0b11_00_01_10); // c2 c1 c0 c3
+            let r0 = _mm256_blend_ps(_mm256_blend_ps(a, b, 0b0010_0010), c, 0b0100_0100);
+            let r1 = _mm256_blend_ps(_mm256_blend_ps(b, c, 0b0010_0010), a, 0b0100_0100);
+            let r2 = _mm256_blend_ps(_mm256_blend_ps(c, a, 0b0010_0010), b, 0b0100_0100);
+            _mm_storeu_ps(dst, _mm256_castps256_ps128(r0));
+            _mm_storeu_ps(dst.add(4), _mm256_castps256_ps128(r1));
+            _mm_storeu_ps(dst.add(8), _mm256_castps256_ps128(r2));
+            _mm_storeu_ps(dst.add(12), _mm256_extractf128_ps(r0, 1));
+            _mm_storeu_ps(dst.add(16), _mm256_extractf128_ps(r1, 1));
+            _mm_storeu_ps(dst.add(20), _mm256_extractf128_ps(r2, 1));
         }
         #[inline(always)]
         unsafe fn zip2_i16(a: *const f32, b: *const f32, dst: *mut i16) {
@@ -639,7 +669,17 @@ pub(super) fn emit<S: Sample, V: Vec8>(
                 }
                 3 => {
                     let (a, b, c) = (src(0), src(1), src(2));
-                    for j in 0..cnt {
+                    let full = cnt / 8 * 8;
+                    for j in (0..full).step_by(8) {
+                        // SAFETY: j + 8 <= cnt = len of a, b, c; 3 * (j + 8) <= o.len().
+                        unsafe {
+                            V::zip3(
+                                [a.as_ptr().add(j), b.as_ptr().add(j), c.as_ptr().add(j)],
+                                o[3 * j..].as_mut_ptr(),
+                            )
+                        };
+                    }
+                    for j in full..cnt {
                         o[3 * j] = a[j];
                         o[3 * j + 1] = b[j];
                         o[3 * j + 2] = c[j];

@@ -522,3 +522,30 @@ fn simd_pcm16_conversion_matches_scalar() {
         assert_eq!(got[..], want[..], "group at {g}");
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_interleaves_match_scalar() {
+    use super::direct::{avx2::A8, Vec8, P8};
+    if Kernel::detect() == Kernel::Scalar {
+        return; // nothing to compare on this CPU
+    }
+    let x: Vec<f32> = (0..24).map(|i| i as f32 + 0.25).collect();
+    let (mut got, mut want) = ([0f32; 24], [0f32; 24]);
+    let s = [x.as_ptr(), x[8..].as_ptr(), x[16..].as_ptr()];
+    // SAFETY: the CPU has AVX2; three runs of 8, 24 outputs.
+    unsafe {
+        A8::zip3(s, got.as_mut_ptr());
+        P8::zip3(s, want.as_mut_ptr());
+    }
+    assert_eq!(got, want);
+    let expect: Vec<f32> = (0..24).map(|k| x[k / 3 + 8 * (k % 3)]).collect();
+    assert_eq!(want[..], expect[..]);
+    let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
+    // SAFETY: as above, two runs of 8, 16 outputs.
+    unsafe {
+        A8::zip2(x.as_ptr(), x[8..].as_ptr(), got.as_mut_ptr());
+        P8::zip2(x.as_ptr(), x[8..].as_ptr(), want.as_mut_ptr());
+    }
+    assert_eq!(got, want);
+}
