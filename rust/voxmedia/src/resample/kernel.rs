@@ -185,7 +185,7 @@ impl Kernel {
     #[inline]
     pub(super) fn ingest<S: Sample>(self, m: usize, st: &mut State, x: &[S]) {
         match self {
-            Kernel::Scalar => ingest_with(m, st, x),
+            Kernel::Scalar => ingest_with::<S, super::direct::P8>(m, st, x),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: only selected when the CPU reports AVX2 and FMA.
             Kernel::Avx2 => unsafe { ingest_avx2(m, st, x) },
@@ -212,5 +212,5 @@ unsafe fn emit_avx2<S: Sample>(bank: &Bank, st: &mut State, out: &mut [S]) -> us
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn ingest_avx2<S: Sample>(m: usize, st: &mut State, x: &[S]) {
-    ingest_with(m, st, x)
+    ingest_with::<S, super::direct::avx2::A8>(m, st, x)
 }

@@ -541,6 +541,27 @@ fn simd_interleaves_match_scalar() {
     assert_eq!(got, want);
     let expect: Vec<f32> = (0..24).map(|k| x[k / 3 + 8 * (k % 3)]).collect();
     assert_eq!(want[..], expect[..]);
+    let pcm: Vec<i16> = (0..24).map(|i| (i * 1361 - 16000) as i16).collect();
+    let (mut g, mut w) = ([[0f32; 8]; 3], [[0f32; 8]; 3]);
+    // SAFETY: the CPU has AVX2; 24 samples in, three runs of 8 out.
+    unsafe {
+        let [g0, g1, g2] = &mut g;
+        A8::unzip3_i16(
+            pcm.as_ptr(),
+            [g0.as_mut_ptr(), g1.as_mut_ptr(), g2.as_mut_ptr()],
+        );
+        let [w0, w1, w2] = &mut w;
+        P8::unzip3_i16(
+            pcm.as_ptr(),
+            [w0.as_mut_ptr(), w1.as_mut_ptr(), w2.as_mut_ptr()],
+        );
+    }
+    assert_eq!(g, w);
+    for (i, run) in w.iter().enumerate() {
+        for (j, &v) in run.iter().enumerate() {
+            assert_eq!(v, pcm[3 * j + i] as f32 / 32768.0);
+        }
+    }
     let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
     // SAFETY: as above, two runs of 8, 16 outputs.
     unsafe {
