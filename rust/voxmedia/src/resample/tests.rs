@@ -575,8 +575,8 @@ fn simd_interleaves_match_scalar() {
 fn integer_ratios_invariant_across_staging_blocks() {
     // Long inputs cross the staging block and the per-call output cap of the direct form;
     // the proptests' inputs are shorter than either.
-    let x: Vec<i16> = (0..13_000)
-        .map(|i| (((i * 7919) % 60_000) as i32 - 30_000) as i16)
+    let x: Vec<i16> = (0..13_000i64)
+        .map(|i| ((i * 7919) % 60_000 - 30_000) as i16)
         .collect();
     for (a, b) in [
         (8000, 16000),
