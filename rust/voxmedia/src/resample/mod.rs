@@ -19,6 +19,11 @@
 //!   are built for baseline x86_64. Outputs of one phase that are all ready are computed eight
 //!   at a time with the coefficients loaded once (two at a time when there are many phases and
 //!   the table does not fit L1); the rest four at a time, interleaved.
+//! - Integer ratios (1:L and M:1, which include every hot telephony pair) skip the dot products
+//!   for the output-vectorised direct form in `direct.rs`: eight consecutive outputs of one
+//!   phase are the lanes of one vector, so there is no horizontal reduction and each loaded
+//!   input vector feeds several outputs. Decimators keep their history as M deinterleaved
+//!   streams (filled as input arrives) so that those outputs read contiguous memory.
 
 mod design;
 mod direct;
