@@ -439,7 +439,8 @@ impl Resampler {
             loop {
                 let k = kernel.emit(bank, st, &mut out[written..]);
                 written += k;
-                if k == 0 {
+                // No output can be ready once the next one needs an input not yet staged.
+                if k == 0 || st.next >= st.fill {
                     break;
                 }
             }
