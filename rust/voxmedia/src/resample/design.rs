@@ -155,7 +155,7 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
     let step = (0..l)
         .map(|slot| ((slot * m % l + m) / l, (slot + 1) % l))
         .collect();
-    Bank {
+    let mut bank = Bank {
         l,
         m,
         taps,
@@ -163,5 +163,8 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         trivial,
         step,
         delay_in: centre / l as f64,
-    }
+        direct: None,
+    };
+    bank.direct = super::direct::Direct::new(&bank);
+    bank
 }

@@ -5,12 +5,14 @@
 //! `((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7))`. The grouped and single paths therefore return the
 //! same bits, which is what makes the output independent of input chunking.
 
-use super::{emit_with, Bank, Sample, State};
+use super::{emit_with, ingest_with, Bank, Sample, State};
 
 /// Windows computed at once by [`Dot::dot8`] (outputs of one phase sharing coefficients).
 pub(super) const GROUP: usize = 8;
 
 pub(super) trait Dot {
+    /// Lanes of the direct-form engine with the same instruction set.
+    type V: super::direct::Vec8;
     /// # Safety
     /// `c` and `x` must be valid for `n` reads; `n` is a multiple of 8.
     unsafe fn dot(c: *const f32, x: *const f32, n: usize) -> f32;
@@ -55,6 +57,7 @@ impl Scalar {
 }
 
 impl Dot for Scalar {
+    type V = super::direct::P8;
     #[inline(always)]
     unsafe fn dot(c: *const f32, x: *const f32, n: usize) -> f32 {
         reduce8(Self::acc(c, x, n))
@@ -84,6 +87,7 @@ mod avx2 {
     pub(in super::super) struct Avx2;
 
     impl Dot for Avx2 {
+        type V = crate::resample::direct::avx2::A8;
         #[inline(always)]
         unsafe fn dot(c: *const f32, x: *const f32, n: usize) -> f32 {
             let mut a = _mm256_setzero_ps();
@@ -177,6 +181,17 @@ impl Kernel {
         Kernel::Scalar
     }
 
+    /// Appends `x` to the history (see `ingest_with`).
+    #[inline]
+    pub(super) fn ingest<S: Sample>(self, m: usize, st: &mut State, x: &[S]) {
+        match self {
+            Kernel::Scalar => ingest_with::<S, super::direct::P8>(m, st, x),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only selected when the CPU reports AVX2 and FMA.
+            Kernel::Avx2 => unsafe { ingest_avx2(m, st, x) },
+        }
+    }
+
     #[inline]
     pub(super) fn emit<S: Sample>(self, bank: &Bank, st: &mut State, out: &mut [S]) -> usize {
         match self {
@@ -192,4 +207,10 @@ impl Kernel {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn emit_avx2<S: Sample>(bank: &Bank, st: &mut State, out: &mut [S]) -> usize {
     emit_with::<S, avx2::Avx2>(bank, st, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn ingest_avx2<S: Sample>(m: usize, st: &mut State, x: &[S]) {
+    ingest_with::<S, super::direct::avx2::A8>(m, st, x)
 }

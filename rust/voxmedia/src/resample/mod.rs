@@ -19,8 +19,14 @@
 //!   are built for baseline x86_64. Outputs of one phase that are all ready are computed eight
 //!   at a time with the coefficients loaded once (two at a time when there are many phases and
 //!   the table does not fit L1); the rest four at a time, interleaved.
+//! - Integer ratios (1:L and M:1, which include every hot telephony pair) skip the dot products
+//!   for the output-vectorised direct form in `direct.rs`: eight consecutive outputs of one
+//!   phase are the lanes of one vector, so there is no horizontal reduction and each loaded
+//!   input vector feeds several outputs. Decimators keep their history as M deinterleaved
+//!   streams (filled as input arrives) so that those outputs read contiguous memory.
 
 mod design;
+mod direct;
 mod kernel;
 mod tables;
 
@@ -175,6 +181,8 @@ struct Bank {
     step: Vec<(usize, usize)>,
     /// Group delay in input samples.
     delay_in: f64,
+    /// Output-vectorised plan, for integer ratios.
+    direct: Option<direct::Direct>,
 }
 
 /// Eight coefficients on a 32-byte boundary.
@@ -195,8 +203,14 @@ impl Bank {
 /// Mutable streaming state of a non-passthrough resampler.
 #[derive(Debug, Clone)]
 struct State {
-    /// Linear history: `buf[..fill]` are valid, oldest first.
+    /// History, oldest first: `fill` valid samples, stored linearly, or for a direct-form
+    /// decimator by m as m deinterleaved streams of `stride` (sample p is item p / m of
+    /// stream p % m). `direct::PAD` allocated samples follow the capacity of every stream.
     buf: Vec<f32>,
+    /// Samples the history holds at most.
+    cap: usize,
+    /// 0 for linear storage, else the stream stride.
+    stride: usize,
     fill: usize,
     /// Index in `buf` of the newest input sample the next output needs.
     next: usize,
@@ -207,18 +221,35 @@ struct State {
 }
 
 impl State {
-    fn new(taps: usize, l: usize) -> Self {
+    fn new(bank: &Bank) -> Self {
+        let (taps, l, m) = (bank.taps, bank.l, bank.m);
+        let cap = taps - 1 + BLOCK;
+        let stride = match &bank.direct {
+            Some(d) if d.streams > 1 => cap.div_ceil(m) + direct::PAD,
+            _ => 0,
+        };
+        let len = if stride > 0 {
+            stride * m
+        } else {
+            cap + direct::PAD
+        };
         State {
-            buf: vec![0.0; taps - 1 + BLOCK],
+            buf: vec![0.0; len],
+            cap,
+            stride,
             fill: taps - 1,
             next: taps - 1,
             phase: 0,
-            ybuf: vec![0.0; 1024 + GROUP * l],
+            ybuf: vec![0.0; (1024 + GROUP * l).max(direct::OUT_CAP + direct::PAD + direct::TMP)],
         }
     }
 
     fn reset(&mut self, taps: usize) {
-        self.buf[..taps - 1].fill(0.0);
+        if self.stride > 0 {
+            self.buf.fill(0.0);
+        } else {
+            self.buf[..taps - 1].fill(0.0);
+        }
         self.fill = taps - 1;
         self.next = taps - 1;
         self.phase = 0;
@@ -251,7 +282,7 @@ impl Resampler {
             None
         } else {
             let bank = design::bank(in_rate, out_rate, quality);
-            let state = State::new(bank.taps, bank.l);
+            let state = State::new(&bank);
             Some((bank, state))
         };
         Ok(Resampler {
@@ -401,30 +432,126 @@ impl Resampler {
         let mut written = 0;
         let mut rest = input;
         while !rest.is_empty() {
-            let take = rest.len().min(st.buf.len() - st.fill);
-            for (d, &x) in st.buf[st.fill..st.fill + take]
-                .iter_mut()
-                .zip(&rest[..take])
-            {
-                *d = x.to_f32();
-            }
+            let take = rest.len().min(st.cap - st.fill);
+            kernel.ingest(bank.m, st, &rest[..take]);
             st.fill += take;
             rest = &rest[take..];
             loop {
                 let k = kernel.emit(bank, st, &mut out[written..]);
                 written += k;
-                if k == 0 {
+                // No output can be ready once the next one needs an input not yet staged.
+                if k == 0 || st.next >= st.fill {
                     break;
                 }
             }
             // Keep only the history the next output needs.
             let keep_from = (st.next + 1 - bank.taps).min(st.fill);
-            st.buf.copy_within(keep_from..st.fill, 0);
+            if st.stride > 0 {
+                // keep_from is a multiple of m (window starts advance by m from 0).
+                let (from, to) = (keep_from / bank.m, st.fill.div_ceil(bank.m));
+                for s in 0..bank.m {
+                    let b = s * st.stride;
+                    st.buf.copy_within(b + from..b + to, b);
+                }
+            } else {
+                st.buf.copy_within(keep_from..st.fill, 0);
+            }
             st.fill -= keep_from;
             st.next -= keep_from;
         }
         debug_assert_eq!(written, needed);
         Ok(written)
+    }
+}
+
+/// Stores `x` as the next samples of the history (converted to f32, deinterleaved for a
+/// direct-form decimator). Inlined into the kernel's instruction set so that it vectorises
+/// at full width; the conversion is exact, so the result does not depend on the kernel.
+#[inline(always)]
+fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
+    let (fill, stride) = (st.fill, st.stride);
+    let buf = &mut st.buf[..];
+    if stride == 0 {
+        for (d, &v) in buf[fill..fill + x.len()].iter_mut().zip(x) {
+            *d = v.to_f32();
+        }
+        return;
+    }
+    let mut p = fill;
+    let mut x = x;
+    while p % m != 0 && !x.is_empty() {
+        buf[(p % m) * stride + p / m] = x[0].to_f32();
+        x = &x[1..];
+        p += 1;
+    }
+    let t0 = p / m;
+    let g = x.len() / m;
+    match m {
+        2 => {
+            let (a, b) = buf.split_at_mut(stride);
+            let (a, b, x) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &x[..2 * g]);
+            if cfg!(target_endian = "little")
+                && std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>()
+            {
+                // A pair of PCM16 samples read as one i32 splits with two shifts, which
+                // vectorises far better than a strided gather (same values: k / 32768).
+                let w = x.as_ptr().cast::<i32>();
+                for t in 0..g {
+                    // SAFETY: S is i16, so `x` holds 2 * g i16 = g unaligned i32.
+                    let v = unsafe { w.add(t).read_unaligned() };
+                    a[t] = ((v << 16) >> 16) as f32 * (1.0 / 32768.0);
+                    b[t] = (v >> 16) as f32 * (1.0 / 32768.0);
+                }
+            } else {
+                for t in 0..g {
+                    a[t] = x[2 * t].to_f32();
+                    b[t] = x[2 * t + 1].to_f32();
+                }
+            }
+        }
+        3 => {
+            let (a, rest) = buf.split_at_mut(stride);
+            let (b, c) = rest.split_at_mut(stride);
+            let (a, b, c) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &mut c[t0..t0 + g]);
+            let x = &x[..3 * g];
+            let mut t = 0;
+            if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() {
+                // Eight groups of three at a time with in-lane shuffles.
+                let x16 = x.as_ptr().cast::<i16>();
+                while t + 8 <= g {
+                    // SAFETY: S is i16; 24 samples from 3t are in `x`; 8 items from t in each
+                    // of a, b, c; this runs only in code compiled for V's instruction set.
+                    unsafe {
+                        V::unzip3_i16(
+                            x16.add(3 * t),
+                            [
+                                a[t..].as_mut_ptr(),
+                                b[t..].as_mut_ptr(),
+                                c[t..].as_mut_ptr(),
+                            ],
+                        )
+                    };
+                    t += 8;
+                }
+            }
+            for t in t..g {
+                a[t] = x[3 * t].to_f32();
+                b[t] = x[3 * t + 1].to_f32();
+                c[t] = x[3 * t + 2].to_f32();
+            }
+        }
+        _ => {
+            for q in 0..m {
+                let s = &mut buf[q * stride + t0..q * stride + t0 + g];
+                for (y, c) in s.iter_mut().zip(x.chunks_exact(m)) {
+                    *y = c[q].to_f32();
+                }
+            }
+        }
+    }
+    for (i, v) in x[g * m..].iter().enumerate() {
+        let p = p + g * m + i;
+        buf[(p % m) * stride + p / m] = v.to_f32();
     }
 }
 
@@ -440,6 +567,9 @@ fn ceil_div(a: u128, b: u128) -> usize {
 /// AVX2 instantiation compiles the whole loop with AVX2 enabled.
 #[inline(always)]
 fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [S]) -> usize {
+    if let Some(d) = &bank.direct {
+        return direct::emit::<S, K::V>(bank, d, st, dst);
+    }
     let (l, m, taps) = (bank.l, bank.m, bank.taps);
     let cap = st.ybuf.len().min(dst.len());
     let out = &mut st.ybuf[..cap];

@@ -469,3 +469,132 @@ fn kernels_agree_to_rounding() {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_pcm16_conversion_matches_scalar() {
+    use super::direct::Vec8;
+    if Kernel::detect() == Kernel::Scalar {
+        return; // nothing to compare on this CPU
+    }
+    // Halves (round to even), the clip edges, beyond them, NaN and infinities, and a sweep.
+    let mut x: Vec<f32> = vec![
+        0.5 / 32768.0,
+        1.5 / 32768.0,
+        2.5 / 32768.0,
+        -0.5 / 32768.0,
+        -1.5 / 32768.0,
+        32767.5 / 32768.0,
+        -32768.5 / 32768.0,
+        1.0,
+        -1.0,
+        1e30,
+        -1e30,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+    ];
+    x.extend((0..5000).map(|i| (i as f32 - 2500.0) * 0.000_517));
+    let mut want = vec![0i16; x.len()];
+    i16::from_f32_slice(&mut want, &x);
+    for start in 0..3 {
+        let mut got = vec![0i16; x.len() - start];
+        // SAFETY: the CPU has AVX2 (checked above).
+        unsafe { super::direct::avx2::A8::to_i16(&mut got, &x[start..]) };
+        assert_eq!(got, want[start..], "offset {start}");
+    }
+    // The interleaving variant: a and b are two consecutive runs of 8 of `x`.
+    for g in (0..x.len() - 16).step_by(5) {
+        let mut got = [0i16; 16];
+        // SAFETY: the CPU has AVX2; 8 items from g and g + 8, 16 outputs.
+        unsafe {
+            super::direct::avx2::A8::zip2_i16(
+                x[g..].as_ptr(),
+                x[g + 8..].as_ptr(),
+                got.as_mut_ptr(),
+            )
+        };
+        let want: Vec<i16> = (0..16)
+            .map(|k| i16::from_f32(x[g + k / 2 + 8 * (k % 2)]))
+            .collect();
+        assert_eq!(got[..], want[..], "group at {g}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_interleaves_match_scalar() {
+    use super::direct::{avx2::A8, Vec8, P8};
+    if Kernel::detect() == Kernel::Scalar {
+        return; // nothing to compare on this CPU
+    }
+    let x: Vec<f32> = (0..24).map(|i| i as f32 + 0.25).collect();
+    let (mut got, mut want) = ([0f32; 24], [0f32; 24]);
+    let s = [x.as_ptr(), x[8..].as_ptr(), x[16..].as_ptr()];
+    // SAFETY: the CPU has AVX2; three runs of 8, 24 outputs.
+    unsafe {
+        A8::zip3(s, got.as_mut_ptr());
+        P8::zip3(s, want.as_mut_ptr());
+    }
+    assert_eq!(got, want);
+    let expect: Vec<f32> = (0..24).map(|k| x[k / 3 + 8 * (k % 3)]).collect();
+    assert_eq!(want[..], expect[..]);
+    let pcm: Vec<i16> = (0..24).map(|i| (i * 1361 - 16000) as i16).collect();
+    let (mut g, mut w) = ([[0f32; 8]; 3], [[0f32; 8]; 3]);
+    // SAFETY: the CPU has AVX2; 24 samples in, three runs of 8 out.
+    unsafe {
+        let [g0, g1, g2] = &mut g;
+        A8::unzip3_i16(
+            pcm.as_ptr(),
+            [g0.as_mut_ptr(), g1.as_mut_ptr(), g2.as_mut_ptr()],
+        );
+        let [w0, w1, w2] = &mut w;
+        P8::unzip3_i16(
+            pcm.as_ptr(),
+            [w0.as_mut_ptr(), w1.as_mut_ptr(), w2.as_mut_ptr()],
+        );
+    }
+    assert_eq!(g, w);
+    for (i, run) in w.iter().enumerate() {
+        for (j, &v) in run.iter().enumerate() {
+            assert_eq!(v, pcm[3 * j + i] as f32 / 32768.0);
+        }
+    }
+    let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
+    // SAFETY: as above, two runs of 8, 16 outputs.
+    unsafe {
+        A8::zip2(x.as_ptr(), x[8..].as_ptr(), got.as_mut_ptr());
+        P8::zip2(x.as_ptr(), x[8..].as_ptr(), want.as_mut_ptr());
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn integer_ratios_invariant_across_staging_blocks() {
+    // Long inputs cross the staging block and the per-call output cap of the direct form;
+    // the proptests' inputs are shorter than either.
+    let x: Vec<i16> = (0..13_000i64)
+        .map(|i| ((i * 7919) % 60_000 - 30_000) as i16)
+        .collect();
+    for (a, b) in [
+        (8000, 16000),
+        (16000, 8000),
+        (24000, 8000),
+        (8000, 24000),
+        (48000, 8000),
+        (8000, 48000),
+        (32000, 8000),
+    ] {
+        for k in kernels() {
+            let whole = run_split(&mut make(a, b, Quality::Voice, k), &x, &[]);
+            let split = run_split(
+                &mut make(a, b, Quality::Voice, k),
+                &x,
+                &[1, 4095, 4096, 4097, 4200, 9001, 12_999],
+            );
+            assert_eq!(whole, split, "{a}->{b} {k:?}");
+        }
+    }
+}
