@@ -598,3 +598,33 @@ fn integer_ratios_invariant_across_staging_blocks() {
         }
     }
 }
+
+#[test]
+fn banks_are_shared_but_streams_are_independent() {
+    let mut a = Resampler::new(22050, 8000, Quality::Voice).unwrap();
+    let mut b = Resampler::new(22050, 8000, Quality::Voice).unwrap();
+    let c = Resampler::new(22050, 8000, Quality::High).unwrap();
+    let bank = |r: &Resampler| Arc::clone(&r.core.as_ref().unwrap().0);
+    assert!(Arc::ptr_eq(&bank(&a), &bank(&b)));
+    assert!(!Arc::ptr_eq(&bank(&a), &bank(&c)));
+    // Interleaved use of two streams on one bank gives each the output it gets alone.
+    let x: Vec<i16> = (0..4410).map(|i| ((i * 37) % 2000) as i16 - 1000).collect();
+    let y: Vec<i16> = (0..4410).map(|i| ((i * 91) % 3000) as i16 - 1500).collect();
+    let alone = |input: &[i16]| {
+        let mut r = Resampler::new(22050, 8000, Quality::Voice).unwrap();
+        let mut out = vec![0i16; r.output_len_max(input.len())];
+        let n = r.process_into(input, &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    let (mut oa, mut ob) = (Vec::new(), Vec::new());
+    for (xa, yb) in x.chunks(441).zip(y.chunks(441)) {
+        let mut buf = vec![0i16; a.output_len_max(441)];
+        let n = a.process_into(xa, &mut buf).unwrap();
+        oa.extend_from_slice(&buf[..n]);
+        let n = b.process_into(yb, &mut buf).unwrap();
+        ob.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(oa, alone(&x));
+    assert_eq!(ob, alone(&y));
+}
