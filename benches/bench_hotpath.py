@@ -18,6 +18,7 @@ import pytest
 import soxr
 import webrtcvad
 from voxrelay import media
+from voxrelay.protocols.twilio import media_message
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -42,19 +43,8 @@ def twilio_messages(n: int) -> list[str]:
     pcm = speechlike(8000, n * 0.02)
     codes = media.ulaw_encode(pcm.tobytes())
     return [
-        json.dumps(
-            {
-                "event": "media",
-                "sequenceNumber": str(i + 3),
-                "media": {
-                    "track": "inbound",
-                    "chunk": str(i + 1),
-                    "timestamp": str(i * 20),
-                    "payload": base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode(),
-                },
-                "streamSid": SID,
-            },
-            separators=(",", ":"),
+        media_message(
+            SID, i + 3, i + 1, i * 20, base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode()
         )
         for i in range(n)
     ]

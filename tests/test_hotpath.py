@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from voxrelay import media
+from voxrelay.protocols.twilio import media_message
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 
@@ -19,22 +20,9 @@ def voiced(rate: int, seconds: float, f0: float = 140.0, amp: float = 8000) -> n
     return (x / np.max(np.abs(x)) * amp).astype(np.int16)
 
 
-def media_msg(
-    chunk: int, codes: bytes, *, ts: int | None = None, payload: str | None = None
-) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequenceNumber": str(chunk + 2),
-            "media": {
-                "track": "inbound",
-                "chunk": str(chunk),
-                "timestamp": str((chunk - 1) * 20 if ts is None else ts),
-                "payload": base64.b64encode(codes).decode() if payload is None else payload,
-            },
-            "streamSid": SID,
-        }
-    )
+def media_msg(chunk: int, codes: bytes, *, payload: str | None = None) -> str:
+    b64 = base64.b64encode(codes).decode() if payload is None else payload
+    return media_message(SID, chunk + 2, chunk, (chunk - 1) * 20, b64)
 
 
 def call(pcm8: np.ndarray) -> list[str]:

@@ -9,7 +9,6 @@ back into Twilio messages, as the echo agent will. It prints what happened and w
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from voxrelay import media
+from voxrelay.protocols.twilio import media_message
 
 SENTENCES = [
     "Hello, I would like to check the status of my order.",
@@ -77,19 +77,8 @@ def run_media_demo(out: str, loss: float, reorder: float, seed: int) -> int:
     n = len(codes) // 160
     sid = "MZdemo00000000000000000000000000"
     messages = [
-        json.dumps(
-            {
-                "event": "media",
-                "sequenceNumber": str(i + 2),
-                "media": {
-                    "track": "inbound",
-                    "chunk": str(i + 1),
-                    "timestamp": str(i * 20),
-                    "payload": base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode(),
-                },
-                "streamSid": sid,
-            },
-            separators=(",", ":"),
+        media_message(
+            sid, i + 2, i + 1, i * 20, base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode()
         )
         for i in range(n)
     ]

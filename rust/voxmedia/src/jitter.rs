@@ -1124,12 +1124,7 @@ mod tests {
         assert_eq!(jb.stats().lost, 1);
     }
 
-    fn max_step(x: &[i16]) -> i32 {
-        x.windows(2)
-            .map(|w| (w[1] as i32 - w[0] as i32).abs())
-            .max()
-            .unwrap_or(0)
-    }
+    use crate::plc::tests::max_step;
 
     #[test]
     fn loss_and_resume_have_no_discontinuity_spike() {

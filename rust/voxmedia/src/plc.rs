@@ -498,7 +498,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -608,7 +608,8 @@ mod tests {
         assert!(out[30..].iter().all(|&x| x == 0));
     }
 
-    fn max_step(x: &[i16]) -> i32 {
+    /// Largest sample-to-sample jump: a click detector for concealment joins.
+    pub(crate) fn max_step(x: &[i16]) -> i32 {
         x.windows(2)
             .map(|w| (w[1] as i32 - w[0] as i32).abs())
             .max()
