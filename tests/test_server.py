@@ -172,7 +172,7 @@ def test_echo_round_trip_with_real_speech(hello: bytes) -> None:
             assert _best_corr(env_said, env_back) > 0.8
             # Every mark the server sent was echoed, and the lead stayed bounded.
             assert r.marks_received == r.marks_echoed > 0
-            assert r.max_buffered_ms <= 140
+            assert r.max_buffered_ms <= 100  # the bound, as the caller's side sees it
             assert not r.clears_ms
         (agent,) = rec
         kinds = [type(e).__name__ for e in agent.events]

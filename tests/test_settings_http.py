@@ -41,6 +41,7 @@ def test_optional_values_from_env() -> None:
         ({"VOXRELAY_PORT": "70000"}, "port"),
         ({"VOXRELAY_ALLOW_INSECURE_WS": "maybe"}, "true or false"),
         ({"VOXRELAY_PLAYOUT_LEAD_MS": "5"}, "playout_lead_ms"),
+        ({"VOXRELAY_PLAYOUT_LEAD_MS": "20"}, "playout_lead_ms must be 40..1000"),
         ({"VOXRELAY_STREAM_SECRET": ""}, "non-empty"),
         ({"VOXRELAY_BAD_INPUT_WINDOW_S": "nan"}, "bad_input_window_s"),
     ],

@@ -401,7 +401,10 @@ class Session:
             # starts playing now.
             self._play_end = now
             self.tracker.audio_started(now * 1000)
-        limit = now + self._lead_s + 1e-6
+        # The platform plays whole frames on a clock whose phase we cannot see: the frame it
+        # is playing may have only just started. Counting that frame as unheard keeps the
+        # audio ahead of the caller's ear within `playout_lead_ms` whatever the phase.
+        limit = now + self._lead_s - FRAME_S + 1e-6
         sid = self.state.stream_sid or ""
         counts = self._counts
         out: list[str] = []

@@ -79,8 +79,10 @@ class Settings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.bad_input_window_s <= 0:
             raise ValueError(f"bad_input_window_s must be > 0, got {self.bad_input_window_s}")
-        if not 20 <= self.playout_lead_ms <= 1000:
-            raise ValueError(f"playout_lead_ms must be 20..1000, got {self.playout_lead_ms}")
+        # The pacer counts the frame the platform is playing as unheard, so the lead must hold
+        # it and at least one more.
+        if not 40 <= self.playout_lead_ms <= 1000:
+            raise ValueError(f"playout_lead_ms must be 40..1000, got {self.playout_lead_ms}")
         if not 0 <= self.playout_low_ms < self.playout_lead_ms:
             raise ValueError(
                 f"playout_low_ms must be 0..playout_lead_ms-1 ({self.playout_lead_ms - 1}), "
