@@ -69,7 +69,6 @@ impl Drop for Bytes<'_> {
 /// re-acquire would cost more than the work.
 pub const DETACH_BYTES: usize = 32 * 1024;
 
-#[allow(dead_code)] // used by the streaming bindings as they land
 /// View little-endian PCM16 bytes as samples without copying when aligned.
 pub fn pcm_samples(bytes: &[u8]) -> std::borrow::Cow<'_, [i16]> {
     #[cfg(target_endian = "little")]
