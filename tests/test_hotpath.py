@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from voxrelay import media
 from voxrelay.protocols.twilio import media_message
 
@@ -227,3 +229,53 @@ def test_outbound_stream_sid_is_json_escaped() -> None:
 def test_outbound_odd_length_raises() -> None:
     with pytest.raises(media.MediaError, match="odd length of 3 bytes"):
         media.TwilioOutbound(SID, 16000).process(b"abc")
+
+
+# --- fuzz: any input gives a result or FrameError, and the call goes on ---
+
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text()
+)
+_near_miss = st.fixed_dictionaries(
+    {"event": st.sampled_from(["media", "start", "mark", "stop", "", "MEDIA"]) | st.text()},
+    optional={
+        "media": st.one_of(
+            _json_scalars,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "payload": st.one_of(
+                        _json_scalars,
+                        st.binary(max_size=400).map(lambda b: base64.b64encode(b).decode()),
+                    ),
+                    "chunk": st.one_of(_json_scalars, st.integers(0, 2**64).map(str)),
+                    "timestamp": _json_scalars,
+                    "track": _json_scalars,
+                },
+            ),
+        ),
+        "streamSid": _json_scalars,
+    },
+).map(json.dumps)
+
+
+def _assert_survives(inb: media.TwilioInbound, message: str | bytes) -> None:
+    try:
+        event, pcm, speech = inb.process(message)
+    except media.FrameError:
+        pass
+    else:
+        assert event in {"connected", "start", "media", "dtmf", "mark", "stop", "clear", "other"}
+        assert isinstance(pcm, bytes) and len(pcm) % 640 == 0
+        assert speech is None or isinstance(speech, bool)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(st.one_of(_near_miss, st.text(max_size=300), st.binary(max_size=300)), max_size=8))
+def test_fuzzed_messages_only_ever_raise_frame_error(messages: list[str | bytes]) -> None:
+    inb = media.TwilioInbound()
+    for m in messages:
+        _assert_survives(inb, m)
+    # A fresh, well-formed stream is still served after whatever came before.
+    inb.reset()
+    assert len(inb.process(MSGS[0])[1]) == 640
