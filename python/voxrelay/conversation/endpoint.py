@@ -24,7 +24,8 @@ from typing import Final
 __all__ = ["TurnEndPolicy", "completeness"]
 
 # Only the tail matters, and bounding it keeps the cost flat for long monologues.
-_TAIL_CHARS: Final = 240
+_TAIL_CHARS: Final = 160
+_WORD_SCAN_CHARS: Final = 80
 
 _NONE, _STOP, _QUESTION, _TRAIL = 0, 1, 2, 3
 """How the transcript ends: no punctuation, '.'/'!', '?', or a mark that promises more."""
@@ -37,7 +38,6 @@ _STRIP_END: Final = ".?!" + _TRAILING_MARKS + _CLOSERS
 
 _WORD_RE: Final = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NUMBER_TAIL_RE: Final = re.compile(r"[0-9][0-9 :./,$-]*$")
-_SENTENCE_SPLIT_RE: Final = re.compile(r"[.?!]+\s+")
 _BACKCHANNEL_RE: Final = re.compile(r"\b(?:uh-huh|mm-hmm|mm-hm|uh-uh)\b")
 
 _ARTICLES: Final = frozenset("the a an my your our their its every".split())
@@ -141,6 +141,12 @@ def _ending(tail: str) -> int:
     if last in ".!":
         return _STOP
     return _NONE
+
+
+def _last_sentence_start(lowered: str) -> int:
+    """Where the last sentence begins: after the last '.', '?' or '!' followed by a space."""
+    cut = max(lowered.rfind(". "), lowered.rfind("? "), lowered.rfind("! "), lowered.rfind("\n"))
+    return cut + 1 if cut >= 0 else 0
 
 
 def _pick(end: int, none: float, stop: float, question: float) -> float:
@@ -270,9 +276,12 @@ def completeness(text: str) -> float:
     body = tail.rstrip(_STRIP_END)
     if not body:
         return 0.5
-    lowered = _BACKCHANNEL_RE.sub("mhm", body.lower())
-    sentence = _SENTENCE_SPLIT_RE.split(lowered)[-1]
-    words = _WORD_RE.findall(lowered)
+    lowered = body.lower()
+    if "-" in lowered:
+        lowered = _BACKCHANNEL_RE.sub("mhm", lowered)
+    sentence = lowered[_last_sentence_start(lowered) :]
+    # The rules read at most the last five words; scanning only the end keeps long tails cheap.
+    words = _WORD_RE.findall(lowered, max(0, len(lowered) - _WORD_SCAN_CHARS))
     if not words:
         return _pick(end, 0.5, 0.7, 0.7)  # symbols or another script: no evidence either way
     sentence_words = _WORD_RE.findall(sentence) or words[-1:]
