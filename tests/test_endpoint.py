@@ -12,7 +12,7 @@ from voxrelay.conversation.endpoint import TurnEndPolicy, completeness
 
 DATA = Path(__file__).parent / "data" / "turn_endings.tsv"
 LABELS = ("complete", "incomplete")
-# Measured 1.000 (complete) / 0.980 (incomplete), balanced 0.990 on 343 rows; the floors leave
+# Measured 1.000 (complete) / 0.981 (incomplete), balanced 0.991 on 364 rows; the floors leave
 # room for a few new hard cases without letting a broken rule family through.
 MIN_BALANCED_ACCURACY = 0.95
 MIN_CLASS_RECALL = 0.93
@@ -92,7 +92,9 @@ def test_trailing_conjunctions_are_incomplete() -> None:
         complete=False,
     )
     # "so" closes a clause after a verb of belief or in a fixed phrase.
-    assert_all(["I think so.", "I don't think so.", "I hope so", "Ten minutes or so."], True)
+    assert_all(
+        ["I think so.", "I don't think so.", "I hope so", "Ten minutes or so.", "And so on."], True
+    )
 
 
 def test_trailing_prepositions_are_incomplete_unless_a_question_or_a_particle() -> None:
@@ -135,6 +137,9 @@ def test_trailing_articles_and_determiners_are_incomplete() -> None:
 
 def test_fillers_are_incomplete_even_with_punctuation() -> None:
     assert_all(["Um", "Um.", "Uh,", "So, uh", "I was, you know", "It's like", "Hmm", "Well"], False)
+    # Short answers are complete even unpunctuated, but an opener alone is not a short answer.
+    assert completeness("thank you so much") >= 0.7
+    assert completeness("Oh") < completeness("okay")
     assert_all(["Whatever you'd like.", "Mhm.", "Uh-huh."], complete=True)
 
 
@@ -163,6 +168,8 @@ def test_auxiliaries_and_contractions_at_the_end_are_incomplete() -> None:
             "Can you tell me what the total is?",
             "I don't know what the problem is.",
             "This is the third time I've called.",
+            "On the 5th of May.",  # capitalised mid-sentence: a month, not the auxiliary
+            "I'll ask Will.",
         ],
         complete=True,
     )
@@ -221,8 +228,10 @@ def test_questions_without_a_question_mark_are_complete() -> None:
     assert_all(
         ["can you help me", "what time do you close", "how much is it", "are you there"], True
     )
-    # ...but an auxiliary and its subject alone have not reached the question yet.
-    assert_all(["Can you", "Could you", "How do I", "Could you."], complete=False)
+    # ...but an auxiliary and its subject alone have not reached the question yet,
+    assert_all(["Can you", "Could you", "How do I", "Could you.", "Is it", "What do you"], False)
+    # unless the auxiliary is the copula and so the verb itself.
+    assert_all(["How are you", "What is it", "Where are you", "Is it?", "Do you?"], True)
 
 
 def test_terminal_punctuation_and_short_answers_are_complete() -> None:

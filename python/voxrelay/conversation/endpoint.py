@@ -63,7 +63,7 @@ _SLOT_NOUNS: Final = frozenset(
 # ("hold on", "log in", "put me through") rather than a preposition still waiting for its noun.
 _PARTICLE_VERBS: Final = frozenset(
     "hold hang come go turn log logged sign signed check checked carry move plug plugged "
-    "switch switched keep fill filled drop stop pop swing call called put send sent get got "
+    "switch switched keep fill filled drop stop pop swing call called put send sent get got so "
     "it them me him her us that this everything again way".split()
 )
 _PARTICLES: Final = frozenset("in on by over through".split())
@@ -84,6 +84,8 @@ _NEGATED_AUX: Final = frozenset(
 )
 _SUBJECT_PRONOUNS: Final = frozenset("i we they he she".split())
 _ELLIPSIS_SUBJECTS: Final = frozenset("i you we they he she it that there this not".split())
+_COPULAS: Final = frozenset("is are was were am".split())
+_QUESTION_SUBJECTS: Final = frozenset("i you we they he she it".split())
 _WH: Final = frozenset("what where when who whom whose which why how".split())
 # "I don't know why." / "Not sure where." end on a question word yet are complete.
 _WH_COMPLETERS: Final = frozenset(
@@ -91,7 +93,8 @@ _WH_COMPLETERS: Final = frozenset(
 )
 _QUESTION_START: Final = frozenset(
     "can could would will do does did is are was were should shall may have has what where "
-    "when who which why how any".split()
+    "when who which why how any what's where's who's how's when's isn't aren't don't doesn't "
+    "didn't can't won't wouldn't couldn't".split()
 )
 # A verb that still lacks its object or complement: "can I get", "it's called".
 _NEEDS_OBJECT: Final = frozenset(
@@ -101,6 +104,7 @@ _NEEDS_OBJECT: Final = frozenset(
 _BE_FORMS: Final = frozenset(
     "is was are were be been being it's that's he's she's they're we're you're i'm name's".split()
 )
+_OBJECT_WANTERS: Final = _SUBJECT_PRONOUNS | _AUX | {"you", "to", "i'd", "we'd"}
 _NEEDS_NAME: Final = frozenset("called named spelled spelt".split())
 _TO_VERBS: Final = frozenset(
     "like love want need have has got going supposed hoping trying able wanted needed".split()
@@ -121,6 +125,8 @@ _ANSWER_WORDS: Final = frozenset(
     "wonderful excellent lovely cheers indeed certainly totally agreed done never mind much "
     "so very oh ah well".split()
 )
+# Answer words that open rather than close: "Oh", "Well", "So" alone promise more.
+_ANSWER_OPENERS: Final = frozenset("oh ah well so very of not i got thank".split())
 _NUMBER_CONTEXT: Final = frozenset(
     "number phone zip postcode code card account pin digits order reference confirmation "
     "extension ext routing ssn policy member id".split()
@@ -175,8 +181,14 @@ def _number_score(body: str, words: list[str], end: int) -> float | None:
     return 0.85
 
 
-def _last_word_score(words: list[str], sentence_words: list[str], end: int) -> float | None:
-    """What the final word (and the one before it) says about whether the phrase is closed."""
+def _last_word_score(
+    words: list[str], sentence_words: list[str], end: int, proper: bool
+) -> float | None:
+    """What the final word (and the one before it) says about whether the phrase is closed.
+
+    `proper`: the last word is capitalised mid-sentence, so "May" or "Will" is a name or a
+    month, not an auxiliary.
+    """
     last = words[-1]
     prev = words[-2] if len(words) >= 2 else ""
     only = len(sentence_words) == 1
@@ -201,16 +213,11 @@ def _last_word_score(words: list[str], sentence_words: list[str], end: int) -> f
         if prev in _SO_COMPLETERS:
             return None
         return _pick(end, 0.05, 0.15, 0.6)
-    if last in {"then", "also"} and prev in _CONJUNCTIONS | {"so"}:
+    if last in {"then", "also"} and (prev in _CONJUNCTIONS or prev == "so"):
         return _pick(end, 0.05, 0.15, 0.3)
     if last in _CONTRACTED_AUX:
         return _pick(end, 0.05, 0.15, 0.3)
-    if (
-        len(sentence_words) <= 3
-        and last in _SUBJECT_PRONOUNS | {"you", "it"}
-        and sentence_words[0] in _QUESTION_START
-    ):
-        # "Can you", "Could I", "How do I": a question that has not reached its verb yet.
+    if _unfinished_question(sentence_words):
         return _pick(end, 0.1, 0.3, 0.75)
     if last in _SUBJECT_PRONOUNS:
         # "Can I?" is a whole question; "Yes, I" is not a whole anything.
@@ -234,10 +241,10 @@ def _last_word_score(words: list[str], sentence_words: list[str], end: int) -> f
     if last in _WH:
         if end == _QUESTION:
             return 0.85  # "Sorry, what?"
-        if prev in _WH_COMPLETERS or prev == "not" or (last == "why" and prev in {"that's"}):
+        if prev in _WH_COMPLETERS or prev == "not" or (last == "why" and prev == "that's"):
             return _pick(end, 0.5, 0.8, 0.85)
         return _pick(end, 0.15, 0.25, 0.85)
-    if last in _AUX:
+    if last in _AUX and not proper:
         if end == _QUESTION:
             return 0.8  # "Do you know what the total is?"
         if sentence_words[0] in _WH and len(sentence_words) <= 3:
@@ -247,11 +254,28 @@ def _last_word_score(words: list[str], sentence_words: list[str], end: int) -> f
             has_answer = any(w in {"yes", "yeah", "no", "nope", "not"} for w in sentence_words)
             return _pick(end, 0.6 if has_answer else 0.35, 0.75, 0.8)
         return _pick(end, 0.1, 0.2, 0.8)
-    if last in _NEEDS_OBJECT and prev in _SUBJECT_PRONOUNS | _AUX | {"you", "to", "i'd", "we'd"}:
+    if last in _NEEDS_OBJECT and prev in _OBJECT_WANTERS:
         return _pick(end, 0.3, 0.7, 0.8)
     if last == "that" and prev in {"so", "think", "said", "mean", "such", "hope", "believe"}:
         return _pick(end, 0.2, 0.35, 0.7)
     return None
+
+
+def _unfinished_question(sentence_words: list[str]) -> bool:
+    """ "Can you", "Is it", "How do I": an auxiliary and its subject, the verb still to come.
+
+    With a form of "be" and a question word the copula is the verb, so "How are you" and
+    "What is it" are whole questions.
+    """
+    n = len(sentence_words)
+    if n == 2:
+        return sentence_words[0] in _AUX and sentence_words[1] in _QUESTION_SUBJECTS
+    return (
+        n == 3
+        and sentence_words[0] in _WH
+        and sentence_words[1] in _AUX - _COPULAS
+        and sentence_words[2] in _QUESTION_SUBJECTS
+    )
 
 
 def _question_shaped(sentence_words: list[str]) -> bool:
@@ -290,10 +314,15 @@ def completeness(text: str) -> float:
         score = _number_score(body, words, end)
         if score is not None:
             return score
-    score = _last_word_score(words, sentence_words, end)
+    proper = len(sentence_words) > 1 and body[-len(words[-1]) :][:1].isupper()
+    score = _last_word_score(words, sentence_words, end, proper)
     if score is not None:
         return score
-    if len(sentence_words) <= 4 and all(w in _ANSWER_WORDS for w in sentence_words):
+    if (
+        len(sentence_words) <= 4
+        and sentence_words[-1] not in _ANSWER_OPENERS
+        and all(w in _ANSWER_WORDS for w in sentence_words)
+    ):
         return 0.9  # "yes", "no thanks", "that's all", "okay"
     if end == _QUESTION:
         return 0.9
