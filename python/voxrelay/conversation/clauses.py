@@ -92,11 +92,14 @@ class ClauseSplitter:
                 j += 1
             if j == n:
                 break  # cannot tell yet: "3." may become "3.5"
-            if buf[j].isspace() and self._is_boundary(buf, start, i, j):
-                clause = buf[start:j].strip()
-                if clause:
-                    out.append(clause)
-                start = j
+            if buf[j].isspace():
+                # Cap first, so the result does not depend on how the text was chunked.
+                start = self._cap_length(buf, start, i, out)
+                if self._is_boundary(buf, start, i, j):
+                    clause = buf[start:j].strip()
+                    if clause:
+                        out.append(clause)
+                    start = j
             i = j
         start = self._cap_length(buf, start, i, out)
         self._buf = buf[start:]
