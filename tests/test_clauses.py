@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from voxrelay.conversation.clauses import ClauseSplitter
 
 
@@ -113,7 +112,7 @@ def test_bad_arguments() -> None:
 
 
 _ALPHABET = st.sampled_from(
-    list("abcdeXYZ019 .,;:!?$\"')(\n\t") + ["Dr.", "e.g.", "3.5", "1,200", " ", "  "]
+    [*list("abcdeXYZ019 .,;:!?$\"')(\n\t"), "Dr.", "e.g.", "3.5", "1,200", " ", "  "]
 )
 _TEXT = st.lists(_ALPHABET, max_size=80).map("".join)
 

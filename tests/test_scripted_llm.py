@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 from voxrelay.conversation.providers import CancelToken, ChatLLM, Message
 from voxrelay.conversation.scripted_llm import Script, ScriptedLLM, ScriptError
 
@@ -222,5 +221,5 @@ def test_validation_errors_name_file_and_key(tmp_path: Path, text: str, match: s
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
-    with pytest.raises(ScriptError, match="nope.toml: cannot read script"):
+    with pytest.raises(ScriptError, match=r"nope\.toml: cannot read script"):
         Script.load(path)
