@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from voxrelay.conversation.clauses import ClauseSplitter
+from voxrelay.conversation.clauses import ClauseSplitter, stream_clauses
+from voxrelay.conversation.providers import CancelToken
 
 
 def split(text: str, **kw: int) -> list[str]:
@@ -139,3 +143,37 @@ def test_chunking_invariance_and_no_text_lost(
     assert " ".join(whole).split() == text.split()
     assert all(c and c == c.strip() for c in whole)
     assert len(whole) <= max(1, len(text.split()))
+
+
+async def _llm(pieces: list[str], produced: list[str]) -> AsyncIterator[str]:
+    for p in pieces:
+        produced.append(p)
+        yield p
+
+
+def test_stream_clauses_yields_each_clause_before_the_llm_finishes() -> None:
+    pieces = ["Sure", ".", " We", " open", " at", " noon", ".", " Bye"]
+
+    async def run() -> list[tuple[str, int]]:
+        produced: list[str] = []
+        return [(c, len(produced)) async for c in stream_clauses(_llm(pieces, produced))]
+
+    # Each clause comes out one piece after its end mark, long before the stream ends.
+    assert asyncio.run(run()) == [("Sure.", 3), ("We open at noon.", 8), ("Bye", 8)]
+
+
+def test_stream_clauses_drops_the_tail_when_cancelled() -> None:
+    async def run(cancel_after: int) -> list[str]:
+        token = CancelToken()
+        produced: list[str] = []
+        out: list[str] = []
+        pieces = ["One two three.", " Four five six.", " Seven eight"]
+        async for c in stream_clauses(_llm(pieces, produced), cancel=token):
+            out.append(c)
+            if len(out) == cancel_after:
+                token.cancel()
+        return out
+
+    assert asyncio.run(run(1)) == ["One two three."]
+    assert asyncio.run(run(2)) == ["One two three.", "Four five six."]
+    assert asyncio.run(run(99)) == ["One two three.", "Four five six.", "Seven eight"]

@@ -16,9 +16,12 @@ whitespace. Splitting happens only at whitespace, so no word is ever cut in two.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Final
 
-__all__ = ["ABBREVIATIONS", "ClauseSplitter"]
+from voxrelay.conversation.providers import CancelToken
+
+__all__ = ["ABBREVIATIONS", "ClauseSplitter", "stream_clauses"]
 
 ABBREVIATIONS: Final = frozenset(
     {
@@ -146,3 +149,29 @@ class ClauseSplitter:
                 return start
             out.append(buf[start:pos].strip())
             start = pos
+
+
+async def stream_clauses(
+    pieces: AsyncIterable[str],
+    splitter: ClauseSplitter | None = None,
+    *,
+    cancel: CancelToken | None = None,
+) -> AsyncIterator[str]:
+    """LLM stream in, clauses out: each clause is yielded the moment it completes, while the
+    LLM keeps generating, so the first TTS request does not wait for the whole reply.
+
+    Once `cancel` is set nothing more is yielded and the unfinished tail is dropped, not
+    flushed: a cancelled reply must not speak its half sentence.
+    """
+    s = splitter if splitter is not None else ClauseSplitter()
+    async for piece in pieces:
+        for clause in s.feed(piece):
+            if cancel is not None and cancel.cancelled:
+                s.reset()
+                return
+            yield clause
+    if cancel is not None and cancel.cancelled:
+        s.reset()
+        return
+    for clause in s.flush():
+        yield clause

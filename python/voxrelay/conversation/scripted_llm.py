@@ -25,7 +25,7 @@ import asyncio
 import re
 import tomllib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from os import PathLike
 from pathlib import Path
@@ -57,9 +57,13 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
 class Rule:
     keywords: tuple[str, ...]
     answer: str
+    _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_patterns", tuple(_keyword_pattern(k) for k in self.keywords))
 
     def matches(self, text: str) -> bool:
-        return any(_keyword_pattern(k).search(text) for k in self.keywords)
+        return any(p.search(text) for p in self._patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +136,7 @@ class Script:
         return cls.loads(res.read_text(encoding="utf-8"), f"voxrelay/conversation/{DEFAULT_SCRIPT}")
 
     def is_goodbye(self, text: str) -> bool:
-        return self.goodbye is not None and any(
-            _keyword_pattern(k).search(text) for k in self.goodbye_keywords
-        )
+        return self.goodbye is not None and Rule(self.goodbye_keywords, self.goodbye).matches(text)
 
     def reply(self, messages: Sequence[Message]) -> str:
         """The answer to the last user message (the greeting when there is none)."""
