@@ -9,6 +9,10 @@ only once the clause has `min_clause_words` words: a two-word clause would sound
 costs a TTS round trip for almost no audio. A run without punctuation is cut at a word
 boundary after `max_clause_words`, so a rambling model cannot hold the first audio back.
 
+A clause is therefore released when the character after its mark arrives: with streamed
+LLM tokens that is the next token (they carry their leading space), a few ms later, and the
+last clause comes out on `flush()` at the end of the stream.
+
 Text is never rewritten: joining the clauses with spaces gives the input back, modulo
 whitespace. Splitting happens only at whitespace, so no word is ever cut in two.
 """
