@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from voxrelay.conversation.providers import PCM16_22K, AudioChunk, AudioFormat, CancelToken
+from voxrelay.conversation.providers import AudioChunk, AudioFormat, CancelToken
 
 __all__ = ["EspeakTTS"]
 
@@ -109,7 +109,7 @@ class EspeakTTS:
         # Check the voice now, not on the first clause of a call.
         _pool.submit(self._engine.synth, "", voice, words_per_minute).result()
         rate = self._engine.rate
-        self._format = PCM16_22K if rate == PCM16_22K.sample_rate else AudioFormat("pcm16", rate)
+        self._format = AudioFormat("pcm16", rate)
 
     @property
     def output_format(self) -> AudioFormat:

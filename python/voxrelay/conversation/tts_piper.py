@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from voxrelay.conversation.providers import PCM16_22K, AudioChunk, AudioFormat, CancelToken
+from voxrelay.conversation.providers import AudioChunk, AudioFormat, CancelToken
 
 __all__ = ["PiperTTS"]
 
@@ -59,7 +59,7 @@ class PiperTTS:
         # wants one steady level, so it is off.
         self._config = SynthesisConfig(normalize_audio=False, length_scale=length_scale)
         rate = int(self._voice.config.sample_rate)
-        self._format = PCM16_22K if rate == PCM16_22K.sample_rate else AudioFormat("pcm16", rate)
+        self._format = AudioFormat("pcm16", rate)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="piper")
 
     @property
