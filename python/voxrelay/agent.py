@@ -25,6 +25,7 @@ __all__ = [
     "EchoAgent",
     "MarkPlayed",
     "SpeechEnded",
+    "SpeechPaused",
     "SpeechStarted",
     "load_agent",
 ]
@@ -54,10 +55,34 @@ class SpeechEnded:
     """Caller-audio time at which the end-of-speech silence was confirmed."""
     onset_offset_ms: float = 0.0
     """Where in `pcm` the detected speech begins; before it is pre-roll kept for recognisers."""
+    silence_ms: float = 0.0
+    """The trailing silence that closed the utterance: the speech itself ended that long
+    before `end_ms` (and before `at`)."""
+    at: float = 0.0
+    """Event-loop time (`loop.time()`, seconds) when the session closed the utterance."""
+    pause_token: int = -1
+    """The `SpeechPaused.token` of the silence that closed it (-1: none); equal to the token
+    of a speculative transcript, it means nothing was said after that transcript's audio."""
 
     @property
     def duration_ms(self) -> float:
         return len(self.pcm) * 500 / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The open utterance has been silent for the pause threshold; it may or may not be over.
+
+    A turn engine transcribes what it has so far and answers with `CallControl.end_turn_after`
+    (how much silence ends the turn, given that text), quoting `token`.
+    """
+
+    token: int
+    at_ms: float
+    """Caller-audio time of the pause (ms since the stream started)."""
+    silence_ms: float
+    at: float
+    """Event-loop time (seconds) when the pause was detected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +112,14 @@ class CallEnded:
 
 
 AgentEvent: TypeAlias = (
-    CallStarted | SpeechStarted | SpeechEnded | Dtmf | MarkPlayed | BargeIn | CallEnded
+    CallStarted
+    | SpeechStarted
+    | SpeechPaused
+    | SpeechEnded
+    | Dtmf
+    | MarkPlayed
+    | BargeIn
+    | CallEnded
 )
 
 
@@ -110,6 +142,43 @@ class CallControl(Protocol):
 
     @property
     def playing(self) -> bool: ...
+
+    @property
+    def audio_end_ms(self) -> float:
+        """Where audio played now would start on the call's agent-audio clock (the clock of
+        `heard_ms`): everything sent or queued so far, in ms."""
+        ...
+
+    def configure_turns(
+        self,
+        *,
+        end_ms: int | None = None,
+        pause_ms: int | None = None,
+        barge_in_ms: int | None = None,
+    ) -> None:
+        """Turn timing for this call: the silence that ends an utterance when nobody decides
+        sooner, the pause that triggers `SpeechPaused` (0: off), and the sustained speech
+        that interrupts agent audio."""
+        ...
+
+    def end_turn_after(self, silence_ms: float, token: int) -> bool:
+        """End the utterance paused at `token` once its silence lasts `silence_ms` (now, if
+        it already does). False when `token` is stale: the caller spoke again."""
+        ...
+
+    def set_audio_sink(self, sink: Callable[[bytes], None] | None) -> None:
+        """Stream the caller's utterances (16 kHz PCM16) to `sink` as they are spoken: the
+        open utterance's pre-roll at the onset, then every frame until it ends. For streaming
+        recognisers; it is called from the media path and must not block."""
+        ...
+
+    def notify_first_frame(self, callback: Callable[[float], None]) -> None:
+        """Call `callback(loop_time)` when the next frame of agent audio goes on the wire."""
+        ...
+
+    def record_turn(self, record: Mapping[str, object]) -> None:
+        """Keep a per-turn record (latency waterfall) with the call, for logs and the API."""
+        ...
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import asyncio
 import hmac
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from websockets.protocol import State
@@ -35,6 +35,7 @@ from voxrelay.agent import (
     Dtmf,
     MarkPlayed,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
 )
 from voxrelay.protocols.badinput import BadInputCounter
@@ -51,7 +52,7 @@ from voxrelay.protocols.twilio import (
 from voxrelay.protocols.twilio import Dtmf as DtmfMsg
 from voxrelay.protocols.twilio import Mark as MarkMsg
 from voxrelay.settings import Settings
-from voxrelay.turns import BARGE_IN, ENDED, STARTED, TurnDetector
+from voxrelay.turns import BARGE_IN, ENDED, PAUSED, STARTED, TurnDetector
 
 if TYPE_CHECKING:
     from voxrelay.httpd import RelayConnection
@@ -105,6 +106,10 @@ class Session:
         # Loop-clock time at which the caller will have heard everything sent so far.
         self._play_end = 0.0
         self._sent_ms = 0.0
+        self._queued = 0  # media frames in _queue
+        self._sink: Callable[[bytes], None] | None = None
+        self._first_frame: Callable[[float], None] | None = None
+        self.turn_records: list[dict[str, object]] = []
         self._marks = 0
         self._streaming = False
         self._closed = False
@@ -159,6 +164,37 @@ class Session:
         if last:
             frames += out.flush()
         self._enqueue(frames)
+
+    @property
+    def audio_end_ms(self) -> float:
+        return self._sent_ms + 20.0 * self._queued
+
+    def configure_turns(
+        self,
+        *,
+        end_ms: int | None = None,
+        pause_ms: int | None = None,
+        barge_in_ms: int | None = None,
+    ) -> None:
+        self.turns.configure(end_ms=end_ms, pause_ms=pause_ms, barge_in_ms=barge_in_ms)
+
+    def end_turn_after(self, silence_ms: float, token: int) -> bool:
+        turns = self.turns
+        if self._closed or not turns.in_speech or turns.run_token != token:
+            return False
+        flags = turns.end_after(silence_ms, token)
+        if flags:
+            self._on_turn(flags, b"")
+        return True
+
+    def set_audio_sink(self, sink: Callable[[bytes], None] | None) -> None:
+        self._sink = sink
+
+    def notify_first_frame(self, callback: Callable[[float], None]) -> None:
+        self._first_frame = callback
+
+    def record_turn(self, record: Mapping[str, object]) -> None:
+        self.turn_records.append(dict(record))
 
     async def clear(self) -> float:
         """Drop queued and buffered agent audio; returns the heard position in ms."""
@@ -264,7 +300,9 @@ class Session:
             if speech is not None:
                 flags = self._feed(pcm, speech)
                 if flags:
-                    self._on_turn(flags)
+                    self._on_turn(flags, pcm)
+                elif self._sink is not None and self.turns.in_speech:
+                    self._sink(pcm)
             return
         try:
             ev = self.state.receive(event, data)
@@ -325,10 +363,22 @@ class Session:
             self._streaming = False
             self.close(1000, "stream stopped", "stop")
 
-    def _on_turn(self, flags: int) -> None:
+    def _on_turn(self, flags: int, pcm: bytes) -> None:
         turns = self.turns
+        sink = self._sink
+        if sink is not None:
+            if flags & STARTED:
+                sink(turns.audio_so_far())
+            elif pcm and (turns.in_speech or flags & ENDED):
+                sink(pcm)
         if flags & STARTED:
             self._post(SpeechStarted(turns.speech_start_ms))
+        if flags & PAUSED:
+            self._post(
+                SpeechPaused(
+                    turns.pause_count, turns.position_ms, turns.silence_ms, self._loop.time()
+                )
+            )
         if flags & BARGE_IN and self.playing:
             cleared = self._clear()
             self._counts["barge_ins"] += 1
@@ -343,6 +393,9 @@ class Session:
                     turns.speech_start_ms,
                     turns.position_ms,
                     turns.onset_offset_ms,
+                    turns.silence_ms,
+                    self._t_ended,
+                    turns.run_token,
                 )
             )
 
@@ -377,6 +430,7 @@ class Session:
         step = self._mark_frames
         for i in range(0, len(frames), step):
             q.extend([(_MEDIA, f) for f in frames[i : i + step]])
+            self._queued += len(frames[i : i + step])
             self._marks += 1
             q.append((_MARK, f"m{self._marks}"))
         if self._timer is None:
@@ -384,6 +438,7 @@ class Session:
 
     def _stop_pacer(self) -> None:
         self._queue.clear()
+        self._queued = 0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -408,6 +463,7 @@ class Session:
         sid = self.state.stream_sid or ""
         counts = self._counts
         out: list[str] = []
+        queued_before = self._queued
         while q:
             kind, item = q[0]
             if kind == _MARK:
@@ -419,12 +475,16 @@ class Session:
             if self._play_end + FRAME_S > limit:
                 break
             q.popleft()
+            self._queued -= 1
             self._play_end += FRAME_S
             self._sent_ms += 20.0
             counts["media_out"] += 1
             out.append(item)
         if out:
             self._write(out)
+            if self._first_frame is not None and self._queued < queued_before:
+                notify, self._first_frame = self._first_frame, None
+                notify(loop.time())
             if self._t_ended:
                 # End of caller speech -> first reply frame on the wire: the relay's share of
                 # the response time (agent included), kept per call for benches and logs.

@@ -56,6 +56,38 @@ class Settings:
     """The pacer tops up when the lead falls to this; lower means more wake-ups per second."""
     mark_interval_ms: int = 500
     """Longest stretch of agent audio between two marks (finer barge-in accounting)."""
+    # -- conversation agent (`--agent conversation`) -------------------------------------------
+    stt: str = "whisper-local"
+    """Speech-to-text engine; `voxrelay serve --help` lists the registered ones."""
+    llm: str = "scripted"
+    tts: str = "piper-local"
+    llm_script: str | None = None
+    """TOML script for the `scripted` LLM (the bundled restaurant demo when unset)."""
+    system_prompt: str = (
+        "You are a friendly phone assistant. Answer in one or two short spoken sentences."
+    )
+    greeting: str | None = None
+    """Said when the call starts; unset asks the LLM (the scripted one has a greeting)."""
+    turn_complete_ms: int = 250
+    """Silence that ends a turn whose transcript reads as a finished sentence."""
+    turn_incomplete_ms: int = 1200
+    """Silence tolerated when the transcript ends mid-phrase ("and", "um", "at 7")."""
+    turn_default_ms: int = 600
+    """Silence for transcripts the classifier cannot call either way."""
+    turn_pause_ms: int = 160
+    """A pause this long triggers the speculative transcript that feeds the turn decision."""
+    interrupt_min_ms: int = 600
+    """Sustained caller speech that interrupts the agent (longer than a backchannel)."""
+    interrupt_min_words: int = 1
+    """A shorter utterance interrupts when it has this many words besides backchannels."""
+    backchannels: str = "mhm,mm,hmm,uh-huh,mm-hmm,yeah,yep,yes,okay,ok,right,sure,alright,uh"
+    """Comma-separated words that never interrupt the agent ("mhm", "okay")."""
+    reprompt_after_s: float = 8.0
+    """Caller silence after the agent finished speaking before it asks again (0: never)."""
+    hangup_after_s: float = 10.0
+    """Further silence after the re-prompt before a polite goodbye and hang-up (0: never)."""
+    reprompt_text: str = "Are you still there?"
+    goodbye_text: str = "I haven't heard from you, so I'll hang up now. Goodbye!"
     idle_timeout_s: float = 10.0
     """A call that sends nothing for this long is closed (a peer gone without a FIN)."""
     drain_timeout_s: float = 10.0
@@ -92,6 +124,19 @@ class Settings:
             raise ValueError(f"mark_interval_ms must be >= 20, got {self.mark_interval_ms}")
         if self.speech_end_ms < 20:
             raise ValueError(f"speech_end_ms must be >= 20, got {self.speech_end_ms}")
+        if not 20 <= self.turn_complete_ms <= self.turn_default_ms <= self.turn_incomplete_ms:
+            raise ValueError(
+                "turn timing must satisfy 20 <= turn_complete_ms <= turn_default_ms <= "
+                f"turn_incomplete_ms, got {self.turn_complete_ms}, {self.turn_default_ms}, "
+                f"{self.turn_incomplete_ms}"
+            )
+        if not 20 <= self.turn_pause_ms < self.turn_complete_ms:
+            raise ValueError(
+                f"turn_pause_ms must be 20..turn_complete_ms-1 ({self.turn_complete_ms - 1}), "
+                f"got {self.turn_pause_ms}"
+            )
+        if self.interrupt_min_ms < 20:
+            raise ValueError(f"interrupt_min_ms must be >= 20, got {self.interrupt_min_ms}")
         if self.stream_secret == "" or self.twilio_auth_token == "":
             # An empty secret would silently accept anyone: refuse rather than guess.
             raise ValueError("stream_secret and twilio_auth_token must be unset or non-empty")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
-__all__ = ["BARGE_IN", "ENDED", "STARTED", "TurnDetector"]
+__all__ = ["BARGE_IN", "ENDED", "PAUSED", "STARTED", "TurnDetector"]
 
 STARTED: Final = 1
 """The caller has spoken for `start_ms`: an utterance is open."""
@@ -19,6 +19,9 @@ ENDED: Final = 2
 """`end_ms` of silence (or the length cap) closed the utterance; take it with `utterance()`."""
 BARGE_IN: Final = 4
 """The current run of speech just reached `barge_in_ms` (once per run)."""
+PAUSED: Final = 8
+"""The open utterance has been silent for `pause_ms` (once per silence run): the moment to
+transcribe speculatively, so the text is there when the turn decision needs it."""
 
 
 class TurnDetector:
@@ -30,17 +33,21 @@ class TurnDetector:
         "_end_ms",
         "_max_ms",
         "_parts",
+        "_pause_ms",
         "_preroll",
         "_preroll_bytes",
         "_preroll_max",
+        "_run_token",
         "_silence_run",
         "_speech_run",
         "_start_ms",
         "_tail_bytes",
+        "_utt_end_ms",
         "_utt_ms",
         "_utterance",
         "in_speech",
         "onset_offset_ms",
+        "pause_count",
         "position_ms",
         "speech_start_ms",
     )
@@ -55,6 +62,7 @@ class TurnDetector:
         preroll_ms: int = 200,
         max_utterance_ms: int = 30000,
         keep_tail_ms: int = 100,
+        pause_ms: int = 0,
     ) -> None:
         for name, v in (
             ("rate", rate),
@@ -70,7 +78,14 @@ class TurnDetector:
                 f"preroll_ms must be 0..2000 and keep_tail_ms 0..end_ms ({end_ms}), "
                 f"got {preroll_ms} and {keep_tail_ms}"
             )
+        if not 0 <= pause_ms < end_ms:
+            raise ValueError(f"pause_ms must be 0 (off) .. end_ms ({end_ms}) - 1, got {pause_ms}")
         self._bytes_per_ms = rate * 2 / 1000
+        self._pause_ms = pause_ms
+        self._utt_end_ms = float(end_ms)
+        self._run_token = -1
+        self.pause_count = 0
+        """PAUSED flags so far: a token that tells a late transcript whether it is stale."""
         self._start_ms = start_ms
         self._end_ms = end_ms
         self._barge_ms = barge_in_ms
@@ -101,12 +116,21 @@ class TurnDetector:
         if speech:
             before = self._speech_run
             self._speech_run = before + ms
-            self._silence_run = 0.0
+            if self._silence_run:
+                # New words void any decision taken on the text before them.
+                self._silence_run = 0.0
+                self._utt_end_ms = self._end_ms
+                self._run_token = -1
             if before < self._barge_ms <= self._speech_run:
                 flags = BARGE_IN
         else:
             self._speech_run = 0.0
-            self._silence_run += ms
+            before = self._silence_run
+            self._silence_run = before + ms
+            if self.in_speech and before < self._pause_ms <= self._silence_run:
+                self.pause_count += 1
+                self._run_token = self.pause_count
+                flags = PAUSED
         if not self.in_speech:
             pre = self._preroll
             pre.append(pcm)
@@ -125,20 +149,84 @@ class TurnDetector:
             return flags
         self._parts.append(pcm)
         self._utt_ms += ms
-        if self._silence_run >= self._end_ms or self._utt_ms >= self._max_ms:
-            audio = b"".join(self._parts)
-            # Keep a short tail of the trailing silence: playback should not end abruptly,
-            # but half a second of nothing is not part of what the caller said.
-            cut = int(self._silence_run * self._bytes_per_ms) - self._tail_bytes
-            if cut > 0:
-                cut -= cut % 2
-                audio = audio[: len(audio) - cut]
-            self._utterance = audio
-            self._parts = []
-            self._utt_ms = 0.0
-            self.in_speech = False
-            flags |= ENDED
+        if self._silence_run >= self._utt_end_ms or self._utt_ms >= self._max_ms:
+            flags |= self._close()
         return flags
+
+    def _close(self) -> int:
+        if not self.in_speech:
+            return 0
+        audio = b"".join(self._parts)
+        # Keep a short tail of the trailing silence: playback should not end abruptly,
+        # but half a second of nothing is not part of what the caller said.
+        cut = int(self._silence_run * self._bytes_per_ms) - self._tail_bytes
+        if cut > 0:
+            cut -= cut % 2
+            audio = audio[: len(audio) - cut]
+        self._utterance = audio
+        self._parts = []
+        self._utt_ms = 0.0
+        self.in_speech = False
+        self._utt_end_ms = self._end_ms
+        return ENDED
+
+    def end_after(self, silence_ms: float, token: int) -> int:
+        """Let the current silence end the utterance once it lasts `silence_ms`.
+
+        The turn engine calls this when the transcript of the speech before pause `token`
+        says how long to wait. Returns ENDED (take the audio with `utterance()`) when the
+        silence is already that long, else 0; a stale token (the caller spoke again, or the
+        utterance is over) changes nothing.
+        """
+        if not self.in_speech or token != self._run_token:
+            return 0
+        self._utt_end_ms = max(float(silence_ms), float(self._pause_ms))
+        if self._silence_run >= self._utt_end_ms:
+            return self._close()
+        return 0
+
+    @property
+    def run_token(self) -> int:
+        """The pause token of the current silence run, -1 if it has not reached `pause_ms`.
+
+        Read it with ENDED: equal to a transcript's token means nothing was said after it.
+        """
+        return self._run_token
+
+    @property
+    def silence_ms(self) -> float:
+        """Length of the current run of silence (0 while the caller speaks)."""
+        return self._silence_run
+
+    @property
+    def end_ms(self) -> int:
+        return self._end_ms
+
+    def configure(
+        self,
+        *,
+        end_ms: int | None = None,
+        pause_ms: int | None = None,
+        barge_in_ms: int | None = None,
+    ) -> None:
+        """Change timing mid-call (the agent knows what it needs); checked like `__init__`."""
+        end = self._end_ms if end_ms is None else end_ms
+        pause = self._pause_ms if pause_ms is None else pause_ms
+        barge = self._barge_ms if barge_in_ms is None else barge_in_ms
+        for name, v in (("end_ms", end), ("barge_in_ms", barge)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(pause, bool) or not isinstance(pause, int) or not 0 <= pause < end:
+            raise ValueError(f"pause_ms must be 0 (off) .. end_ms ({end}) - 1, got {pause!r}")
+        if self._tail_bytes > end * self._bytes_per_ms:
+            raise ValueError(f"end_ms {end} is shorter than the kept tail")
+        self._end_ms, self._pause_ms, self._barge_ms = end, pause, barge
+        self._utt_end_ms = float(end)
+
+    def audio_so_far(self) -> bytes:
+        """The open utterance's audio (pre-roll included): what a streaming recogniser gets
+        at the onset, before the frames that follow one by one."""
+        return b"".join(self._parts)
 
     def utterance(self) -> bytes:
         """The utterance closed by the last ENDED flag (PCM16 at the detector's rate)."""
@@ -155,4 +243,6 @@ class TurnDetector:
         self._parts = []
         self._utterance = b""
         self._speech_run = self._silence_run = self._utt_ms = 0.0
+        self._utt_end_ms = float(self._end_ms)
+        self._run_token = -1
         self.in_speech = False

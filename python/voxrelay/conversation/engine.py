@@ -1,0 +1,570 @@
+"""The conversation agent: caller speech -> STT -> turn decision -> LLM -> TTS -> the call.
+
+How a turn flows (all on the call's agent task, never on the media path):
+
+1. The session streams the open utterance to the STT engine (`set_audio_sink`).
+2. At a short pause (`SpeechPaused`, ~160 ms of silence) the engine asks the STT for a
+   speculative transcript. When it comes back, `TurnEndPolicy` says how much silence ends the
+   turn for that text (250 ms for a finished sentence, up to 1.2 s mid-phrase) and the engine
+   tells the session (`end_turn_after`); the session's detector ends the utterance on the
+   audio clock, at once if the silence is already long enough. Words after the pause void it.
+3. `SpeechEnded`: if nothing was said after the speculative transcript, it becomes the final
+   without a second decode (Whisper has no partials; this is where most of its latency hides).
+4. The reply streams: LLM pieces -> `ClauseSplitter` -> TTS clause by clause -> `play`
+   (paced by the session). The user turn and the reply enter the context when the first
+   audio plays, so a reply cancelled before the caller heard anything leaves no trace and
+   its question is merged with what the caller says next.
+5. Barge-in: sustained speech (`interrupt_min_ms`) makes the session clear the audio and send
+   `BargeIn`; a shorter utterance over the agent's audio interrupts only if it has words other
+   than backchannels. Either way the LLM and TTS are cancelled through one `CancelToken` and
+   the context keeps only what the caller heard, marked interrupted.
+6. Silence after the agent finished: a re-prompt, then a goodbye and a hang-up.
+
+Engines are shared by all calls (loaded once by `ConversationFactory.prepare`, off the event
+loop); each call gets its own STT stream and context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from voxrelay.agent import (
+    AgentEvent,
+    BargeIn,
+    CallControl,
+    CallEnded,
+    CallStarted,
+    MarkPlayed,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+)
+from voxrelay.conversation.clauses import ClauseSplitter
+from voxrelay.conversation.context import Conversation, Reply
+from voxrelay.conversation.endpoint import TurnEndPolicy
+from voxrelay.conversation.latency import TurnLatency
+from voxrelay.conversation.providers import (
+    CancelToken,
+    ChatLLM,
+    Message,
+    StreamingSTT,
+    StreamingTTS,
+    Transcript,
+    make_llm,
+    make_stt,
+    make_tts,
+)
+from voxrelay.settings import Settings
+
+__all__ = ["ConversationAgent", "ConversationConfig", "ConversationFactory", "Engines"]
+
+log = logging.getLogger("voxrelay.conversation")
+
+_WORD: Final = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationConfig:
+    """Per-call behaviour; see the matching `Settings` fields for what each one means."""
+
+    policy: TurnEndPolicy = TurnEndPolicy()
+    pause_ms: int = 160
+    interrupt_min_ms: int = 600
+    interrupt_min_words: int = 1
+    backchannels: frozenset[str] = frozenset(
+        "mhm mm hmm uh-huh mm-hmm yeah yep yes okay ok right sure alright uh".split()
+    )
+    system_prompt: str = ""
+    greeting: str | None = None
+    reprompt_after_s: float = 8.0
+    hangup_after_s: float = 10.0
+    reprompt_text: str = "Are you still there?"
+    goodbye_text: str = "Goodbye!"
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> ConversationConfig:
+        return cls(
+            policy=TurnEndPolicy(
+                complete_silence_ms=s.turn_complete_ms,
+                incomplete_silence_ms=s.turn_incomplete_ms,
+                default_silence_ms=s.turn_default_ms,
+            ),
+            pause_ms=s.turn_pause_ms,
+            interrupt_min_ms=s.interrupt_min_ms,
+            interrupt_min_words=s.interrupt_min_words,
+            backchannels=frozenset(
+                w.strip().lower() for w in s.backchannels.split(",") if w.strip()
+            ),
+            system_prompt=s.system_prompt,
+            greeting=s.greeting,
+            reprompt_after_s=s.reprompt_after_s,
+            hangup_after_s=s.hangup_after_s,
+            reprompt_text=s.reprompt_text,
+            goodbye_text=s.goodbye_text,
+        )
+
+    def is_backchannel(self, text: str) -> bool:
+        """Only backchannel words (or nothing): "Mhm.", "Yeah, okay." do not take the turn."""
+        return self.interrupting_words(text) < 1
+
+    def interrupting_words(self, text: str) -> int:
+        return sum(1 for w in _WORD.findall(text.lower()) if w not in self.backchannels)
+
+
+@dataclass(slots=True)
+class Engines:
+    """The providers shared by all calls of a process."""
+
+    stt_factory: Callable[[], StreamingSTT]
+    llm: ChatLLM
+    tts: StreamingTTS
+
+
+class ConversationFactory:
+    """`AgentFactory` for `--agent conversation`: loads the engines once, then one agent per call.
+
+    `prepare()` must run before the first call (the server awaits it before listening): model
+    loading takes seconds of blocking I/O and CPU, so it runs in a thread, reporting progress.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.config = ConversationConfig.from_settings(settings)
+        self.engines: Engines | None = None
+
+    async def prepare(self, progress: Callable[[str], None] | None = None) -> Engines:
+        if self.engines is not None:
+            return self.engines
+        s = self.settings
+        say = progress or (lambda _msg: None)
+        loop = asyncio.get_running_loop()
+        say(f"loading speech recogniser ({s.stt})")
+        first_stt = await loop.run_in_executor(None, make_stt, s.stt)
+        warm = getattr(first_stt, "warmup", None)
+        if warm is not None:
+            say("warming up the recogniser")
+            await warm()
+        say(f"loading voice ({s.tts})")
+        tts = await loop.run_in_executor(None, make_tts, s.tts)
+        say(f"loading language model ({s.llm})")
+        llm_opts: dict[str, Any] = {}
+        if s.llm == "scripted" and s.llm_script is not None:
+            llm_opts["script"] = s.llm_script
+        llm = await loop.run_in_executor(None, lambda: make_llm(s.llm, **llm_opts))
+        spare: list[StreamingSTT] = [first_stt]
+
+        def stt_factory() -> StreamingSTT:
+            # Engines load their model once per process; a per-call instance is cheap.
+            return spare.pop() if spare else make_stt(s.stt)
+
+        self.engines = Engines(stt_factory, llm, tts)
+        say("ready")
+        return self.engines
+
+    def __call__(self, call: CallControl) -> ConversationAgent:
+        if self.engines is None:
+            raise RuntimeError("ConversationFactory.prepare() must run before the first call")
+        return ConversationAgent(call, self.engines, self.config)
+
+
+async def _text_pieces(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+class _Turn:
+    """One reply in flight and the bookkeeping for its latency record."""
+
+    __slots__ = (
+        "audio_started",
+        "cancel",
+        "record",
+        "reply",
+        "t0",
+        "task",
+        "user_text",
+    )
+
+    def __init__(self, user_text: str, record: TurnLatency | None, t0: float) -> None:
+        self.user_text = user_text
+        self.record = record
+        self.t0 = t0  # loop time of the end of the caller's speech
+        self.cancel = CancelToken()
+        self.reply: Reply | None = None
+        self.audio_started = False
+        self.task: asyncio.Task[None] | None = None
+
+    def ms(self, t: float) -> float:
+        return (t - self.t0) * 1000
+
+
+class ConversationAgent:
+    """One call's conversation; see the module docstring for the flow."""
+
+    def __init__(self, call: CallControl, engines: Engines, config: ConversationConfig) -> None:
+        self.call = call
+        self.config = config
+        self.llm = engines.llm
+        self.tts = engines.tts
+        self.stt = engines.stt_factory()
+        self.conversation = Conversation(config.system_prompt)
+        self.records: list[TurnLatency] = []
+        self.transcripts: list[str] = []
+        """Every final transcript of the call, in order (backchannels included)."""
+        self._loop = asyncio.get_running_loop()
+        self._turn: _Turn | None = None
+        self._pending_user = ""
+        self._interim: tuple[int, Transcript, float] | None = None  # token, text, ready at
+        self._interim_running = False
+        self._interim_wanted = -1
+        self._interim_tokens: list[int] = []
+        self._finals: asyncio.Queue[Transcript] = asyncio.Queue()
+        self._ended: asyncio.Queue[SpeechEnded] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._caller_speaking = False
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._idle_stage = 0
+        self._hangup_at_ms: float | None = None
+        self._closing = False
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, SpeechPaused):
+            self._on_pause(event)
+        elif isinstance(event, SpeechEnded):
+            self._caller_speaking = False
+            self._ended.put_nowait(event)
+        elif isinstance(event, SpeechStarted):
+            self._on_speech_started()
+        elif isinstance(event, BargeIn):
+            self._on_barge_in(event)
+        elif isinstance(event, MarkPlayed):
+            self._on_mark(event)
+        elif isinstance(event, CallStarted):
+            await self._on_call_started()
+        elif isinstance(event, CallEnded):
+            await self._on_call_ended()
+
+    async def _on_call_started(self) -> None:
+        cfg = self.config
+        self.call.configure_turns(
+            end_ms=cfg.policy.incomplete_silence_ms,
+            pause_ms=cfg.pause_ms,
+            barge_in_ms=cfg.interrupt_min_ms,
+        )
+        await self.stt.start()
+        self.call.set_audio_sink(self.stt.send_audio)
+        self._spawn(self._read_transcripts())
+        self._spawn(self._turn_worker())
+        if cfg.greeting is not None:
+            self._start_reply("", None, self._loop.time(), fixed=cfg.greeting)
+        else:
+            self._start_reply("", None, self._loop.time())
+
+    async def _on_call_ended(self) -> None:
+        self._closing = True
+        self.call.set_audio_sink(None)
+        self._cancel_idle()
+        if self._turn is not None:
+            self._turn.cancel.cancel("call ended")
+        for rec in self.records:
+            self.call.record_turn(rec.as_dict())
+        await self.stt.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("conversation task failed", exc_info=task.exception())
+
+    # -- caller speech ------------------------------------------------------------------------
+
+    def _on_speech_started(self) -> None:
+        self._caller_speaking = True
+        self._cancel_idle()
+        self._idle_stage = 0
+        turn = self._turn
+        if turn is not None and not turn.audio_started and turn.record is not None:
+            # The caller went on before hearing a word of the reply: they were not done.
+            # Drop the reply and answer the whole thing once they finish.
+            turn.cancel.cancel("caller continued")
+            self._pending_user = turn.user_text
+            turn.record.interrupted = True
+
+    def _on_pause(self, ev: SpeechPaused) -> None:
+        self._interim_wanted = ev.token
+        if not self._interim_running:
+            self._run_interim(ev.token)
+
+    def _run_interim(self, token: int) -> None:
+        self._interim_running = True
+        self._interim_tokens.append(token)
+        self._spawn(self._interim_job())
+
+    async def _interim_job(self) -> None:
+        interim = getattr(self.stt, "interim", None)
+        if interim is None:  # an engine with its own partials: they arrive by themselves
+            self._interim_running = False
+            return
+        await interim()
+
+    def _on_interim(self, t: Transcript) -> None:
+        token = self._interim_tokens.pop(0) if self._interim_tokens else -1
+        self._interim_running = False
+        now = self._loop.time()
+        self._interim = (token, t, now)
+        text = _join(self._pending_user, t.text)
+        needed = self.config.policy.silence_needed_ms(text)
+        self.call.end_turn_after(needed, token)
+        if self._interim_wanted > token and self._caller_speaking:
+            self._run_interim(self._interim_wanted)  # newer pause: transcribe again
+
+    async def _read_transcripts(self) -> None:
+        async for t in self.stt.events():
+            if t.is_final:
+                self._finals.put_nowait(t)
+            else:
+                self._on_interim(t)
+
+    async def _turn_worker(self) -> None:
+        """Utterances in order: final transcript, then respond, ignore, or interrupt."""
+        while True:
+            ev = await self._ended.get()
+            t0 = ev.at - ev.silence_ms / 1000
+            interim = self._interim
+            reuse = interim is not None and interim[0] == ev.pause_token and ev.pause_token >= 0
+            self._interim = None
+            finalize = self.stt.finalize
+            t_dec = self._loop.time()
+            if reuse:
+                await finalize(reuse_interim=True)  # type: ignore[call-arg]
+            else:
+                await finalize()
+            final = await self._finals.get()
+            t_final = self._loop.time()
+            self.transcripts.append(final.text)
+            playing = self._turn is not None and self._turn.audio_started and self.call.playing
+            if playing and self.config.interrupting_words(final.text) < max(
+                1, self.config.interrupt_min_words
+            ):
+                log.debug("backchannel %r while speaking: not a turn", final.text)
+                continue
+            text = _join(self._pending_user, final.text)
+            if not text.strip() or self.config.is_backchannel(final.text) and not text.strip():
+                continue
+            if playing or (self._turn is not None and not self._turn.task_done):
+                await self._interrupt_current()
+            self._pending_user = ""
+            rec = TurnLatency(turn=len(self.records) + 1, user_text=text)
+            rec.speculative = reuse
+            silence = ev.silence_ms
+            needed = self.config.policy.silence_needed_ms(text)
+            rec.turn_wait_ms = min(silence, float(needed))
+            rec.turn_decided_ms = silence
+            if reuse and interim is not None:
+                rec.stt_final_ms = (interim[2] - t0) * 1000
+                rec.stt_compute_ms = max(0.0, silence - needed)
+            else:
+                rec.stt_final_ms = (t_final - t0) * 1000
+                rec.stt_compute_ms = max(0.0, silence - needed) + (t_final - t_dec) * 1000
+            self.records.append(rec)
+            self._start_reply(text, rec, t0)
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def _start_reply(
+        self, user_text: str, record: TurnLatency | None, t0: float, *, fixed: str | None = None
+    ) -> None:
+        turn = _Turn(user_text, record, t0)
+        self._turn = turn
+        turn.task = self._spawn(self._speak(turn, fixed))
+
+    async def _interrupt_current(self) -> None:
+        turn = self._turn
+        if turn is None:
+            return
+        turn.cancel.cancel("interrupted")
+        if turn.audio_started:
+            heard = await self.call.clear()
+            self._interrupted(turn, heard)
+
+    def _on_barge_in(self, ev: BargeIn) -> None:
+        turn = self._turn
+        if turn is None or turn.cancel.cancelled:
+            return
+        turn.cancel.cancel("barge-in")
+        self._interrupted(turn, ev.heard_ms)
+
+    def _interrupted(self, turn: _Turn, heard_ms: float) -> None:
+        if turn.reply is not None:
+            msg = turn.reply.interrupt(heard_ms)
+            if turn.record is not None:
+                turn.record.interrupted = True
+                turn.record.reply_text = msg.content if msg is not None else ""
+            log.info(
+                "call interrupted at %.0f ms of the reply; context keeps %r",
+                heard_ms - turn.reply.start_ms,
+                msg.content if msg is not None else "",
+            )
+
+    async def _speak(self, turn: _Turn, fixed: str | None) -> None:
+        """Stream one reply: LLM (or fixed text) -> clauses -> TTS -> the call."""
+        cancel = turn.cancel
+        rec = turn.record
+        loop = self._loop
+        messages = self.conversation.messages()
+        if turn.user_text:
+            messages.append(Message("user", turn.user_text))
+        pieces = _text_pieces(fixed) if fixed is not None else self.llm.stream(messages, cancel=cancel)
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        t_request = loop.time()
+
+        async def produce() -> None:
+            splitter = ClauseSplitter()
+            first_piece = first_clause = True
+            try:
+                async for piece in pieces:
+                    if cancel.cancelled:
+                        return
+                    if first_piece and rec is not None:
+                        rec.llm_first_token_ms = turn.ms(loop.time())
+                    first_piece = False
+                    for c in splitter.feed(piece):
+                        if first_clause and rec is not None:
+                            rec.first_clause_ms = turn.ms(loop.time())
+                            rec.llm_compute_ms = (loop.time() - t_request) * 1000
+                        first_clause = False
+                        clauses.put_nowait(c)
+                if not cancel.cancelled:
+                    for c in splitter.flush():
+                        if first_clause and rec is not None:
+                            rec.first_clause_ms = turn.ms(loop.time())
+                            rec.llm_compute_ms = (loop.time() - t_request) * 1000
+                        first_clause = False
+                        clauses.put_nowait(c)
+            finally:
+                clauses.put_nowait(None)
+
+        producer = self._spawn(produce())
+        rate = self.tts.output_format.sample_rate
+        try:
+            while not cancel.cancelled:
+                clause = await clauses.get()
+                if clause is None:
+                    break
+                t_clause = loop.time()
+                first_chunk = True
+                async for chunk in self.tts.synthesize(clause, cancel=cancel):
+                    if cancel.cancelled or self._closing:
+                        break
+                    if not turn.audio_started:
+                        self._begin_audio(turn, t_clause)
+                    assert turn.reply is not None
+                    if first_chunk:
+                        turn.reply.add_clause(clause)
+                        first_chunk = False
+                    turn.reply.add_audio(chunk.duration_ms)
+                    rate = chunk.sample_rate
+                    self.call.play(chunk.pcm, chunk.sample_rate, last=False)
+            if cancel.cancelled or self._closing:
+                return
+            if turn.audio_started:
+                self.call.play(b"", rate, last=True)
+                assert turn.reply is not None
+                turn.reply.complete()
+                if rec is not None:
+                    rec.reply_text = turn.reply.text
+                end = self.call.audio_end_ms
+                ends_call = getattr(self.llm, "ends_call", None)
+                if fixed is None and ends_call is not None and ends_call(messages):
+                    self._hangup_at_ms = end
+                elif fixed == self.config.goodbye_text and self._idle_stage >= 2:
+                    self._hangup_at_ms = end
+        except RuntimeError as e:  # the call is gone (play after the end)
+            log.debug("reply stopped: %s", e)
+        finally:
+            producer.cancel()
+
+    def _begin_audio(self, turn: _Turn, t_clause: float) -> None:
+        """First audio of a reply: the user turn and the reply enter the context now."""
+        turn.audio_started = True
+        if turn.user_text:
+            self.conversation.add_user(turn.user_text)
+        turn.reply = self.conversation.begin_reply(self.call.audio_end_ms)
+        rec = turn.record
+        if rec is not None:
+            now = self._loop.time()
+            rec.tts_first_audio_ms = turn.ms(now)
+            rec.tts_compute_ms = (now - t_clause) * 1000
+
+            def sent(t: float) -> None:
+                rec.first_frame_sent_ms = turn.ms(t)
+
+            self.call.notify_first_frame(sent)
+
+    # -- playout, silence, hang-up ------------------------------------------------------------
+
+    def _on_mark(self, ev: MarkPlayed) -> None:
+        now = self._loop.time()
+        turn = self._turn
+        if turn is not None and turn.reply is not None and turn.record is not None:
+            rec = turn.record
+            start = turn.reply.start_ms
+            if rec.first_frame_heard_ms is None and ev.heard_ms > start:
+                # The mark trails the first frame by the audio between them.
+                rec.first_frame_heard_ms = turn.ms(now - (ev.heard_ms - start) / 1000)
+        if ev.heard_ms + 1 >= self.call.audio_end_ms and not self.call.playing:
+            self._played_out()
+
+    def _played_out(self) -> None:
+        """Everything the agent said has been heard."""
+        if self._hangup_at_ms is not None:
+            self._hangup_at_ms = None
+            self._spawn(self.call.hangup("conversation finished"))
+            return
+        turn = self._turn
+        if turn is not None and turn.task is not None and not turn.task.done():
+            return
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        cfg = self.config
+        wait = cfg.reprompt_after_s if self._idle_stage == 0 else cfg.hangup_after_s
+        if wait > 0 and not self._closing and not self._caller_speaking:
+            self._idle_handle = self._loop.call_later(wait, self._on_idle)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+
+    def _on_idle(self) -> None:
+        self._idle_handle = None
+        if self._closing or self._caller_speaking:
+            return
+        self._idle_stage += 1
+        text = self.config.reprompt_text if self._idle_stage == 1 else self.config.goodbye_text
+        self._start_reply("", None, self._loop.time(), fixed=text)
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p.strip() for p in parts if p and p.strip())
+
+
+def backchannel_set(words: Iterable[str]) -> frozenset[str]:
+    return frozenset(w.strip().lower() for w in words if w.strip())
