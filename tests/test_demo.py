@@ -14,7 +14,7 @@ def test_demo_runs_the_media_path_and_writes_the_call(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "heard.wav"
-    assert main(["demo", "--out", str(out), "--loss", "0.05", "--seed", "3"]) == 0
+    assert main(["demo", "--media", "--out", str(out), "--loss", "0.05", "--seed", "3"]) == 0
     text = capsys.readouterr().out
     caller_s = float(re.search(r"caller audio: ([\d.]+) s", text).group(1))  # type: ignore[union-attr]
     with wave.open(str(out)) as w:

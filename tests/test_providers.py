@@ -123,7 +123,10 @@ class FakeSTT:
     async def events(self) -> AsyncIterator[Transcript]:
         yield Transcript("hello", True, 0.0, float(len(self.audio)))
 
-    async def finalize(self) -> None:
+    async def interim(self) -> None:
+        pass
+
+    async def finalize(self, *, reuse_interim: bool = False) -> None:
         pass
 
     async def close(self) -> None:

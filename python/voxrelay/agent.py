@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+
+if TYPE_CHECKING:
+    from voxrelay.settings import Settings
 
 __all__ = [
     "Agent",
@@ -211,14 +214,23 @@ class EchoAgent:
 _BUILTIN: dict[str, AgentFactory] = {"echo": EchoAgent}
 
 
-def load_agent(name: str) -> AgentFactory:
-    """`echo`, or `package.module:callable` taking the call control and returning an Agent."""
+def load_agent(name: str, settings: Settings | None = None) -> AgentFactory:
+    """`echo`, `conversation` (STT -> LLM -> TTS, engines from `settings`), or
+    `package.module:callable` taking the call control and returning an Agent.
+
+    A factory with an async `prepare(progress)` method gets it awaited before the server
+    accepts calls (model loading)."""
     if name in _BUILTIN:
         return _BUILTIN[name]
+    if name == "conversation":
+        from voxrelay.conversation.engine import ConversationFactory
+        from voxrelay.settings import Settings
+
+        return ConversationFactory(settings or Settings())
     mod_name, colon, attr = name.partition(":")
     if not colon or not mod_name or not attr:
         raise ValueError(
-            f"agent {name!r} is not known; valid: {', '.join(sorted(_BUILTIN))} or "
+            f"agent {name!r} is not known; valid: {', '.join(sorted(_BUILTIN))}, conversation or "
             "'package.module:factory'"
         )
     module = importlib.import_module(mod_name)

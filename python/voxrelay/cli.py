@@ -12,12 +12,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser(
         "demo",
-        help="run a simulated phone call through the media engine (no network, no keys)",
+        help="a phone conversation with the local engines: server + simulated caller "
+        "(no network, no keys)",
     )
-    d.add_argument("--out", default="voxrelay-demo.wav", help="WAV of what the relay heard")
-    d.add_argument("--loss", type=float, default=0.05, help="packet loss rate (bursty)")
-    d.add_argument("--reorder", type=float, default=0.02, help="share of packets swapped")
+    d.add_argument(
+        "--out", default="voxrelay-demo.wav", help="stereo WAV of the call (caller left)"
+    )
+    d.add_argument(
+        "--media",
+        action="store_true",
+        help="only the media path: a call through jitter buffer, VAD and codecs, no engines",
+    )
+    d.add_argument("--loss", type=float, default=None, help="packet loss rate (bursty)")
+    d.add_argument("--reorder", type=float, default=None, help="share of packets swapped")
     d.add_argument("--seed", type=int, default=7)
+    _engine_flags(d)
     sv = sub.add_parser(
         "serve",
         help="run the relay server (Twilio Media Streams on /twilio, webhook on /twilio/voice)",
@@ -32,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--public-url", default=None, help="https://host[/base] as the platform sees us"
     )
     sv.add_argument("--drain-timeout", type=float, default=None, dest="drain_timeout_s")
+    _engine_flags(sv)
     sv.add_argument("--log-level", default=None)
     c = sub.add_parser(
         "call",
@@ -92,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "public_url": args.public_url,
                     "drain_timeout_s": args.drain_timeout_s,
                     "log_level": args.log_level,
+                    "stt": args.stt,
+                    "llm": args.llm,
+                    "tts": args.tts,
+                    "llm_script": args.script,
                 },
             )
         except (OSError, ValueError) as e:
@@ -102,12 +116,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             port = getattr(server, "port", 0)
             print(f"voxrelay: listening on {settings.host}:{port}", flush=True)
 
-        return run(settings, ready)
+        return run(settings, ready, progress=lambda msg: print(f"voxrelay: {msg}", flush=True))
     if args.command == "demo":
-        from voxrelay.demo import run_media_demo
+        if args.media:
+            from voxrelay.demo import run_media_demo
 
-        return run_media_demo(out=args.out, loss=args.loss, reorder=args.reorder, seed=args.seed)
+            return run_media_demo(
+                out=args.out,
+                loss=0.05 if args.loss is None else args.loss,
+                reorder=0.02 if args.reorder is None else args.reorder,
+                seed=args.seed,
+            )
+        from voxrelay.conversation_demo import run_conversation_demo
+
+        return run_conversation_demo(
+            out=args.out,
+            stt=args.stt,
+            llm=args.llm,
+            tts=args.tts,
+            script=args.script,
+            loss=args.loss or 0.0,
+            seed=args.seed,
+        )
     return 2
+
+
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    from voxrelay.conversation.providers import available_llms, available_stts, available_ttss
+
+    p.add_argument("--stt", default=None, help=f"speech-to-text: {', '.join(available_stts())}")
+    p.add_argument("--llm", default=None, help=f"language model: {', '.join(available_llms())}")
+    p.add_argument("--tts", default=None, help=f"text-to-speech: {', '.join(available_ttss())}")
+    p.add_argument("--script", default=None, help="TOML script for --llm scripted")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,16 @@ _MAX_FRAME_FACTOR: Final = 16
 
 
 class RelayServer:
-    def __init__(self, settings: Settings, agent_factory: AgentFactory | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        agent_factory: AgentFactory | None = None,
+        *,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
-        self.agent_factory = agent_factory or load_agent(settings.agent)
+        self.agent_factory = agent_factory or load_agent(settings.agent, settings)
+        self._progress = progress
         self.sessions: set[Session] = set()
         # Counters of recently finished calls, for tests, benches and a future metrics page.
         self.finished: deque[dict[str, int]] = deque(maxlen=1000)
@@ -55,6 +62,10 @@ class RelayServer:
 
     async def start(self) -> None:
         s = self.settings
+        prepare = getattr(self.agent_factory, "prepare", None)
+        if prepare is not None:
+            # Models load before the port opens: a call must never wait for them.
+            await prepare(self._progress)
         self._ws_server = await serve(
             self._handler,
             s.host,
@@ -140,10 +151,14 @@ def _install_signals(stop: asyncio.Event) -> Callable[[], None]:
     return remove
 
 
-async def _main(settings: Settings, ready: Callable[[RelayServer], None] | None) -> None:
+async def _main(
+    settings: Settings,
+    ready: Callable[[RelayServer], None] | None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
     stop = asyncio.Event()
     remove = _install_signals(stop)
-    server = RelayServer(settings)
+    server = RelayServer(settings, progress=progress)
     try:
         await server.start()
         if ready is not None:
@@ -155,17 +170,23 @@ async def _main(settings: Settings, ready: Callable[[RelayServer], None] | None)
         remove()
 
 
-def run(settings: Settings, ready: Callable[[RelayServer], None] | None = None) -> int:
+def run(
+    settings: Settings,
+    ready: Callable[[RelayServer], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> int:
     """Run the relay on uvloop until SIGTERM/SIGINT, then shut down gracefully."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # faster-whisper logs every decode at INFO: per-utterance noise in a relay's log.
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; Windows lacks it
-        asyncio.run(_main(settings, ready))
+        asyncio.run(_main(settings, ready, progress))
     else:
-        uvloop.run(_main(settings, ready))
+        uvloop.run(_main(settings, ready, progress))
     return 0

@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from voxrelay.agent import (
@@ -72,7 +72,7 @@ _WORD: Final = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 class ConversationConfig:
     """Per-call behaviour; see the matching `Settings` fields for what each one means."""
 
-    policy: TurnEndPolicy = TurnEndPolicy()
+    policy: TurnEndPolicy = field(default_factory=TurnEndPolicy)
     pause_ms: int = 160
     interrupt_min_ms: int = 600
     interrupt_min_words: int = 1
@@ -261,10 +261,7 @@ class ConversationAgent:
         self.call.set_audio_sink(self.stt.send_audio)
         self._spawn(self._read_transcripts())
         self._spawn(self._turn_worker())
-        if cfg.greeting is not None:
-            self._start_reply("", None, self._loop.time(), fixed=cfg.greeting)
-        else:
-            self._start_reply("", None, self._loop.time())
+        self._start_reply("", None, self._loop.time(), fixed=cfg.greeting)
 
     async def _on_call_ended(self) -> None:
         self._closing = True
@@ -303,7 +300,8 @@ class ConversationAgent:
             # Drop the reply and answer the whole thing once they finish.
             turn.cancel.cancel("caller continued")
             self._pending_user = turn.user_text
-            turn.record.interrupted = True
+            if turn.record in self.records:
+                self.records.remove(turn.record)
 
     def _on_pause(self, ev: SpeechPaused) -> None:
         self._interim_wanted = ev.token
@@ -329,7 +327,14 @@ class ConversationAgent:
         self._interim = (token, t, now)
         text = _join(self._pending_user, t.text)
         needed = self.config.policy.silence_needed_ms(text)
-        self.call.end_turn_after(needed, token)
+        live = self.call.end_turn_after(needed, token)
+        log.debug(
+            "interim %d %r -> needs %d ms of silence (%s)",
+            token,
+            t.text,
+            needed,
+            "applied" if live else "stale",
+        )
         if self._interim_wanted > token and self._caller_speaking:
             self._run_interim(self._interim_wanted)  # newer pause: transcribe again
 
@@ -346,16 +351,28 @@ class ConversationAgent:
             ev = await self._ended.get()
             t0 = ev.at - ev.silence_ms / 1000
             interim = self._interim
-            reuse = interim is not None and interim[0] == ev.pause_token and ev.pause_token >= 0
+            token = ev.pause_token
+            # Nothing was said after the speculative transcript (done or still running) of
+            # the pause that ended the turn: it is the final.
+            reuse = token >= 0 and (
+                (interim is not None and interim[0] == token) or token in self._interim_tokens
+            )
+            if interim is not None and interim[0] != token:
+                interim = None
             self._interim = None
             finalize = self.stt.finalize
             t_dec = self._loop.time()
-            if reuse:
-                await finalize(reuse_interim=True)  # type: ignore[call-arg]
-            else:
-                await finalize()
+            await finalize(reuse_interim=reuse)
             final = await self._finals.get()
             t_final = self._loop.time()
+            log.debug(
+                "turn ended after %.0f ms of silence (pause %d, reuse %s): %r in %.0f ms",
+                ev.silence_ms,
+                token,
+                reuse,
+                final.text,
+                (t_final - t_dec) * 1000,
+            )
             self.transcripts.append(final.text)
             playing = self._turn is not None and self._turn.audio_started and self.call.playing
             if playing and self.config.interrupting_words(final.text) < max(
@@ -364,9 +381,14 @@ class ConversationAgent:
                 log.debug("backchannel %r while speaking: not a turn", final.text)
                 continue
             text = _join(self._pending_user, final.text)
-            if not text.strip() or self.config.is_backchannel(final.text) and not text.strip():
+            if not text:
+                continue  # noise, a cough: nothing to answer
+            if self._caller_speaking and not playing:
+                # They went on while we transcribed: answer it all once they finish.
+                self._pending_user = text
                 continue
-            if playing or (self._turn is not None and not self._turn.task_done):
+            cur = self._turn
+            if playing or (cur is not None and cur.task is not None and not cur.task.done()):
                 await self._interrupt_current()
             self._pending_user = ""
             rec = TurnLatency(turn=len(self.records) + 1, user_text=text)
@@ -375,7 +397,7 @@ class ConversationAgent:
             needed = self.config.policy.silence_needed_ms(text)
             rec.turn_wait_ms = min(silence, float(needed))
             rec.turn_decided_ms = silence
-            if reuse and interim is not None:
+            if reuse and interim is not None and interim[2] <= t_dec:
                 rec.stt_final_ms = (interim[2] - t0) * 1000
                 rec.stt_compute_ms = max(0.0, silence - needed)
             else:
@@ -429,7 +451,9 @@ class ConversationAgent:
         messages = self.conversation.messages()
         if turn.user_text:
             messages.append(Message("user", turn.user_text))
-        pieces = _text_pieces(fixed) if fixed is not None else self.llm.stream(messages, cancel=cancel)
+        pieces = (
+            _text_pieces(fixed) if fixed is not None else self.llm.stream(messages, cancel=cancel)
+        )
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         t_request = loop.time()
 
@@ -564,7 +588,3 @@ class ConversationAgent:
 
 def _join(*parts: str) -> str:
     return " ".join(p.strip() for p in parts if p and p.strip())
-
-
-def backchannel_set(words: Iterable[str]) -> frozenset[str]:
-    return frozenset(w.strip().lower() for w in words if w.strip())

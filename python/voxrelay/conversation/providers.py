@@ -188,8 +188,20 @@ class StreamingSTT(Protocol):
         """One iterator for the engine's lifetime; it ends after `close()`."""
         ...
 
-    async def finalize(self) -> None:
-        """Force a final transcript for the current utterance (the turn was decided)."""
+    async def interim(self) -> None:
+        """Transcribe what was sent so far without ending the utterance: emit a non-final.
+
+        The turn engine calls it at each pause to learn whether the caller sounds finished.
+        Engines that stream their own partials may do nothing.
+        """
+        ...
+
+    async def finalize(self, *, reuse_interim: bool = False) -> None:
+        """Emit exactly one final transcript for the current utterance (the turn was decided).
+
+        `reuse_interim`: nothing was said after the last `interim()` (the turn engine knows
+        from the VAD), so an engine may promote that transcript instead of decoding again.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -99,8 +99,30 @@ class WhisperSTT:
             del self._buf[:excess]
             self._buf_start += excess // 2
 
-    async def finalize(self) -> None:
+    async def interim(self) -> None:
+        pcm = bytes(self._buf)
+        start = self._buf_start
+        loop = asyncio.get_running_loop()
+        text, conf = await loop.run_in_executor(self._pool, self._transcribe, pcm)
+        self._last = (text, conf)
+        end = start + len(pcm) // 2
+        self._events.put_nowait(
+            Transcript(text, False, start * 1000 / _RATE, end * 1000 / _RATE, conf)
+        )
+
+    async def finalize(self, *, reuse_interim: bool = False) -> None:
         """Transcribe the buffered utterance; always emits exactly one final (maybe empty)."""
+        if reuse_interim and getattr(self, "_last", None) is not None:
+            text, conf = self._last
+            self._last = None
+            start = self._buf_start
+            end = start + len(self._buf) // 2
+            self._buf.clear()
+            self._buf_start = self._total
+            self._events.put_nowait(
+                Transcript(text, True, start * 1000 / _RATE, end * 1000 / _RATE, conf)
+            )
+            return
         pcm = bytes(self._buf)
         start = self._buf_start
         self._buf.clear()
