@@ -76,8 +76,11 @@ async def _demo(
             agents.append(agent)
         return agent
 
-    server.agent_factory = capture
     try:
+        prepare = getattr(factory, "prepare", None)
+        if prepare is not None:
+            await prepare(progress)  # models load first (the server would do it in start())
+        server.agent_factory = capture
         await server.start()
     except ImportError as e:
         say(f"voxrelay demo: {e}")

@@ -16,7 +16,7 @@ from typing import Final
 __all__ = ["CALLER_LINES", "caller_audio"]
 
 CALLER_LINES: Final = (
-    ("01-hours", "Hi there. What time are you open on Sunday?"),
+    ("01-hours", "Hello. What time are you open on Sunday?"),
     ("02-where", "Sorry, where are you located?"),
     ("03-book", "Great. I would like to book a table for four people at seven tonight."),
     ("04-bye", "That's all, thank you. Goodbye!"),
