@@ -27,6 +27,7 @@ loop); each call gets its own STT stream and context.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -65,6 +66,7 @@ __all__ = ["ConversationAgent", "ConversationConfig", "ConversationFactory", "En
 
 log = logging.getLogger("voxrelay.conversation")
 
+_HANGUP_GRACE_S: Final = 2.0
 _WORD: Final = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 
 
@@ -151,6 +153,9 @@ class ConversationFactory:
             await warm()
         say(f"loading voice ({s.tts})")
         tts = await loop.run_in_executor(None, make_tts, s.tts)
+        warm_tts = getattr(tts, "warmup", None)
+        if warm_tts is not None:
+            await warm_tts()
         say(f"loading language model ({s.llm})")
         llm_opts: dict[str, Any] = {}
         if s.llm == "scripted" and s.llm_script is not None:
@@ -270,6 +275,8 @@ class ConversationAgent:
         if self._turn is not None:
             self._turn.cancel.cancel("call ended")
         for rec in self.records:
+            if rec.first_frame_heard_ms is None:
+                self._log_record(rec)  # not logged yet: never heard
             self.call.record_turn(rec.as_dict())
         await self.stt.close()
         for t in list(self._tasks):
@@ -514,14 +521,21 @@ class ConversationAgent:
                     rec.reply_text = turn.reply.text
                 end = self.call.audio_end_ms
                 ends_call = getattr(self.llm, "ends_call", None)
-                if fixed is None and ends_call is not None and ends_call(messages):
+                if (fixed is None and ends_call is not None and ends_call(messages)) or (
+                    fixed == self.config.goodbye_text and self._idle_stage >= 2
+                ):
                     self._hangup_at_ms = end
-                elif fixed == self.config.goodbye_text and self._idle_stage >= 2:
-                    self._hangup_at_ms = end
+                    # Marks say when it has been heard; should they never come back, hang
+                    # up once it must have played anyway.
+                    playout_s = (end - turn.reply.start_ms) / 1000
+                    self._loop.call_later(playout_s + _HANGUP_GRACE_S, self._hangup_if_pending)
         except RuntimeError as e:  # the call is gone (play after the end)
             log.debug("reply stopped: %s", e)
         finally:
             producer.cancel()
+
+    def _log_record(self, rec: TurnLatency) -> None:
+        log.info("turn %s", json.dumps(rec.as_dict(), ensure_ascii=False))
 
     def _begin_audio(self, turn: _Turn, t_clause: float) -> None:
         """First audio of a reply: the user turn and the reply enter the context now."""
@@ -551,7 +565,8 @@ class ConversationAgent:
             if rec.first_frame_heard_ms is None and ev.heard_ms > start:
                 # The mark trails the first frame by the audio between them.
                 rec.first_frame_heard_ms = turn.ms(now - (ev.heard_ms - start) / 1000)
-        if ev.heard_ms + 1 >= self.call.audio_end_ms and not self.call.playing:
+                self._log_record(rec)
+        if ev.heard_ms + 1 >= self.call.audio_end_ms:
             self._played_out()
 
     def _played_out(self) -> None:
@@ -564,6 +579,11 @@ class ConversationAgent:
         if turn is not None and turn.task is not None and not turn.task.done():
             return
         self._arm_idle()
+
+    def _hangup_if_pending(self) -> None:
+        if self._hangup_at_ms is not None and not self._closing:
+            self._hangup_at_ms = None
+            self._spawn(self.call.hangup("conversation finished"))
 
     def _arm_idle(self) -> None:
         self._cancel_idle()
