@@ -59,6 +59,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--auth-token", default=None, help="sign the upgrade as Twilio does")
     c.add_argument("--param", action="append", default=[], help="customParameters k=v")
     c.add_argument("--seed", type=int, default=1)
+    c.add_argument(
+        "--converse",
+        action="store_true",
+        help="take turns: say each utterance of the WAV after the agent's reply to the last",
+    )
+    c.add_argument(
+        "--barge-in",
+        action="append",
+        default=[],
+        metavar="I:MS",
+        help="with --converse: start utterance I+1 MS ms into the reply to utterance I "
+        "(0-based; repeatable)",
+    )
+    c.add_argument("--out-both", default=None, help="stereo WAV: caller said (left), heard (right)")
+    c.add_argument(
+        "--token",
+        default=None,
+        help="the relay's stream secret: sent as customParameter voxrelay_token and used "
+        "to read the call's turn records",
+    )
     args = ap.parse_args(argv)
     if args.command == "call":
         from voxrelay.simulator import call_main
@@ -67,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = dict(p.split("=", 1) for p in args.param)
         except ValueError:
             print("voxrelay call: --param takes k=v", file=sys.stderr)
+            return 2
+        try:
+            barge_in = {int(i): int(ms) for i, ms in (b.split(":", 1) for b in args.barge_in)}
+        except ValueError:
+            print("voxrelay call: --barge-in takes UTTERANCE:MS (integers)", file=sys.stderr)
             return 2
         try:
             return call_main(
@@ -82,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 auth_token=args.auth_token,
                 params=params,
                 seed=args.seed,
+                converse=args.converse,
+                barge_in=barge_in,
+                out_both=args.out_both,
+                token=args.token,
             )
         except (OSError, ValueError) as e:
             print(f"voxrelay call: {e}", file=sys.stderr)

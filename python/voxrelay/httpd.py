@@ -7,6 +7,9 @@ framework, each new connection's request line is sniffed: `GET` goes to `websock
 small, strict, well-kept HTTP/1.1 parser, for one request and a `Connection: close` answer.
 The hook is `websockets`' documented `create_connection` (a `ServerConnection` subclass).
 
+`GET /calls/{call_sid}/turns` serves the per-turn latency records of a finished call (see
+`RelayHttp.turns`): monitoring, and the simulator's waterfall, read them back over the same port.
+
 The same subclass also reads WebSocket data frames itself (see `RelayConnection`). That part
 overrides two undocumented methods of the asyncio connection (`data_received`,
 `process_event`) and uses the documented sans-I/O protocol object for everything else, so the
@@ -15,11 +18,15 @@ dependency is bounded to the `websockets` major versions it was tested with.
 
 from __future__ import annotations
 
+import hmac
 import http
+import json
 import logging
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
@@ -43,6 +50,7 @@ __all__ = [
     "HttpReply",
     "RelayConnection",
     "RelayHttp",
+    "TurnRecordSource",
     "connection_class",
     "public_http_url",
 ]
@@ -52,6 +60,8 @@ log = logging.getLogger("voxrelay.http")
 STREAM_PATH: Final = "/twilio"
 VOICE_PATH: Final = "/twilio/voice"
 HEALTH_PATH: Final = "/healthz"
+TURNS_PATH: Final = re.compile(r"/calls/([A-Za-z0-9_-]{1,64})/turns")
+MAX_TURNS_WAIT_S: Final = 10.0
 _SNIFF_MAX: Final = 16  # longer than any method name
 
 
@@ -72,12 +82,38 @@ def public_http_url(headers: Mapping[str, str], target: str, configured: str | N
     return "https" + ws[3:] if ws.startswith("wss:") else "http" + ws[2:]
 
 
-class RelayHttp:
-    """The HTTP side of the relay: pure functions of request -> reply, no I/O."""
+class TurnRecordSource(Protocol):
+    """Where finished calls' turn records live (the server); see `RelayServer.turn_records`."""
 
-    def __init__(self, settings: Settings, is_serving: Callable[[], bool] | None = None) -> None:
+    async def turn_records(
+        self, call_sid: str, wait_s: float = 0.0
+    ) -> list[dict[str, object]] | Literal["live", "unknown"]: ...
+
+
+def _public_record(record: Mapping[str, object], texts: bool) -> dict[str, object]:
+    """A record as served: without free text unless enabled, and valid JSON (no NaN)."""
+    out: dict[str, object] = {}
+    for k, v in record.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        if texts or v is None or isinstance(v, bool | int | float):
+            out[k] = v
+    return out
+
+
+class RelayHttp:
+    """The HTTP side of the relay: request -> reply, no I/O of its own (the turn records may
+    wait for a call to end)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        is_serving: Callable[[], bool] | None = None,
+        turns: TurnRecordSource | None = None,
+    ) -> None:
         self.settings = settings
         self._is_serving = is_serving or (lambda: True)
+        self._turns = turns
 
     def _signature_ok(self, url: str, params: Mapping[str, str], sig: str | None) -> bool:
         token = self.settings.twilio_auth_token
@@ -107,6 +143,43 @@ class RelayHttp:
             return _text(500, f"{e}\n")
         return HttpReply(200, twiml.encode(), "text/xml; charset=utf-8")
 
+    async def turns(self, call_sid: str, query: Mapping[str, str]) -> HttpReply:
+        """`GET /calls/{call_sid}/turns[?wait=S][&token=T]`: the call's per-turn records.
+
+        With `wait`, a live call is waited for (on its end, not by polling) so a client that
+        just hung up gets the records in one request. The records carry the caller's words
+        and the reply, so by default only timings, counts and flags are served
+        (`turn_records_texts` adds the texts), and with a `stream_secret` the caller must know
+        it: the same secret that admits a stream admits its records.
+        """
+        s = self.settings
+        if s.stream_secret is not None:
+            given = query.get("token", "")
+            if not hmac.compare_digest(given.encode(), s.stream_secret.encode()):
+                return _text(403, "missing or wrong token\n")
+        raw = query.get("wait", "0")
+        try:
+            wait = float(raw)
+        except ValueError:
+            wait = math.nan
+        if not 0 <= wait <= MAX_TURNS_WAIT_S:
+            return _text(400, f"wait must be 0..{MAX_TURNS_WAIT_S:g} seconds, got {raw!r}\n")
+        if self._turns is None:
+            return _text(404, "no turn records here\n")
+        # websockets' open_timeout covers this handler: answer before it cuts the connection.
+        if s.open_timeout_s > 0:
+            wait = min(wait, max(0.0, s.open_timeout_s - 1.0))
+        found = await self._turns.turn_records(call_sid, wait)
+        if found == "unknown":
+            return _text(404, "unknown call\n")
+        if found == "live":
+            return _text(409, "call still in progress\n")
+        texts = s.turn_records_texts
+        body = {"call_sid": call_sid, "turns": [_public_record(r, texts) for r in found]}
+        return HttpReply(
+            200, json.dumps(body, default=str).encode(), "application/json; charset=utf-8"
+        )
+
     def handle_body_request(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> HttpReply:
@@ -123,12 +196,15 @@ class RelayHttp:
             except (UnicodeDecodeError, ValueError):
                 return _text(400, "form body is not valid UTF-8 urlencoded data\n")
             return self.voice(method, target, headers, form)
-        if path in (HEALTH_PATH, STREAM_PATH):
+        if path in (HEALTH_PATH, STREAM_PATH) or TURNS_PATH.fullmatch(path):
             return _text(405, "method not allowed\n")
         return _text(404, "not found\n")
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """`websockets` hook for GET requests: health, GET webhooks, upgrade signatures."""
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """`websockets` hook for GET requests: health, GET webhooks, upgrade signatures, turn
+        records. A coroutine (websockets >= 13 awaits it) because the records may wait."""
         target = request.path
         path = urlsplit(target).path
         headers = request.headers
@@ -149,6 +225,10 @@ class RelayHttp:
         if path == VOICE_PATH:
             reply = self.voice("GET", target, headers, {})
             return _response(reply)
+        m = TURNS_PATH.fullmatch(path)
+        if m is not None:
+            query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+            return _response(await self.turns(m.group(1), query))
         return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
 
 

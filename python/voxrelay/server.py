@@ -3,7 +3,9 @@
 The server object only accepts connections, routes them, and keeps the set of live sessions
 for shutdown; each call's state lives in its `Session`. Shutdown is two-phase: stop accepting
 (new upgrades get 503, `/healthz` says draining), give live calls `drain_timeout_s` to end on
-their own, then close the rest with 1001 (going away) so the platform can fail over.
+their own, then close the rest with 1001 (going away) so the platform can fail over. The
+server also keeps the per-turn latency records of the last `RECORDS_KEPT` calls, for
+`GET /calls/{call_sid}/turns`: they outlive the session, which is freed when the call ends.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
@@ -28,6 +30,8 @@ __all__ = ["RelayServer", "run"]
 log = logging.getLogger("voxrelay.server")
 
 GOING_AWAY: Final = 1001
+RECORDS_KEPT: Final = 1000
+"""Finished calls whose turn records stay available: bounded, so a busy server's memory is."""
 # Socket-level cap well above the protocol limit, so an oversized message is counted as bad
 # input (the call goes on) rather than killing the connection; only absurd frames hit this.
 _MAX_FRAME_FACTOR: Final = 16
@@ -47,10 +51,13 @@ class RelayServer:
         self.sessions: set[Session] = set()
         # Counters of recently finished calls, for tests, benches and a future metrics page.
         self.finished: deque[dict[str, int]] = deque(maxlen=1000)
+        self.records: OrderedDict[str, list[dict[str, object]]] = OrderedDict()
+        """Turn records of recently finished calls by call SID, oldest first."""
+        self._ended: dict[Session, asyncio.Event] = {}
         self._ws_server: Server | None = None
         self._port: int | None = None
         self._draining = False
-        self.http = RelayHttp(settings, is_serving=lambda: not self._draining)
+        self.http = RelayHttp(settings, is_serving=lambda: not self._draining, turns=self)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -98,6 +105,7 @@ class RelayServer:
             await ws.close(1011, "internal error")
             return
         self.sessions.add(session)
+        self._ended[session] = asyncio.Event()
         self._idle.clear()
         try:
             await session.run()
@@ -107,9 +115,41 @@ class RelayServer:
             await ws.close(1011, "internal error")
         finally:
             self.finished.append(dict(session.stats))
+            self._keep_records(session)
             self.sessions.discard(session)
+            self._ended.pop(session).set()
             if not self.sessions:
                 self._idle.set()
+
+    def _keep_records(self, session: Session) -> None:
+        sid = session.state.call_sid
+        if not sid:
+            return  # never started: nothing anyone could ask for
+        self.records[sid] = list(session.turn_records)
+        self.records.move_to_end(sid)
+        while len(self.records) > RECORDS_KEPT:
+            self.records.popitem(last=False)
+
+    @property
+    def live_call_sids(self) -> set[str]:
+        """Call SIDs of calls in progress (known once their `start` arrived)."""
+        return {sid for s in self.sessions if (sid := s.state.call_sid)}
+
+    async def turn_records(
+        self, call_sid: str, wait_s: float = 0.0
+    ) -> list[dict[str, object]] | Literal["live", "unknown"]:
+        """The records of a finished call, or `live` if it is still going after waiting up to
+        `wait_s` for it to end (on its end event: a caller asking right after hanging up gets
+        the records as soon as the session has let go), or `unknown` (or forgotten)."""
+        ended = next((ev for s, ev in self._ended.items() if s.state.call_sid == call_sid), None)
+        if ended is not None and wait_s > 0:
+            try:
+                await asyncio.wait_for(ended.wait(), timeout=wait_s)
+            except TimeoutError:
+                return "live"
+        if ended is not None and not ended.is_set():
+            return "live"
+        return self.records.get(call_sid, "unknown")
 
     async def shutdown(self, drain_timeout_s: float | None = None) -> None:
         """Stop accepting, wait for calls to end, then close the rest with 1001."""

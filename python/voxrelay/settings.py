@@ -95,6 +95,9 @@ class Settings:
     ping_interval_s: float | None = 20.0
     open_timeout_s: float = 10.0
     max_http_body_bytes: int = 65536
+    turn_records_texts: bool = False
+    """Include what the caller said and the reply text in `GET /calls/{sid}/turns`. Off by
+    default: transcripts are personal data, the timings are what monitoring needs."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
