@@ -37,7 +37,7 @@ def _load_voice(model_path: str, config_path: str, threads: int) -> Any:
     import onnxruntime  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from piper import PiperVoice  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from piper.config import PiperConfig  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    from piper.voice import ESPEAK_DATA_DIR  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from piper.voice import ESPEAK_DATA_DIR  # type: ignore[attr-defined,import-untyped,import-not-found,unused-ignore]
 
     with open(config_path, encoding="utf-8") as f:
         config = PiperConfig.from_dict(json.load(f))
