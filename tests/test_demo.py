@@ -31,3 +31,32 @@ def test_demo_runs_the_media_path_and_writes_the_call(
     segments = re.search(r"speech segments \(s\): (.*)", text).group(1)  # type: ignore[union-attr]
     assert len(segments.split(", ")) >= 2  # two spoken sentences, separated by a pause
     assert "inbound hot path" in text and "outbound hot path" in text
+
+
+def test_demo_holds_a_conversation_with_the_local_engines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("piper")
+    out = tmp_path / "call.wav"
+    assert main(["demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "loading speech recogniser" in text and "ready" in text  # progress while loading
+    caller = [
+        line.split(":", 1)[1].strip().lower()
+        for line in text.splitlines()
+        if line.startswith("  caller:")
+    ]
+    agent = [
+        line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("  agent :")
+    ]
+    assert any("sunday" in c for c in caller)  # the bundled question, transcribed
+    assert any("located" in c for c in caller)
+    assert any("Harbour Street" in a for a in agent)  # the scripted answer, spoken
+    assert any("[interrupted" in a for a in agent)  # the barge-in cut a reply
+    assert agent[-1].startswith("Thanks for calling")  # goodbye, then the agent hung up
+    assert text.count("first frame sent") >= 4  # a waterfall per turn
+    assert "closed: 1000 conversation finished" in text
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 2, 2)
+        assert w.getnframes() > 8000 * 20  # the whole call, both sides

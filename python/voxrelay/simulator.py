@@ -184,6 +184,9 @@ class CallOptions:
     barge_in: Mapping[int, int] = field(default_factory=dict)
     """Converse mode: utterance index -> ms; start the next utterance that long after the
     reply to this one began to be heard, talking over it."""
+    utterance_gap_ms: int = 700
+    """Converse mode: a silence this long in `audio` separates two utterances; shorter ones
+    are pauses within one (people pause 300-500 ms between sentences of one turn)."""
     greeting_wait_s: float = 3.0
     """Converse mode: how long to wait for a greeting before speaking first."""
     reply_silence_ms: int = 800
@@ -480,7 +483,7 @@ class _Conversation:
         self.opts = opts
         audio = opts.audio
         self.impair = _Impairer(opts, rng)
-        segs = speech_segments(audio, threshold=_LOUD)
+        segs = speech_segments(audio, threshold=_LOUD, min_gap_ms=opts.utterance_gap_ms)
         total_ms = len(audio) // 16
         # (pcm, lead ms, speech ms) per utterance.
         self.utts: list[tuple[bytes, int, int]] = []
