@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from voxrelay import cli
 from voxrelay.agent import AgentEvent, CallControl, CallEnded, CallStarted, EchoAgent, SpeechEnded
 from voxrelay.conversation.latency import TurnLatency
@@ -27,6 +29,7 @@ from voxrelay.settings import Settings
 from voxrelay.simulator import (
     CallOptions,
     CallResult,
+    _Impairer,
     fetch_turn_records,
     read_wav,
     run_call,
@@ -229,10 +232,10 @@ def test_voxrelay_call_converse_cli_prints_the_waterfall(
     write_wav(src, hello)
     both = tmp_path / "both.wav"
     agents: list[RecordingEcho] = []
-    settings = Settings(stream_secret=SECRET, turn_records_texts=True)
+    cfg = Settings(stream_secret=SECRET, turn_records_texts=True)
 
     async def main() -> int:
-        async with serving(settings, agents, greet=False) as server:
+        async with serving(cfg, agents, greet=False) as server:
             argv = [
                 "call",
                 f"ws://127.0.0.1:{server.port}/twilio",
@@ -292,3 +295,42 @@ def test_records_fetch_never_fails_the_call() -> None:
         assert await fetch_turn_records("http://nowhere/twilio", "CA1") == []
 
     run(main())
+
+
+@given(
+    n=st.integers(0, 120),
+    loss=st.sampled_from([0.0, 0.1, 0.5]),
+    reorder=st.sampled_from([0.0, 0.2, 0.9]),
+    jitter_ms=st.sampled_from([0.0, 15.0, 70.0]),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=60, deadline=None)
+def test_online_impairments_deliver_each_frame_at_most_once(
+    n: int, loss: float, reorder: float, jitter_ms: float, seed: int
+) -> None:
+    """Converse mode makes frames as it goes; its impairer must neither duplicate nor invent
+    frames, nor send one before it was made, and only a frame held for reordering at the very
+    end may be missing besides the lost ones."""
+    opts = CallOptions("ws://x/twilio", b"", loss=loss, reorder=reorder, jitter_ms=jitter_ms)
+    imp = _Impairer(opts, np.random.default_rng(seed))
+    sent: list[tuple[int, int]] = []
+    for k in range(n + int(jitter_ms // 20) + 2):
+        if k < n:
+            imp.push(k, k)
+        sent += [(k, i) for i in imp.due(k)]
+    frames = [i for _, i in sent]
+    assert len(frames) == len(set(frames)) and set(frames) <= set(range(n))
+    assert all(k >= i for k, i in sent)
+    assert n - 1 <= len(frames) + imp.lost <= n
+    if loss == reorder == jitter_ms == 0:
+        assert sent == [(i, i) for i in range(n)]
+
+
+def test_stereo_wav_pads_the_shorter_side(tmp_path: Path) -> None:
+    left = np.arange(-5, 5, dtype="<i2").tobytes()
+    right = np.array([7, 8, 9], "<i2").tobytes()
+    write_wav_stereo(tmp_path / "s.wav", left, right)
+    with wave.open(str(tmp_path / "s.wav")) as w:
+        got = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    assert got[:, 0].tolist() == list(range(-5, 5))
+    assert got[:, 1].tolist() == [7, 8, 9] + [0] * 7

@@ -55,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--reorder", type=float, default=0.0, help="probability of a swap")
     c.add_argument("--dtmf", default="", help="digits pressed after the audio")
     c.add_argument("--calls", type=int, default=1, help="simultaneous calls")
-    c.add_argument("--tail", type=float, default=3.0, help="seconds of silence after the audio")
+    c.add_argument(
+        "--tail",
+        type=float,
+        default=3.0,
+        help="seconds of silence after the audio (with --converse: after the last reply)",
+    )
     c.add_argument("--auth-token", default=None, help="sign the upgrade as Twilio does")
     c.add_argument("--param", action="append", default=[], help="customParameters k=v")
     c.add_argument("--seed", type=int, default=1)
