@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
+import numpy as np
 import pytest
 from voxrelay.agent import (
     BargeIn,
@@ -20,7 +21,12 @@ from voxrelay.agent import (
     SpeechPaused,
     SpeechStarted,
 )
-from voxrelay.conversation.engine import ConversationAgent, ConversationConfig, Engines
+from voxrelay.conversation.engine import (
+    ConversationAgent,
+    ConversationConfig,
+    Engines,
+    stt_sink,
+)
 from voxrelay.conversation.providers import (
     PCM16_16K,
     AudioChunk,
@@ -49,6 +55,7 @@ class FakeCall:
 
     def __init__(self) -> None:
         self.played: list[tuple[int, int, bool]] = []  # (bytes, rate, last)
+        self.ulaw: list[tuple[int, bool]] = []  # play_ulaw: (bytes, last)
         self.end_after: list[tuple[float, int]] = []
         self.configured: dict[str, int | None] = {}
         self.records: list[Mapping[str, object]] = []
@@ -67,6 +74,11 @@ class FakeCall:
         if self._first is not None and pcm:
             notify, self._first = self._first, None
             notify(asyncio.get_running_loop().time())
+        self.play_event.set()
+
+    def play_ulaw(self, codes: bytes, *, last: bool = True) -> None:
+        self.ulaw.append((len(codes), last))
+        self.audio_ms += len(codes) / 8
         self.play_event.set()
 
     async def clear(self) -> float:
@@ -111,7 +123,8 @@ class FakeCall:
 class FakeSTT:
     """Returns queued texts: one per `interim()` / non-reused `finalize()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: AudioFormat = PCM16_16K) -> None:
+        self.fmt = fmt
         self.texts: list[str] = []
         self.audio = bytearray()
         self.finals: list[bool] = []  # reuse_interim per finalize
@@ -120,7 +133,7 @@ class FakeSTT:
 
     @property
     def input_format(self) -> AudioFormat:
-        return PCM16_16K
+        return self.fmt
 
     async def start(self) -> None:
         pass
@@ -466,3 +479,42 @@ def test_reply_cancelled_when_the_caller_goes_on_before_hearing_it() -> None:
     h = run(body)
     assert [t for t in turns(h) if t[0] == "user"] == [("user", "Hi. When do you open?", False)]
     assert turns(h)[-1][1].startswith("We open at noon.")
+
+
+def test_mulaw_8k_voice_is_played_without_transcoding() -> None:
+    class UlawTTS(FakeTTS):
+        @property
+        def output_format(self) -> AudioFormat:
+            return AudioFormat("ulaw", 8000)
+
+        async def synthesize(
+            self, text: str, *, cancel: CancelToken | None = None
+        ) -> AsyncIterator[AudioChunk]:
+            yield AudioChunk(b"\x7f" * int(len(text) * MS_PER_CHAR * 8), 8000, "ulaw")
+
+    async def body(h: Harness) -> None:
+        h.agent.tts = UlawTTS()
+        await h.start()
+
+    h = run(body)
+    greeting = "Hello, how can I help?"
+    assert h.call.played == []  # nothing went through the PCM path
+    assert h.call.ulaw == [(int(len(greeting) * MS_PER_CHAR * 8), False), (0, True)]
+    assert turns(h) == [("assistant", greeting, False)]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "nbytes"),
+    [(PCM16_16K, 640), (AudioFormat("pcm16", 8000), 320), (AudioFormat("ulaw", 8000), 160)],
+)
+def test_caller_audio_reaches_the_recogniser_in_its_own_format(
+    fmt: AudioFormat, nbytes: int
+) -> None:
+    stt = FakeSTT(fmt)
+    sink = stt_sink(stt)
+    frame = (np.sin(np.arange(320) / 5) * 8000).astype("<i2").tobytes()  # 20 ms at 16 kHz
+    for _ in range(10):
+        sink(frame)
+    assert len(stt.audio) == pytest.approx(10 * nbytes, abs=nbytes)  # resampler delay only
+    if fmt == PCM16_16K:
+        assert bytes(stt.audio) == frame * 10  # passed through untouched

@@ -744,3 +744,43 @@ def test_idle_call_is_closed() -> None:
             assert (code, reason) == (1001, "idle timeout")
 
     run(main())
+
+
+class UlawSpeaker:
+    """An agent whose audio is already mu-law 8 kHz: it says 330 codes when the call starts."""
+
+    CODES = bytes(range(256)) + bytes(range(74))
+
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if type(event).__name__ == "CallStarted":
+            self.call.play_ulaw(self.CODES[:200], last=False)
+            self.call.play_ulaw(self.CODES[200:], last=True)
+
+
+def test_mulaw_agent_audio_goes_out_untouched() -> None:
+    async def body() -> list[bytes]:
+        server = RelayServer(Settings(port=0), UlawSpeaker)
+        await server.start()
+        try:
+            async with connect(ws_url(server)) as ws:
+                await start_call(ws)
+                payloads = []
+                while len(payloads) < 3:
+                    ev = await first(ws, lambda e: isinstance(e, tw.Media))
+                    assert isinstance(ev, tw.Media)
+                    payloads.append(base64.b64decode(ev.payload))
+                return payloads
+        finally:
+            await server.shutdown(drain_timeout_s=0.0)
+
+    payloads = run(body())
+    # No decode/resample/encode on the way: the codes arrive as sent, in 20 ms frames, the
+    # last one padded with mu-law silence.
+    assert payloads == [
+        UlawSpeaker.CODES[:160],
+        UlawSpeaker.CODES[160:320],
+        UlawSpeaker.CODES[320:] + b"\xff" * 150,
+    ]

@@ -137,6 +137,10 @@ class CallControl(Protocol):
         """
         ...
 
+    def play_ulaw(self, codes: bytes, *, last: bool = True) -> None:
+        """Queue agent audio already in mu-law 8 kHz: sent without transcoding."""
+        ...
+
     async def clear(self) -> float:
         """Stop the agent's audio now; returns the heard position (ms)."""
         ...

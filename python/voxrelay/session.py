@@ -16,7 +16,9 @@ nothing but the event loop. The media path has no per-message task, future or qu
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -67,6 +69,7 @@ FRAME_S: Final = 0.020
 _AGENT_QUEUE: Final = 256
 # A peer that stops reading while we keep writing gets closed before it costs real memory.
 _MAX_WRITE_BUFFER: Final = 1 << 20
+_ULAW_FRAME: Final = 160  # 20 ms of mu-law at 8 kHz
 _MARK: Final = 0
 _MEDIA: Final = 1
 
@@ -107,6 +110,7 @@ class Session:
         self._play_end = 0.0
         self._sent_ms = 0.0
         self._queued = 0  # media frames in _queue
+        self._ulaw_rest = b""  # play_ulaw: the part of a frame waiting for more
         self._sink: Callable[[bytes], None] | None = None
         self._first_frame: Callable[[float], None] | None = None
         self.turn_records: list[dict[str, object]] = []
@@ -164,6 +168,31 @@ class Session:
         if last:
             frames += out.flush()
         self._enqueue(frames)
+
+    def play_ulaw(self, codes: bytes, *, last: bool = True) -> None:
+        """Agent audio already in the phone's format, mu-law 8 kHz: framed and sent as is.
+
+        A TTS engine that speaks mu-law 8 kHz (most cloud TTS can) needs no decode, resample
+        or encode on the way out; this is that path. `last` as for `play`.
+        """
+        sid = self.state.stream_sid
+        if sid is None or not self._streaming or self._closed:
+            raise RuntimeError("no stream to play to (before start, or after the call)")
+        if self._outbound is not None:
+            self._enqueue(self._outbound.flush())  # PCM audio queued before this goes first
+        buf = self._ulaw_rest + bytes(codes)
+        end = len(buf) - len(buf) % _ULAW_FRAME
+        if last and end < len(buf):
+            buf += b"\xff" * (_ULAW_FRAME - len(buf) % _ULAW_FRAME)  # mu-law silence
+            end = len(buf)
+        head = '{"event":"media","streamSid":' + json.dumps(sid) + ',"media":{"payload":"'
+        self._enqueue(
+            [
+                head + base64.b64encode(buf[i : i + _ULAW_FRAME]).decode("ascii") + '"}}'
+                for i in range(0, end, _ULAW_FRAME)
+            ]
+        )
+        self._ulaw_rest = buf[end:]
 
     @property
     def audio_end_ms(self) -> float:
@@ -507,6 +536,7 @@ class Session:
         self._stop_pacer()
         if self._outbound is not None:
             self._outbound.reset()
+        self._ulaw_rest = b""
         cleared = self.tracker.cleared(now * 1000)
         heard = cleared.heard_ms if cleared.flushed else max(cleared.heard_ms, clock_heard)
         cleared = Cleared(heard_ms=heard, sent_ms=self._sent_ms, flushed=cleared.flushed)

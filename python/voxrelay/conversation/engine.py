@@ -50,6 +50,8 @@ from voxrelay.conversation.context import Conversation, Reply
 from voxrelay.conversation.endpoint import TurnEndPolicy
 from voxrelay.conversation.latency import TurnLatency
 from voxrelay.conversation.providers import (
+    PCM16_16K,
+    AudioChunk,
     CancelToken,
     ChatLLM,
     Message,
@@ -60,9 +62,16 @@ from voxrelay.conversation.providers import (
     make_stt,
     make_tts,
 )
+from voxrelay.media import Resampler, ulaw_decode, ulaw_encode
 from voxrelay.settings import Settings
 
-__all__ = ["ConversationAgent", "ConversationConfig", "ConversationFactory", "Engines"]
+__all__ = [
+    "ConversationAgent",
+    "ConversationConfig",
+    "ConversationFactory",
+    "Engines",
+    "stt_sink",
+]
 
 log = logging.getLogger("voxrelay.conversation")
 
@@ -263,7 +272,7 @@ class ConversationAgent:
             barge_in_ms=cfg.interrupt_min_ms,
         )
         await self.stt.start()
-        self.call.set_audio_sink(self.stt.send_audio)
+        self.call.set_audio_sink(stt_sink(self.stt))
         self._spawn(self._read_transcripts())
         self._spawn(self._turn_worker())
         self._start_reply("", None, self._loop.time(), fixed=cfg.greeting)
@@ -492,6 +501,7 @@ class ConversationAgent:
 
         producer = self._spawn(produce())
         rate = self.tts.output_format.sample_rate
+        ulaw = False
         try:
             while not cancel.cancelled:
                 clause = await clauses.get()
@@ -509,12 +519,15 @@ class ConversationAgent:
                         turn.reply.add_clause(clause)
                         first_chunk = False
                     turn.reply.add_audio(chunk.duration_ms)
+                    ulaw = self._play(chunk)
                     rate = chunk.sample_rate
-                    self.call.play(chunk.pcm, chunk.sample_rate, last=False)
             if cancel.cancelled or self._closing:
                 return
             if turn.audio_started:
-                self.call.play(b"", rate, last=True)
+                if ulaw:
+                    self.call.play_ulaw(b"", last=True)
+                else:
+                    self.call.play(b"", rate, last=True)
                 assert turn.reply is not None
                 turn.reply.complete()
                 if rec is not None:
@@ -533,6 +546,17 @@ class ConversationAgent:
             log.debug("reply stopped: %s", e)
         finally:
             producer.cancel()
+
+    def _play(self, chunk: AudioChunk) -> bool:
+        """Queue one chunk; True when it went out as mu-law 8 kHz without transcoding."""
+        if chunk.encoding == "ulaw":
+            if chunk.sample_rate == 8000:
+                self.call.play_ulaw(chunk.pcm, last=False)
+                return True
+            self.call.play(ulaw_decode(chunk.pcm), chunk.sample_rate, last=False)
+            return False
+        self.call.play(chunk.pcm, chunk.sample_rate, last=False)
+        return False
 
     def _log_record(self, rec: TurnLatency) -> None:
         log.info("turn %s", json.dumps(rec.as_dict(), ensure_ascii=False))
@@ -604,6 +628,22 @@ class ConversationAgent:
         self._idle_stage += 1
         text = self.config.reprompt_text if self._idle_stage == 1 else self.config.goodbye_text
         self._start_reply("", None, self._loop.time(), fixed=text)
+
+
+def stt_sink(stt: StreamingSTT) -> Callable[[bytes], None]:
+    """The session hands agents 16 kHz PCM; convert only if the recogniser wants otherwise.
+
+    One Rust call per frame at most (resample, then encode for mu-law engines); for the
+    default 16 kHz PCM recognisers the frames go straight through.
+    """
+    fmt = stt.input_format
+    send = stt.send_audio
+    if fmt == PCM16_16K:
+        return send
+    rs = Resampler(PCM16_16K.sample_rate, fmt.sample_rate)
+    if fmt.encoding == "ulaw":
+        return lambda pcm: send(ulaw_encode(rs.process(pcm)))
+    return lambda pcm: send(rs.process(pcm))
 
 
 def _join(*parts: str) -> str:
