@@ -286,3 +286,40 @@ def test_interim_of_nothing_and_after_close(stt: WhisperSTT) -> None:
 def test_fast_window_out_of_range(window: float) -> None:
     with pytest.raises(ValueError, match=r"fast_window_s .* out of range \[10, 30\]"):
         WhisperSTT(fast_window_s=window)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "loop"),
+    [
+        ([7, 1, 2, 3, 1, 2, 3, 9], True),  # a three-token phrase said twice in a row
+        ([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], True),
+        ([1, 2, 3, 4, 1, 2, 3], False),  # not immediately repeated
+        ([1, 1, 1, 1], False),  # "no, no, no": short repeats are speech
+        ([1, 2, 1, 2, 1, 2], False),
+        ([], False),
+    ],
+)
+def test_decoding_loop_detector(tokens: list[int], loop: bool) -> None:
+    """A fast-path result that repeats itself is redone with the full window."""
+    from voxrelay.conversation.stt_whisper import _repeats
+
+    assert _repeats(tokens) is loop
+
+
+@pytest.mark.parametrize(
+    ("text", "loop"),
+    [
+        ("Okay. Okay.", True),
+        ("Thank you. thank you!", True),
+        ("Yes, that works. Yes, that works", True),
+        ("No, no, no.", False),  # one sentence
+        ("Yes. No. Yes.", False),
+        ("It is 10.10. 10.10 is fine.", False),  # decimal points do not end sentences
+        ("", False),
+    ],
+)
+def test_repeated_sentence_detector(text: str, loop: bool) -> None:
+    """Whisper tiny.en on a short window sometimes says a short answer twice."""
+    from voxrelay.conversation.stt_whisper import _repeats_sentence
+
+    assert _repeats_sentence(text) is loop

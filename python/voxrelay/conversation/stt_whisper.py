@@ -9,24 +9,27 @@ per process.
 
 Latency: `WhisperModel.transcribe` pads every utterance to Whisper's 30 s window, so the
 encoder pays for 30 s even for a one-word answer (~0.9 s on 2 cores). Phone utterances are
-short, so utterances that fit a shorter window (10 s by default) are encoded at that length
-and decoded greedily straight from CTranslate2 (~0.3 s). Below 10 s the model, trained on
-30 s windows, degrades, so the window never goes below that. A short-window result that
-looks wrong by the same tests `transcribe` uses to trigger its temperature fallback
-(repetitive, improbable, or running away) is thrown away and the utterance decoded again by
-`transcribe`, so the fast path never does worse than a ~0.3 s detour.
+short, so utterances that fit a shorter window (10 s by default) are encoded at that
+length and decoded straight from CTranslate2 at temperature 0 (~0.3 s). Below 10 s the
+model, trained on 30 s windows, degrades, so the window never goes below that. A
+short-window result that looks wrong (by the tests `transcribe` uses to trigger its
+temperature fallback, plus a check for a phrase said twice, which short windows sometimes
+produce) is thrown away and the utterance decoded again by `transcribe`: such utterances pay
+a ~0.3 s detour.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -51,6 +54,12 @@ _NO_SPEECH: Final = 0.6
 _LOG_PROB: Final = -1.0
 _COMPRESSION: Final = 2.4
 _WARMUP_S: Final = 1
+# A short window sometimes makes tiny.en say a phrase twice ("Yes, that works. Yes, that
+# works.", "Okay. Okay.") where the 30 s window does not; too short to trip the
+# compression-ratio test.
+_MIN_REPEAT_TOKENS: Final = 3
+_SENTENCE_END: Final = re.compile(r"[.?!]+(?=\s|$)")
+_NON_WORD: Final = re.compile(r"[^\w']+")
 
 _pool_lock = threading.Lock()
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -128,7 +137,7 @@ class WhisperSTT:
         self._beam = beam_size
         self._fast: _FastPath | None = None
         if fast_window_s is not None:
-            self._fast = _FastPath(self._model, language, fast_window_s)
+            self._fast = _FastPath(self._model, language, beam_size, fast_window_s)
         self._paths: Counter[str] = Counter()
         self._buf = bytearray()
         self._buf_start = 0  # samples since start() at which _buf begins
@@ -274,14 +283,14 @@ class WhisperSTT:
 
 
 class _FastPath:
-    """Greedy decode of a short utterance with the encoder run on a window shorter than 30 s.
+    """Temperature-0 decode of a short utterance with the encoder run on a window under 30 s.
 
     Mirrors what `transcribe` does for one window (same features, zero-padded the same way,
     same prompt, suppressed tokens and no-speech rule) so texts match; only the window
     length differs.
     """
 
-    def __init__(self, model: Any, language: str, window_s: float) -> None:
+    def __init__(self, model: Any, language: str, beam_size: int, window_s: float) -> None:
         from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped,import-not-found,unused-ignore]
         from faster_whisper.transcribe import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
             get_suppressed_tokens,
@@ -294,6 +303,7 @@ class _FastPath:
         )
         self._suppress = list(get_suppressed_tokens(self._tokenizer, [-1]))
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._beam = beam_size
         self._frames = math.ceil(window_s * _FRAMES_PER_S)
         self._max_samples = int((window_s - _WINDOW_MARGIN_S) * _RATE)
 
@@ -301,7 +311,7 @@ class _FastPath:
         return samples <= self._max_samples
 
     def decode(self, audio: Any) -> Decoded | None:
-        """The transcript, or None when the result fails `transcribe`'s fallback tests."""
+        """The transcript, or None when the result looks like a decoding failure."""
         import numpy as np
         from faster_whisper.transcribe import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
             get_compression_ratio,
@@ -315,7 +325,7 @@ class _FastPath:
         result = self._model.model.generate(
             self._model.encode(window),
             [self._prompt],
-            beam_size=1,
+            beam_size=self._beam,
             max_length=len(self._prompt) + max_new,
             return_scores=True,
             return_no_speech_prob=True,
@@ -332,8 +342,34 @@ class _FastPath:
             len(tokens) >= max_new
             or avg_logprob < _LOG_PROB
             or get_compression_ratio(text) > _COMPRESSION
+            or _repeats(tokens)
+            or _repeats_sentence(text)
         ):
             return None
         if not text:
             return "", None
         return text, math.exp(avg_logprob)
+
+
+def _repeats(tokens: list[int]) -> bool:
+    """Whether some run of >= 3 tokens is immediately said again (a decoding loop).
+
+    People do repeat themselves ("thank you, thank you"); such an utterance only loses the
+    fast path's saving, as the full window decodes it again.
+    """
+    import numpy as np
+
+    seq = np.asarray(tokens)
+    for k in range(_MIN_REPEAT_TOKENS, len(seq) // 2 + 1):
+        # seq[i:i+k] == seq[i+k:i+2k] iff k consecutive positions of `same` are all True.
+        same = np.concatenate(([0], np.cumsum(seq[:-k] == seq[k:])))
+        if np.any(same[k:] - same[:-k] == k):
+            return True
+    return False
+
+
+def _repeats_sentence(text: str) -> bool:
+    """Whether a sentence is immediately said again, ignoring case and punctuation."""
+    sentences = [_NON_WORD.sub(" ", s).strip().lower() for s in _SENTENCE_END.split(text)]
+    sentences = [s for s in sentences if s]
+    return any(a == b for a, b in pairwise(sentences))
