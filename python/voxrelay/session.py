@@ -120,6 +120,7 @@ class Session:
         self._ending: str | None = None
         self._rx = 0
         self._t_ended = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
         self.media_in = 0
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_AGENT_QUEUE)
         self._counts: dict[str, int] = {
@@ -239,14 +240,15 @@ class Session:
         """Serve the call until the socket is closed (by either side), then free everything."""
         ws = self.ws
         agent_task = self._loop.create_task(self._agent_loop())
-        watchdog = self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, 0)
+        self._watchdog = self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, 0)
         ws.attach(self)
         try:
             await ws.wait_closed()
         finally:
             ws.detach()
             self._closed = True
-            watchdog.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             self._stop_pacer()
             self._streaming = False
             self._post(CallEnded(self._ending or "disconnected"), force=True)
@@ -273,6 +275,8 @@ class Session:
         self._loop.create_task(self.ws.close(code, reason))
 
     def _check_idle(self, seen: int) -> None:
+        if self._closed:
+            return
         if self._rx == seen:
             log.warning(
                 "call %s: nothing received for %.0f s; closing",
@@ -281,7 +285,9 @@ class Session:
             )
             self.close(1001, "idle timeout", "idle")
             return
-        self._loop.call_later(self.settings.idle_timeout_s, self._check_idle, self._rx)
+        self._watchdog = self._loop.call_later(
+            self.settings.idle_timeout_s, self._check_idle, self._rx
+        )
 
     def _send(self, text: str) -> None:
         """Write one text message now (no await: the pacer and barge-in run in callbacks)."""
