@@ -518,3 +518,92 @@ def test_caller_audio_reaches_the_recogniser_in_its_own_format(
     assert len(stt.audio) == pytest.approx(10 * nbytes, abs=nbytes)  # resampler delay only
     if fmt == PCM16_16K:
         assert bytes(stt.audio) == frame * 10  # passed through untouched
+
+
+class Flaky:
+    """Wraps a provider method to raise on its first `n` calls: a dead or flaky engine."""
+
+    def __init__(self, fn: Callable[..., object], n: int = 1) -> None:
+        self.fn, self.left = fn, n
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        if self.left > 0:
+            self.left -= 1
+            raise ConnectionError("provider unreachable")
+        return self.fn(*args, **kwargs)
+
+
+def test_dead_llm_gets_an_apology_and_the_call_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    async def body(h: Harness) -> None:
+        await h.start()
+        await h.send(h.hear_all())
+        real = h.llm.stream
+
+        async def broken(
+            messages: Sequence[Message], *, cancel: CancelToken | None = None
+        ) -> AsyncIterator[str]:
+            yield "We"
+            raise ConnectionError("LLM connection reset")
+
+        h.agent.llm = type("Broken", (), {"stream": staticmethod(broken)})()  # type: ignore[assignment]
+        await h.utterance("When are you open?")
+        await h.until_replied()
+        await h.send(h.hear_all())
+        h.agent.llm = type("Fixed", (), {"stream": staticmethod(real)})()  # type: ignore[assignment]
+        await h.utterance("When are you open?")
+        await h.until_replied()
+
+    h = run(body)
+    said = [c for (r, c, _i) in turns(h) if r == "assistant"]
+    assert said[1] == ConversationConfig().error_text
+    assert said[2].startswith("We open at noon.")
+    assert sum("llm provider failed" in r.message for r in caplog.records) == 1
+
+
+def test_failing_stt_is_logged_once_and_answered(caplog: pytest.LogCaptureFixture) -> None:
+    async def body(h: Harness) -> None:
+        await h.start()
+        await h.send(h.hear_all())
+        h.stt.finalize = Flaky(h.stt.finalize, n=2)  # type: ignore[method-assign]
+        for _ in range(2):
+            h.stt.texts.append("lost")
+            loop = asyncio.get_running_loop()
+            await h.send(SpeechStarted(0.0))
+            await h.send(SpeechEnded(b"", 16000, 0.0, 900.0, 0.0, 1200.0, loop.time(), -1))
+            await h.wait_for(
+                lambda: (
+                    h.agent._turn is not None
+                    and h.agent._turn.user_text == ""
+                    and h.agent._turn.task is not None
+                    and h.agent._turn.task.done()
+                    and h.call.audio_ms > h.call.heard_ms
+                )
+            )
+            await h.send(h.hear_all())
+        h.stt.texts.clear()
+        await h.utterance("When are you open?")
+        await h.until_replied()
+
+    h = run(body)
+    said = [c for (r, c, _i) in turns(h) if r == "assistant"]
+    assert said[1:3] == [ConversationConfig().error_text] * 2
+    assert said[3].startswith("We open at noon.")
+    assert sum("stt provider failed" in r.message for r in caplog.records) == 1
+
+
+def test_failing_tts_stops_the_reply_without_killing_the_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def body(h: Harness) -> None:
+        await h.start()
+        await h.send(h.hear_all())
+        h.tts.synthesize = Flaky(h.tts.synthesize, n=1)  # type: ignore[method-assign]
+        await h.utterance("When are you open?")
+        await h.until_replied()
+        await h.utterance("When are you open?")
+        await h.until_replied()
+
+    h = run(body)
+    said = [c for (r, c, _i) in turns(h) if r == "assistant"]
+    assert said[-1].startswith("We open at noon.")
+    assert sum("tts provider failed" in r.message for r in caplog.records) == 1

@@ -96,6 +96,7 @@ class ConversationConfig:
     hangup_after_s: float = 10.0
     reprompt_text: str = "Are you still there?"
     goodbye_text: str = "Goodbye!"
+    error_text: str = "Sorry, I'm having trouble answering right now. Please try again."
 
     @classmethod
     def from_settings(cls, s: Settings) -> ConversationConfig:
@@ -190,6 +191,10 @@ async def _text_pieces(text: str) -> AsyncIterator[str]:
     yield text
 
 
+class _CallGone(Exception):
+    """The session would not take more audio: the call ended under the reply."""
+
+
 class _Turn:
     """One reply in flight and the bookkeeping for its latency record."""
 
@@ -244,6 +249,7 @@ class ConversationAgent:
         self._idle_stage = 0
         self._hangup_at_ms: float | None = None
         self._closing = False
+        self._failed: set[str] = set()
 
     # -- events -------------------------------------------------------------------------------
 
@@ -334,7 +340,14 @@ class ConversationAgent:
         if interim is None:  # an engine with its own partials: they arrive by themselves
             self._interim_running = False
             return
-        await interim()
+        try:
+            await interim()
+        except Exception as e:
+            # No speculative text this time: the turn ends on the silence cap instead.
+            self._interim_running = False
+            if self._interim_tokens:
+                self._interim_tokens.pop()
+            self._provider_failed("stt", e)
 
     def _on_interim(self, t: Transcript) -> None:
         token = self._interim_tokens.pop(0) if self._interim_tokens else -1
@@ -361,66 +374,86 @@ class ConversationAgent:
             else:
                 self._on_interim(t)
 
+    def _provider_failed(self, kind: str, exc: BaseException) -> None:
+        """A dead or failing engine: logged once per kind per call; the call goes on."""
+        if kind not in self._failed:
+            self._failed.add(kind)
+            log.error(
+                "%s provider failed (%s: %s); further %s failures on this call are not logged",
+                kind,
+                type(exc).__name__,
+                exc,
+                kind,
+            )
+
     async def _turn_worker(self) -> None:
         """Utterances in order: final transcript, then respond, ignore, or interrupt."""
         while True:
             ev = await self._ended.get()
-            t0 = ev.at - ev.silence_ms / 1000
-            interim = self._interim
-            token = ev.pause_token
-            # Nothing was said after the speculative transcript (done or still running) of
-            # the pause that ended the turn: it is the final.
-            reuse = token >= 0 and (
-                (interim is not None and interim[0] == token) or token in self._interim_tokens
-            )
-            if interim is not None and interim[0] != token:
-                interim = None
-            self._interim = None
-            finalize = self.stt.finalize
-            t_dec = self._loop.time()
-            await finalize(reuse_interim=reuse)
-            final = await self._finals.get()
-            t_final = self._loop.time()
-            log.debug(
-                "turn ended after %.0f ms of silence (pause %d, reuse %s): %r in %.0f ms",
-                ev.silence_ms,
-                token,
-                reuse,
-                final.text,
-                (t_final - t_dec) * 1000,
-            )
-            self.transcripts.append(final.text)
-            playing = self._turn is not None and self._turn.audio_started and self.call.playing
-            if playing and self.config.interrupting_words(final.text) < max(
-                1, self.config.interrupt_min_words
-            ):
-                log.debug("backchannel %r while speaking: not a turn", final.text)
-                continue
-            text = _join(self._pending_user, final.text)
-            if not text:
-                continue  # noise, a cough: nothing to answer
-            if self._caller_speaking and not playing:
-                # They went on while we transcribed: answer it all once they finish.
-                self._pending_user = text
-                continue
-            cur = self._turn
-            if playing or (cur is not None and cur.task is not None and not cur.task.done()):
-                await self._interrupt_current()
-            self._pending_user = ""
-            rec = TurnLatency(turn=len(self.records) + 1, user_text=text)
-            rec.speculative = reuse
-            silence = ev.silence_ms
-            needed = self.config.policy.silence_needed_ms(text)
-            rec.turn_wait_ms = min(silence, float(needed))
-            rec.turn_decided_ms = silence
-            if reuse and interim is not None and interim[2] <= t_dec:
-                rec.stt_final_ms = (interim[2] - t0) * 1000
-                rec.stt_compute_ms = max(0.0, silence - needed)
-            else:
-                rec.stt_final_ms = (t_final - t0) * 1000
-                rec.stt_compute_ms = max(0.0, silence - needed) + (t_final - t_dec) * 1000
-            self.records.append(rec)
-            self._start_reply(text, rec, t0)
+            try:
+                await self._on_utterance(ev)
+            except Exception as e:  # the STT failed: say so, keep the call
+                self._provider_failed("stt", e)
+                if not self._closing:
+                    self._start_reply("", None, self._loop.time(), fixed=self.config.error_text)
+
+    async def _on_utterance(self, ev: SpeechEnded) -> None:
+        t0 = ev.at - ev.silence_ms / 1000
+        interim = self._interim
+        token = ev.pause_token
+        # Nothing was said after the speculative transcript (done or still running) of
+        # the pause that ended the turn: it is the final.
+        reuse = token >= 0 and (
+            (interim is not None and interim[0] == token) or token in self._interim_tokens
+        )
+        if interim is not None and interim[0] != token:
+            interim = None
+        self._interim = None
+        finalize = self.stt.finalize
+        t_dec = self._loop.time()
+        await finalize(reuse_interim=reuse)
+        final = await self._finals.get()
+        t_final = self._loop.time()
+        log.debug(
+            "turn ended after %.0f ms of silence (pause %d, reuse %s): %r in %.0f ms",
+            ev.silence_ms,
+            token,
+            reuse,
+            final.text,
+            (t_final - t_dec) * 1000,
+        )
+        self.transcripts.append(final.text)
+        playing = self._turn is not None and self._turn.audio_started and self.call.playing
+        if playing and self.config.interrupting_words(final.text) < max(
+            1, self.config.interrupt_min_words
+        ):
+            log.debug("backchannel %r while speaking: not a turn", final.text)
+            return
+        text = _join(self._pending_user, final.text)
+        if not text:
+            return  # noise, a cough: nothing to answer
+        if self._caller_speaking and not playing:
+            # They went on while we transcribed: answer it all once they finish.
+            self._pending_user = text
+            return
+        cur = self._turn
+        if playing or (cur is not None and cur.task is not None and not cur.task.done()):
+            await self._interrupt_current()
+        self._pending_user = ""
+        rec = TurnLatency(turn=len(self.records) + 1, user_text=text)
+        rec.speculative = reuse
+        silence = ev.silence_ms
+        needed = self.config.policy.silence_needed_ms(text)
+        rec.turn_wait_ms = min(silence, float(needed))
+        rec.turn_decided_ms = silence
+        if reuse and interim is not None and interim[2] <= t_dec:
+            rec.stt_final_ms = (interim[2] - t0) * 1000
+            rec.stt_compute_ms = max(0.0, silence - needed)
+        else:
+            rec.stt_final_ms = (t_final - t0) * 1000
+            rec.stt_compute_ms = max(0.0, silence - needed) + (t_final - t_dec) * 1000
+        self.records.append(rec)
+        self._start_reply(text, rec, t0)
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -496,19 +529,23 @@ class ConversationAgent:
                             rec.llm_compute_ms = (loop.time() - t_request) * 1000
                         first_clause = False
                         clauses.put_nowait(c)
+            except Exception as e:  # a dead LLM: apologise rather than leave silence
+                llm_failed.append(e)
+                self._provider_failed("llm", e)
             finally:
                 clauses.put_nowait(None)
 
+        llm_failed: list[BaseException] = []
         producer = self._spawn(produce())
         rate = self.tts.output_format.sample_rate
         ulaw = False
-        try:
-            while not cancel.cancelled:
-                clause = await clauses.get()
-                if clause is None:
-                    break
-                t_clause = loop.time()
-                first_chunk = True
+
+        async def say(clause: str) -> bool:
+            """Synthesise and queue one clause; False when the TTS failed."""
+            nonlocal rate, ulaw
+            t_clause = loop.time()
+            first_chunk = True
+            try:
                 async for chunk in self.tts.synthesize(clause, cancel=cancel):
                     if cancel.cancelled or self._closing:
                         break
@@ -519,8 +556,27 @@ class ConversationAgent:
                         turn.reply.add_clause(clause)
                         first_chunk = False
                     turn.reply.add_audio(chunk.duration_ms)
-                    ulaw = self._play(chunk)
+                    try:
+                        ulaw = self._play(chunk)
+                    except RuntimeError as e:  # the session refuses: the call is over
+                        raise _CallGone from e
                     rate = chunk.sample_rate
+            except _CallGone:
+                raise
+            except Exception as e:
+                self._provider_failed("tts", e)
+                return False
+            return True
+
+        try:
+            while not cancel.cancelled:
+                clause = await clauses.get()
+                if clause is None:
+                    if llm_failed and not turn.audio_started and not cancel.cancelled:
+                        await say(self.config.error_text)
+                    break
+                if not await say(clause):
+                    break
             if cancel.cancelled or self._closing:
                 return
             if turn.audio_started:
@@ -542,7 +598,7 @@ class ConversationAgent:
                     # up once it must have played anyway.
                     playout_s = (end - turn.reply.start_ms) / 1000
                     self._loop.call_later(playout_s + _HANGUP_GRACE_S, self._hangup_if_pending)
-        except RuntimeError as e:  # the call is gone (play after the end)
+        except (_CallGone, RuntimeError) as e:  # the call is gone (play after the end)
             log.debug("reply stopped: %s", e)
         finally:
             producer.cancel()
