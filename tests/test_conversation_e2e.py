@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from call_support import silence
 
 pytest.importorskip("faster_whisper")
 pytest.importorskip("piper")
@@ -25,12 +26,6 @@ from voxrelay.demo_audio import caller_audio
 from voxrelay.server import RelayServer
 from voxrelay.settings import Settings
 from voxrelay.simulator import CallOptions, CallResult, run_call
-
-RATE = 8000
-
-
-def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * int(RATE * seconds)
 
 
 async def converse(audio: bytes, **settings: object) -> tuple[CallResult, ConversationAgent]:

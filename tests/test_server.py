@@ -17,14 +17,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
+from call_support import run, silence, speak
 from twilio.request_validator import RequestValidator
 from voxrelay import media
 from voxrelay.agent import AgentEvent, BargeIn, CallControl, EchoAgent, SpeechEnded, SpeechStarted
@@ -35,32 +35,12 @@ from voxrelay.simulator import CallOptions, read_wav, run_call, speech_segments
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-T = TypeVar("T")
 SID = "MZ" + "0" * 32
 CALL = "CA" + "1" * 32
 ACCOUNT = "AC" + "2" * 32
 TOKEN = "12345678901234567890123456789012"
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
-
-
-def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-def speak(text: str) -> bytes:
-    """PCM16 8 kHz of `text` spoken by espeak-ng, converted by the media engine."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "u.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
-        return read_wav(path)
-
-
-def silence(seconds: float) -> bytes:
-    return b"\0\0" * int(8000 * seconds)
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import tempfile
 import wave
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pytest
+from call_support import run, silence, speak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from voxrelay import cli
@@ -31,7 +29,6 @@ from voxrelay.simulator import (
     CallResult,
     _Impairer,
     fetch_turn_records,
-    read_wav,
     run_call,
     speech_segments,
     turns_url,
@@ -39,29 +36,10 @@ from voxrelay.simulator import (
     write_wav_stereo,
 )
 
-T = TypeVar("T")
 SECRET = "s3cret-stream-token"
 REPLY_SILENCE_MS = 500
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
-
-
-def run(coro: Awaitable[T], timeout: float = 40.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-def speak(text: str) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "u.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
-        return read_wav(path)
-
-
-def silence(seconds: float) -> bytes:
-    return b"\0\0" * int(8000 * seconds)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,13 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import pytest
 import voxrelay.server as server_mod
+from call_support import run
 from voxrelay.agent import AgentEvent, CallControl, CallEnded, CallStarted
 from voxrelay.conversation.latency import TurnLatency
 from voxrelay.httpd import RelayHttp
@@ -26,17 +27,9 @@ from voxrelay.settings import Settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-T = TypeVar("T")
 SID = "MZ" + "0" * 32
 ACCOUNT = "AC" + "2" * 32
 SECRET = "stream-secret-123"
-
-
-def run(coro: Awaitable[T], timeout: float = 20.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 def record(turn: int) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""Helpers shared by the tests that place real calls: bounded runs and spoken audio."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tempfile
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+from voxrelay.simulator import read_wav
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
+    """`asyncio.run` with a bound, so a hung call fails the test instead of the CI job."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+def speak(text: str) -> bytes:
+    """PCM16 8 kHz of `text` spoken by espeak-ng, converted by the media engine."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "u.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
+        return read_wav(path)
+
+
+def silence(seconds: float, rate: int = 8000) -> bytes:
+    return b"\0\0" * int(rate * seconds)
