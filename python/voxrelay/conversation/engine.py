@@ -644,7 +644,11 @@ class ConversationAgent:
             start = turn.reply.start_ms
             if rec.first_frame_heard_ms is None and ev.heard_ms > start:
                 # The mark trails the first frame by the audio between them.
-                rec.first_frame_heard_ms = turn.ms(now - (ev.heard_ms - start) / 1000)
+                # (Estimated back from the first mark echo; 20 ms framing can put the estimate
+                # a frame before the send, which cannot be.)
+                heard = turn.ms(now - (ev.heard_ms - start) / 1000)
+                sent = rec.first_frame_sent_ms
+                rec.first_frame_heard_ms = heard if sent is None else max(heard, sent)
                 self._log_record(rec)
         if ev.heard_ms + 1 >= self.call.audio_end_ms:
             self._played_out()
