@@ -74,7 +74,14 @@ async def _demo(
         agent = factory(call)
         if isinstance(agent, ConversationAgent):
             agents.append(agent)
+            agent.observer = live
         return agent
+
+    def live(who: str, text: str) -> None:
+        if who == "agent-interrupted":
+            progress(f"  agent  (cut off by the caller after: {text!r})")
+        elif text:
+            progress(f"  {who:<6} {text!r}" + ("" if who == "agent" else "  (transcribed)"))
 
     try:
         prepare = getattr(factory, "prepare", None)

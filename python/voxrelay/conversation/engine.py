@@ -250,6 +250,9 @@ class ConversationAgent:
         self._hangup_at_ms: float | None = None
         self._closing = False
         self._failed: set[str] = set()
+        self.observer: Callable[[str, str], None] | None = None
+        """Told ("caller", text) for each final transcript and ("agent", text) for each reply
+        as it finishes ("agent-interrupted" with the heard part): for live displays."""
 
     # -- events -------------------------------------------------------------------------------
 
@@ -374,6 +377,13 @@ class ConversationAgent:
             else:
                 self._on_interim(t)
 
+    def _observe(self, who: str, text: str) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(who, text)
+            except Exception:
+                log.exception("conversation observer failed")
+
     def _provider_failed(self, kind: str, exc: BaseException) -> None:
         """A dead or failing engine: logged once per kind per call; the call goes on."""
         if kind not in self._failed:
@@ -423,6 +433,7 @@ class ConversationAgent:
             (t_final - t_dec) * 1000,
         )
         self.transcripts.append(final.text)
+        self._observe("caller", final.text)
         playing = self._turn is not None and self._turn.audio_started and self.call.playing
         if playing and self.config.interrupting_words(final.text) < max(
             1, self.config.interrupt_min_words
@@ -483,6 +494,7 @@ class ConversationAgent:
     def _interrupted(self, turn: _Turn, heard_ms: float) -> None:
         if turn.reply is not None:
             msg = turn.reply.interrupt(heard_ms)
+            self._observe("agent-interrupted", msg.content if msg is not None else "")
             if turn.record is not None:
                 turn.record.interrupted = True
                 turn.record.reply_text = msg.content if msg is not None else ""
@@ -586,6 +598,7 @@ class ConversationAgent:
                     self.call.play(b"", rate, last=True)
                 assert turn.reply is not None
                 turn.reply.complete()
+                self._observe("agent", turn.reply.text)
                 if rec is not None:
                     rec.reply_text = turn.reply.text
                 end = self.call.audio_end_ms
