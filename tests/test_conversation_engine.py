@@ -8,6 +8,7 @@ session would send and checks what it asks of the call and what enters the conte
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import numpy as np
@@ -607,3 +608,23 @@ def test_failing_tts_stops_the_reply_without_killing_the_call(
     said = [c for (r, c, _i) in turns(h) if r == "assistant"]
     assert said[-1].startswith("We open at noon.")
     assert sum("tts provider failed" in r.message for r in caplog.records) == 1
+
+
+def test_one_log_line_per_turn_without_transcripts(caplog: pytest.LogCaptureFixture) -> None:
+    async def body(h: Harness) -> None:
+        await h.start()
+        await h.send(h.hear_all())
+        for _ in range(2):
+            await h.utterance("When are you open?")
+            await h.until_replied()
+            await h.send(h.hear_all())
+
+    with caplog.at_level("INFO", logger="voxrelay.conversation"):
+        run(body)
+    lines = [r.message for r in caplog.records if r.message.startswith("turn {")]
+    assert len(lines) == 2
+    records = [json.loads(line[5:]) for line in lines]
+    assert [r["turn"] for r in records] == [1, 2]
+    assert all("user_text" not in r and "reply_text" not in r for r in records)
+    assert all(isinstance(r["first_frame_sent_ms"], float) for r in records)
+    assert "When are you open" not in caplog.text

@@ -97,6 +97,8 @@ class ConversationConfig:
     reprompt_text: str = "Are you still there?"
     goodbye_text: str = "Goodbye!"
     error_text: str = "Sorry, I'm having trouble answering right now. Please try again."
+    record_texts: bool = False
+    """Put transcripts and replies in the per-turn log lines (personal data: off by default)."""
 
     @classmethod
     def from_settings(cls, s: Settings) -> ConversationConfig:
@@ -118,6 +120,7 @@ class ConversationConfig:
             hangup_after_s=s.hangup_after_s,
             reprompt_text=s.reprompt_text,
             goodbye_text=s.goodbye_text,
+            record_texts=s.turn_records_texts,
         )
 
     def is_backchannel(self, text: str) -> bool:
@@ -250,6 +253,7 @@ class ConversationAgent:
         self._hangup_at_ms: float | None = None
         self._closing = False
         self._failed: set[str] = set()
+        self._logged: set[int] = set()
         self.observer: Callable[[str, str], None] | None = None
         """Told ("caller", text) for each final transcript and ("agent", text) for each reply
         as it finishes ("agent-interrupted" with the heard part): for live displays."""
@@ -292,9 +296,9 @@ class ConversationAgent:
         self._cancel_idle()
         if self._turn is not None:
             self._turn.cancel.cancel("call ended")
+        if self.records:
+            self._log_record(self.records[-1])  # the earlier ones went as each next began
         for rec in self.records:
-            if rec.first_frame_heard_ms is None:
-                self._log_record(rec)  # not logged yet: never heard
             self.call.record_turn(rec.as_dict())
         await self.stt.close()
         for t in list(self._tasks):
@@ -451,6 +455,8 @@ class ConversationAgent:
         if playing or (cur is not None and cur.task is not None and not cur.task.done()):
             await self._interrupt_current()
         self._pending_user = ""
+        if self.records:
+            self._log_record(self.records[-1])
         rec = TurnLatency(turn=len(self.records) + 1, user_text=text)
         rec.speculative = reuse
         silence = ev.silence_ms
@@ -498,10 +504,12 @@ class ConversationAgent:
             if turn.record is not None:
                 turn.record.interrupted = True
                 turn.record.reply_text = msg.content if msg is not None else ""
+            kept = msg.content if msg is not None else ""
             log.info(
-                "call interrupted at %.0f ms of the reply; context keeps %r",
+                "caller interrupted the reply at %.0f ms; the context keeps %d of its %d words",
                 heard_ms - turn.reply.start_ms,
-                msg.content if msg is not None else "",
+                len(kept.split()),
+                len(turn.reply.text.split()),
             )
 
     async def _speak(self, turn: _Turn, fixed: str | None) -> None:
@@ -628,7 +636,17 @@ class ConversationAgent:
         return False
 
     def _log_record(self, rec: TurnLatency) -> None:
-        log.info("turn %s", json.dumps(rec.as_dict(), ensure_ascii=False))
+        """One line per turn, once it is final (the next turn began, or the call ended).
+
+        Transcripts are personal data: they are left out unless `turn_records_texts` is on.
+        """
+        if rec.turn in self._logged:
+            return
+        self._logged.add(rec.turn)
+        data = rec.as_dict()
+        if not self.config.record_texts:
+            data = {k: v for k, v in data.items() if not isinstance(v, str)}
+        log.info("turn %s", json.dumps(data, ensure_ascii=False))
 
     def _begin_audio(self, turn: _Turn, t_clause: float) -> None:
         """First audio of a reply: the user turn and the reply enter the context now."""
@@ -662,7 +680,6 @@ class ConversationAgent:
                 heard = turn.ms(now - (ev.heard_ms - start) / 1000)
                 sent = rec.first_frame_sent_ms
                 rec.first_frame_heard_ms = heard if sent is None else max(heard, sent)
-                self._log_record(rec)
         if ev.heard_ms + 1 >= self.call.audio_end_ms:
             self._played_out()
 
