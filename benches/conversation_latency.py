@@ -11,7 +11,7 @@ gets a whole reply). Per turn it takes the relay's own latency record (see
 - relay: what is left, the relay's own share (goal: <= 30 ms);
 - what the simulated caller measured (end of speech -> first audible reply).
 
-    python benches/conversation_latency.py [--calls 3] [--json FILE]
+    python benches/conversation_latency.py [--calls 3] [--parallel 1] [--json FILE]
 
 On a 2-core machine the engines compete for the cores, so run it on a quiet machine.
 """
@@ -36,7 +36,7 @@ from voxrelay.simulator import CallOptions, run_call
 GAP = b"\x00\x00" * 8000 * 2  # 2 s between lines: separate turns for the simulator
 
 
-async def measure(calls: int) -> tuple[list[TurnLatency], list[float]]:
+async def measure(calls: int, parallel: int = 1) -> tuple[list[TurnLatency], list[float]]:
     server = RelayServer(Settings(port=0, agent="conversation", log_level="WARNING"))
     factory = server.agent_factory
     assert isinstance(factory, ConversationFactory)
@@ -53,7 +53,10 @@ async def measure(calls: int) -> tuple[list[TurnLatency], list[float]]:
     heard: list[float] = []
     try:
         audio = GAP.join(pcm for _text, pcm in caller_audio())
-        for i in range(calls):
+
+        async def one(i: int) -> None:
+            # Parallel calls start 1.3 s apart: in lock-step every turn would collide.
+            await asyncio.sleep(1.3 * (i % parallel))
             opts = CallOptions(
                 f"ws://127.0.0.1:{server.port}/twilio",
                 audio,
@@ -63,8 +66,11 @@ async def measure(calls: int) -> tuple[list[TurnLatency], list[float]]:
                 fetch_turns=False,
             )
             result = await run_call(opts)
-            heard += [t.latency_ms for t in result.turns if t.latency_ms is not None]
+            heard.extend(t.latency_ms for t in result.turns if t.latency_ms is not None)
             print(f"  call {i + 1}/{calls}: {len(result.turns)} turns", file=sys.stderr)
+
+        for first in range(0, calls, parallel):
+            await asyncio.gather(*(one(i) for i in range(first, min(calls, first + parallel))))
     finally:
         await server.shutdown(drain_timeout_s=5.0)
     return [r for a in agents for r in a.records], heard
@@ -83,14 +89,15 @@ def _stats(values: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=3)
+    ap.add_argument("--parallel", type=int, default=1, help="calls at the same time")
     ap.add_argument("--json", default=None, help="write the per-turn records here")
     args = ap.parse_args()
     try:
         import uvloop
 
-        records, heard = uvloop.run(measure(args.calls))
+        records, heard = uvloop.run(measure(args.calls, args.parallel))
     except ImportError:  # pragma: no cover
-        records, heard = asyncio.run(measure(args.calls))
+        records, heard = asyncio.run(measure(args.calls, args.parallel))
     done = [r for r in records if r.first_frame_sent_ms is not None and not r.interrupted]
     rows: list[tuple[str, list[float]]] = [
         ("response (speech end -> first frame sent)", [r.first_frame_sent_ms or 0 for r in done]),
