@@ -29,6 +29,7 @@ from voxrelay.conversation.providers import (
     available_llms,
     available_stts,
     available_ttss,
+    check_provider,
     make_llm,
     make_stt,
     make_tts,
@@ -264,3 +265,19 @@ def test_providers_are_imported_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out == ["['voxrelay.conversation.providers']", "True"]
+
+
+def test_check_provider_fails_fast_without_importing() -> None:
+    assert check_provider("llm", "scripted").target.endswith("ScriptedLLM.from_options")
+    with pytest.raises(ValueError, match="tts provider 'nope' is not known; valid: espeak-local"):
+        check_provider("tts", "nope")
+
+
+def test_serve_with_an_unknown_engine_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from voxrelay.cli import main
+
+    assert main(["serve", "--agent", "conversation", "--stt", "nope", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("voxrelay serve: stt provider 'nope' is not known; valid: whisper-local")

@@ -150,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             port = getattr(server, "port", 0)
             print(f"voxrelay: listening on {settings.host}:{port}", flush=True)
 
-        return run(settings, ready, progress=lambda msg: print(f"voxrelay: {msg}", flush=True))
+        try:
+            return run(settings, ready, progress=lambda msg: print(f"voxrelay: {msg}", flush=True))
+        except (ValueError, ImportError) as e:  # unknown engine, missing extra, bad script
+            print(f"voxrelay serve: {e}", file=sys.stderr)
+            return 2
     if args.command == "demo":
         if args.media:
             from voxrelay.demo import run_media_demo

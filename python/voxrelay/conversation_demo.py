@@ -66,7 +66,11 @@ async def _demo(
     def progress(msg: str) -> None:
         say(f"[{time.monotonic() - t0:5.1f} s] {msg}")
 
-    server = RelayServer(settings, progress=progress)
+    try:
+        server = RelayServer(settings, progress=progress)
+    except (ValueError, ImportError) as e:
+        say(f"voxrelay demo: {e}")
+        return 2
     agents: list[ConversationAgent] = []
     factory = server.agent_factory
 
@@ -89,7 +93,7 @@ async def _demo(
             await prepare(progress)  # models load first (the server would do it in start())
         server.agent_factory = capture
         await server.start()
-    except ImportError as e:
+    except (ValueError, ImportError) as e:
         say(f"voxrelay demo: {e}")
         return 2
     lines = caller_audio()

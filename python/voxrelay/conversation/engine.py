@@ -58,6 +58,7 @@ from voxrelay.conversation.providers import (
     StreamingSTT,
     StreamingTTS,
     Transcript,
+    check_provider,
     make_llm,
     make_stt,
     make_tts,
@@ -148,6 +149,8 @@ class ConversationFactory:
     """
 
     def __init__(self, settings: Settings) -> None:
+        for kind, name in (("stt", settings.stt), ("llm", settings.llm), ("tts", settings.tts)):
+            check_provider(kind, name)  # type: ignore[arg-type]
         self.settings = settings
         self.config = ConversationConfig.from_settings(settings)
         self.engines: Engines | None = None

@@ -40,6 +40,7 @@ __all__ = [
     "available_llms",
     "available_stts",
     "available_ttss",
+    "check_provider",
     "make_llm",
     "make_stt",
     "make_tts",
@@ -362,7 +363,12 @@ def available_ttss() -> list[str]:
     return sorted(_REGISTRY["tts"])
 
 
-def _resolve(kind: _Kind, name: str) -> Callable[..., Any]:
+def check_provider(kind: _Kind, name: str) -> ProviderSpec:
+    """Fail now, without importing anything, if `name` is unknown or its packages are missing.
+
+    A server checks its engines at startup, before seconds of model loading, so a typo in
+    `--tts` is one clear line rather than a traceback after the models loaded.
+    """
     specs = _REGISTRY[kind]
     spec = specs.get(name)
     if spec is None:
@@ -379,6 +385,11 @@ def _resolve(kind: _Kind, name: str) -> Callable[..., Any]:
         raise ProviderUnavailable(
             f"{kind} provider {name!r} needs {', '.join(missing)} (not installed); {fix}"
         )
+    return spec
+
+
+def _resolve(kind: _Kind, name: str) -> Callable[..., Any]:
+    spec = check_provider(kind, name)
     mod_name, _, attr_path = spec.target.partition(":")
     try:
         obj: Any = importlib.import_module(mod_name)
