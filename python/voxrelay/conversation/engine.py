@@ -303,7 +303,10 @@ class ConversationAgent:
             self._log_record(self.records[-1])  # the earlier ones went as each next began
         for rec in self.records:
             self.call.record_turn(rec.as_dict())
-        await self.stt.close()
+        try:
+            await self.stt.close()
+        except Exception as e:
+            self._provider_failed("stt", e)
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
