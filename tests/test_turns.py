@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from voxrelay.turns import BARGE_IN, ENDED, STARTED, TurnDetector
+from voxrelay.turns import BARGE_IN, ENDED, PAUSED, STARTED, TurnDetector
 
 FRAME = 640  # 20 ms at 16 kHz
 
@@ -105,3 +105,53 @@ def test_every_start_is_followed_by_at_most_one_end(pattern: list[bool]) -> None
             open_ = False
             assert len(det.utterance()) % 2 == 0
     assert open_ == det.in_speech
+
+
+def test_pause_flag_once_per_silence_run_with_a_fresh_token() -> None:
+    det = TurnDetector(start_ms=80, end_ms=1200, pause_ms=160)
+    flags = feed(det, "ssssssssss" + "." * 10 + "sssss" + "." * 10)
+    paused = [i for i, f in enumerate(flags) if f & PAUSED]
+    assert paused == [17, 32]  # the 8th silent frame of each run (160 ms)
+    assert det.pause_count == 2 and det.run_token == 2
+    assert det.in_speech  # a pause is not the end
+
+
+def test_end_after_ends_now_when_the_silence_is_already_long_enough() -> None:
+    det = TurnDetector(start_ms=80, end_ms=1200, pause_ms=160, keep_tail_ms=100)
+    feed(det, "ssssssssss" + "." * 15)  # 300 ms of silence so far
+    assert det.silence_ms == 300.0
+    assert det.end_after(250, det.run_token) == ENDED
+    assert not det.in_speech
+    # The utterance keeps the onset frames and 100 ms of the trailing silence.
+    assert len(det.utterance()) == (10 + 5) * FRAME
+
+
+def test_end_after_in_the_future_ends_on_the_audio_clock() -> None:
+    det = TurnDetector(start_ms=80, end_ms=1200, pause_ms=160)
+    feed(det, "ssssssssss" + "." * 8)
+    assert det.end_after(250, det.run_token) == 0
+    flags = feed(det, "." * 5)
+    assert [bool(f & ENDED) for f in flags] == [False, False, False, False, True]  # at 260 ms
+
+
+def test_words_after_a_pause_void_its_decision() -> None:
+    det = TurnDetector(start_ms=80, end_ms=1200, pause_ms=160)
+    feed(det, "ssssssssss" + "." * 8)
+    token = det.run_token
+    assert det.end_after(250, token) == 0
+    feed(det, "ss")  # the caller goes on: the 250 ms decision no longer applies
+    assert det.run_token == -1
+    assert det.end_after(250, token) == 0  # a stale token changes nothing
+    flags = feed(det, "." * 65)
+    ends = [i for i, f in enumerate(flags) if f & ENDED]
+    assert ends == [59]  # back to end_ms (1200 ms), not 250
+
+
+def test_configure_checks_like_the_constructor() -> None:
+    det = TurnDetector(end_ms=500)
+    det.configure(end_ms=1200, pause_ms=160, barge_in_ms=600)
+    assert det.end_ms == 1200
+    with pytest.raises(ValueError, match="pause_ms must be 0"):
+        det.configure(pause_ms=1200)
+    with pytest.raises(ValueError, match="barge_in_ms must be a positive integer"):
+        det.configure(barge_in_ms=0)
