@@ -650,8 +650,7 @@ impl JitterBuffer {
                 .zip(payload.chunks_exact(2))
                 .for_each(|(o, b)| *o = i16::from_le_bytes([b[0], b[1]])),
         }
-        // Integer sum: exact, and it vectorises where an f32 running sum would not.
-        let sum_sq: i64 = frame.iter().map(|&x| (x as i32 * x as i32) as i64).sum();
+        let sum_sq = crate::g711::sum_sq_i16(frame);
         let energy = sum_sq as f32 / self.frame_len as f32;
         self.slot_energy[slot] = energy;
         self.energy_avg += 0.02 * (energy - self.energy_avg);
