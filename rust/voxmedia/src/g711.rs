@@ -199,7 +199,7 @@ pub fn sum_sq_i16(x: &[i16]) -> u64 {
             }
             let mut lanes = [0u64; 2];
             _mm_storeu_si128(lanes.as_mut_ptr().cast(), acc);
-            s = lanes[0] + lanes[1];
+            s += lanes[0] + lanes[1];
         }
     }
     s + x[i..]
