@@ -25,7 +25,7 @@
 //! `timestamp_ms` is recorded in the stats but not trusted for timing (platforms stamp it at
 //! different points of their pipeline).
 
-use crate::g711::{ALAW_DEC, ULAW_DEC};
+use crate::g711::ALAW_DEC;
 use crate::plc::{Concealer, PlcError};
 use std::fmt;
 
@@ -637,10 +637,7 @@ impl JitterBuffer {
         let slot = self.slot(seq);
         let frame = &mut self.pcm[slot * self.frame_len..(slot + 1) * self.frame_len];
         match self.cfg.codec {
-            Codec::Ulaw => frame
-                .iter_mut()
-                .zip(payload)
-                .for_each(|(o, &c)| *o = ULAW_DEC[c as usize]),
+            Codec::Ulaw => crate::g711::ulaw_decode_slice(payload, frame),
             Codec::Alaw => frame
                 .iter_mut()
                 .zip(payload)
