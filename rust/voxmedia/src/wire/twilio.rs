@@ -166,6 +166,9 @@ fn scan_compact_media(msg: &[u8]) -> Option<Scanned<'_>> {
     if !msg.starts_with(HEAD) {
         return None;
     }
+    if let Some(s) = scan_twilio_layout(msg) {
+        return Some(s);
+    }
     let plain = |raw| RawStr {
         raw,
         escaped: false,
@@ -224,6 +227,46 @@ fn scan_compact_media(msg: &[u8]) -> Option<Scanned<'_>> {
             chunk,
             timestamp,
             track,
+        }),
+    })
+}
+
+/// Twilio's exact layout, `{"event":"media","sequenceNumber":"..","media":{"track":"..",
+/// "chunk":"..","timestamp":"..","payload":".."},"streamSid":".."}`: the punctuation and keys
+/// between the values are compared as whole literals, and only the values are scanned. A
+/// subset of what [`scan_compact_media`] accepts, with the same result; `None` otherwise.
+#[inline]
+fn scan_twilio_layout(msg: &[u8]) -> Option<Scanned<'_>> {
+    #[inline(always)]
+    fn lit(msg: &[u8], pos: usize, want: &[u8]) -> Option<usize> {
+        (msg.get(pos..pos + want.len())? == want).then_some(pos + want.len())
+    }
+    let pos = lit(msg, 0, b"{\"event\":\"media\",\"sequenceNumber\":\"")?;
+    let (_, pos) = plain_string_at(msg, pos)?;
+    let pos = lit(msg, pos, b",\"media\":{\"track\":\"")?;
+    let (track, pos) = plain_string_at(msg, pos)?;
+    let pos = lit(msg, pos, b",\"chunk\":\"")?;
+    let (chunk, pos) = plain_string_at(msg, pos)?;
+    let pos = lit(msg, pos, b",\"timestamp\":\"")?;
+    let (timestamp, pos) = plain_string_at(msg, pos)?;
+    let pos = lit(msg, pos, b",\"payload\":\"")?;
+    let (payload, pos) = plain_string_at(msg, pos)?;
+    let pos = lit(msg, pos, b"},\"streamSid\":\"")?;
+    let (_, pos) = plain_string_at(msg, pos)?;
+    if pos + 1 != msg.len() || msg[pos] != b'}' {
+        return None;
+    }
+    let plain = |raw| RawStr {
+        raw,
+        escaped: false,
+    };
+    Some(Scanned {
+        event: Event::Media,
+        media: Some(Media {
+            payload: plain(payload),
+            chunk: Scalar::Str(plain(chunk)).as_u64(),
+            timestamp: Scalar::Str(plain(timestamp)).as_u64(),
+            track: Some(track),
         }),
     })
 }
@@ -485,6 +528,10 @@ mod tests {
     #[test]
     fn fast_path_takes_compact_media_and_agrees_with_the_walker() {
         assert!(check_fast_path(MEDIA.as_bytes()));
+        assert_eq!(
+            scan_twilio_layout(MEDIA.as_bytes()),
+            scan_compact_media(br#"{"event":"media","media":{"track":"inbound","chunk":"2","timestamp":"5","payload":"AAEC"}}"#)
+        );
         let b = MediaMessageBuilder::new("MZ1");
         let mut out = Vec::new();
         b.append(&[1, 2, 3], &mut out);
