@@ -189,11 +189,16 @@ impl Concealer {
     /// `latency_samples`, cross-faded if it ends an erasure).
     pub fn good_frame(&mut self, frame: &mut [i16]) -> Result<(), PlcError> {
         self.check(frame.len())?;
-        // Only the first sub-frame can end an erasure; the rest go into the history together
-        // (one shift per frame instead of one per sub-frame: this runs on every good frame).
-        let (first, rest) = frame.split_at_mut(self.sub);
-        self.add_to_history(first);
-        self.save_speech(rest);
+        // Only the first sub-frame can end an erasure; the rest (all of it, usually) go into
+        // the history together: one shift per frame instead of one per sub-frame, on every
+        // good frame.
+        if self.erasecnt > 0 {
+            let (first, rest) = frame.split_at_mut(self.sub);
+            self.add_to_history(first);
+            self.save_speech(rest);
+        } else {
+            self.save_speech(frame);
+        }
         Ok(())
     }
 
