@@ -37,6 +37,34 @@ fn event_index(e: Event) -> usize {
         .unwrap_or(EVENTS.len() - 1)
 }
 
+/// PCM16 samples as a new little-endian `bytes`. On little-endian hosts that is one copy
+/// straight from the samples (`PyBytes::new_with` zero-fills first and then converts sample by
+/// sample; this runs on every inbound message).
+fn pcm_bytes<'py>(py: Python<'py>, pcm: &[i16]) -> PyResult<Bound<'py, PyBytes>> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: `pcm` is valid for `2 * len` bytes, which are its LE encoding on this host;
+        // CPython copies them into a new object and returns a new reference or NULL with an
+        // exception set.
+        unsafe {
+            let p = pyo3::ffi::PyBytes_FromStringAndSize(
+                pcm.as_ptr().cast(),
+                (pcm.len() * 2) as pyo3::ffi::Py_ssize_t,
+            );
+            Ok(Bound::from_owned_ptr_or_err(py, p)?.cast_into_unchecked())
+        }
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        PyBytes::new_with(py, pcm.len() * 2, |buf| {
+            for (o, s) in buf.chunks_exact_mut(2).zip(pcm) {
+                o.copy_from_slice(&s.to_le_bytes());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Inbound half of a Twilio Media Streams call.
 ///
 /// `process(message)` takes one WebSocket text message exactly as received and returns
@@ -90,13 +118,7 @@ impl PyInbound {
             self.inner.process(b.as_slice())
         }
         .map_err(|e| FrameError::new_err(e.to_string()))?;
-        let pcm = self.inner.output();
-        let out = PyBytes::new_with(py, pcm.len() * 2, |buf| {
-            for (o, s) in buf.chunks_exact_mut(2).zip(pcm) {
-                o.copy_from_slice(&s.to_le_bytes());
-            }
-            Ok(())
-        })?;
+        let out = pcm_bytes(py, self.inner.output())?;
         Ok((
             self.events[event_index(step.event)].clone_ref(py),
             out,

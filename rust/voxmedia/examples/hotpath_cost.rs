@@ -32,14 +32,17 @@ fn time(name: &str, mut f: impl FnMut(usize)) {
     for i in 0..1000 {
         f(i);
     }
-    let t = Instant::now();
-    for i in 0..N {
-        f(i);
+    // The fastest of ten blocks: the machine is shared, and other load only ever adds time.
+    let block = N / 10;
+    let mut best = f64::MAX;
+    for b in 0..10 {
+        let t = Instant::now();
+        for i in b * block..(b + 1) * block {
+            f(i);
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / block as f64);
     }
-    println!(
-        "{name:<34} {:8.0} ns/frame",
-        t.elapsed().as_nanos() as f64 / N as f64
-    );
+    println!("{name:<34} {best:8.0} ns/frame (best of 10 blocks)");
 }
 
 fn main() {

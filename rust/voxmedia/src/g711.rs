@@ -175,6 +175,98 @@ pub fn alaw_decode_sample(c: u8) -> i16 {
     ALAW_DEC[c as usize]
 }
 
+/// mu-law decode of `codes` into the start of `out` (the shorter of the two bounds the work);
+/// the same values as `ULAW_DEC`. With AVX2, sixteen codes at a time by the G.711 formula:
+/// a table lookup per sample was about a tenth of an inbound frame's cost.
+#[inline]
+pub fn ulaw_decode_slice(codes: &[u8], out: &mut [i16]) {
+    let n = codes.len().min(out.len());
+    let (codes, out) = (&codes[..n], &mut out[..n]);
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU reports AVX2.
+        done = unsafe { ulaw_decode_avx2(codes, out) };
+    }
+    for (o, &c) in out[done..].iter_mut().zip(&codes[done..]) {
+        *o = ULAW_DEC[c as usize];
+    }
+}
+
+/// Decodes whole groups of sixteen; returns how many codes it decoded.
+///
+/// # Safety
+/// The CPU must support AVX2; `out` at least as long as `codes`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn ulaw_decode_avx2(codes: &[u8], out: &mut [i16]) -> usize {
+    use std::arch::x86_64::*;
+    // c = !code; t = ((c & 15) << 3) + 0x84) << segment; sample = +-(t - 0x84) by the sign bit.
+    // The variable shift is a multiply by 2^segment, looked up with a byte shuffle (the high
+    // byte of each lane indexes with bit 7 set, which yields 0).
+    let ff = _mm256_set1_epi16(0xFF);
+    let low4 = _mm256_set1_epi16(0x0F);
+    let seven = _mm256_set1_epi16(7);
+    let bias = _mm256_set1_epi16(0x84);
+    let sign = _mm256_set1_epi16(0x80);
+    let hi_off = _mm256_set1_epi16(0x8000u16 as i16);
+    #[rustfmt::skip]
+    let pow2 = _mm256_setr_epi8(
+        1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0,
+        1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0,
+    );
+    let n = codes.len().min(out.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        let x = _mm256_cvtepu8_epi16(_mm_loadu_si128(codes.as_ptr().add(i).cast()));
+        let c = _mm256_xor_si256(x, ff);
+        let mant = _mm256_and_si256(c, low4);
+        let seg = _mm256_and_si256(_mm256_srli_epi16(c, 4), seven);
+        let p = _mm256_shuffle_epi8(pow2, _mm256_or_si256(seg, hi_off));
+        let t = _mm256_mullo_epi16(_mm256_add_epi16(_mm256_slli_epi16(mant, 3), bias), p);
+        let neg = _mm256_cmpeq_epi16(_mm256_and_si256(c, sign), sign);
+        let v = _mm256_sub_epi16(t, bias);
+        let y = _mm256_sub_epi16(_mm256_xor_si256(v, neg), neg);
+        _mm256_storeu_si256(out.as_mut_ptr().add(i).cast(), y);
+        i += 16;
+    }
+    i
+}
+
+/// Exact sum of squares of PCM16 samples (frame energy for the jitter buffer and the VAD).
+/// Adjacent squares are summed in 32 bits first (at most 2 * 2^30 = 2^31, exact as u32): that
+/// is SSE2's `pmaddwd`, eight samples per step, where widening every square to 64 bits took
+/// several times longer.
+#[inline]
+pub fn sum_sq_i16(x: &[i16]) -> u64 {
+    let mut s: u64 = 0;
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; loads stay within `x` (i + 8 <= len).
+        unsafe {
+            let zero = _mm_setzero_si128();
+            let mut acc = zero;
+            while i + 8 <= x.len() {
+                let v = _mm_loadu_si128(x.as_ptr().add(i).cast());
+                let m = _mm_madd_epi16(v, v); // four pair sums, each read as u32
+                acc = _mm_add_epi64(acc, _mm_unpacklo_epi32(m, zero));
+                acc = _mm_add_epi64(acc, _mm_unpackhi_epi32(m, zero));
+                i += 8;
+            }
+            let mut lanes = [0u64; 2];
+            _mm_storeu_si128(lanes.as_mut_ptr().cast(), acc);
+            s += lanes[0] + lanes[1];
+        }
+    }
+    s + x[i..]
+        .iter()
+        .map(|&v| (v as i32 * v as i32) as u64)
+        .sum::<u64>()
+}
+
 impl Law {
     #[inline]
     pub fn decode_table(self) -> &'static [i16; 256] {
@@ -187,6 +279,10 @@ impl Law {
     /// Decode codes into samples. `out` must be at least as long as `codes`.
     pub fn decode_into(self, codes: &[u8], out: &mut [i16]) -> Result<(), G711Error> {
         check_out(codes.len(), out.len())?;
+        if self == Law::Ulaw {
+            ulaw_decode_slice(codes, out);
+            return Ok(());
+        }
         let t = self.decode_table();
         for (o, &c) in out.iter_mut().zip(codes) {
             *o = t[c as usize];
@@ -251,6 +347,34 @@ fn check_out(needed: usize, got: usize) -> Result<(), G711Error> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ulaw_slice_decode_matches_the_table_for_every_code_and_length() {
+        let codes: Vec<u8> = (0..600u32).map(|i| (i * 7 % 256) as u8).collect();
+        for len in [0, 1, 15, 16, 17, 160, 256, 600] {
+            let mut out = vec![0i16; len];
+            super::ulaw_decode_slice(&codes[..len], &mut out);
+            for (k, (&c, &y)) in codes.iter().zip(&out).enumerate() {
+                assert_eq!(y, ULAW_DEC[c as usize], "len {len} at {k} code {c}");
+            }
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0i16; 256];
+        super::ulaw_decode_slice(&all, &mut out);
+        assert_eq!(&out[..], &ULAW_DEC[..]);
+    }
+
+    #[test]
+    fn sum_sq_is_exact_at_every_length_and_extreme() {
+        let mut x: Vec<i16> = (0..203)
+            .map(|i| (i * 7919 % 65536 - 32768) as i16)
+            .collect();
+        x[..40].fill(-32768);
+        for len in 0..x.len() {
+            let want: u64 = x[..len].iter().map(|&v| (v as i64 * v as i64) as u64).sum();
+            assert_eq!(super::sum_sq_i16(&x[..len]), want, "len {len}");
+        }
+    }
+
     use super::*;
 
     /// mu-law from the G.711 definition (Table 2a): bias 33 in the 14-bit magnitude domain,

@@ -25,7 +25,7 @@
 //! `timestamp_ms` is recorded in the stats but not trusted for timing (platforms stamp it at
 //! different points of their pipeline).
 
-use crate::g711::{ALAW_DEC, ULAW_DEC};
+use crate::g711::ALAW_DEC;
 use crate::plc::{Concealer, PlcError};
 use std::fmt;
 
@@ -637,10 +637,7 @@ impl JitterBuffer {
         let slot = self.slot(seq);
         let frame = &mut self.pcm[slot * self.frame_len..(slot + 1) * self.frame_len];
         match self.cfg.codec {
-            Codec::Ulaw => frame
-                .iter_mut()
-                .zip(payload)
-                .for_each(|(o, &c)| *o = ULAW_DEC[c as usize]),
+            Codec::Ulaw => crate::g711::ulaw_decode_slice(payload, frame),
             Codec::Alaw => frame
                 .iter_mut()
                 .zip(payload)
@@ -650,8 +647,7 @@ impl JitterBuffer {
                 .zip(payload.chunks_exact(2))
                 .for_each(|(o, b)| *o = i16::from_le_bytes([b[0], b[1]])),
         }
-        // Integer sum: exact, and it vectorises where an f32 running sum would not.
-        let sum_sq: i64 = frame.iter().map(|&x| (x as i32 * x as i32) as i64).sum();
+        let sum_sq = crate::g711::sum_sq_i16(frame);
         let energy = sum_sq as f32 / self.frame_len as f32;
         self.slot_energy[slot] = energy;
         self.energy_avg += 0.02 * (energy - self.energy_avg);

@@ -94,7 +94,10 @@ pub struct Inbound {
     payload: Vec<u8>,
     scratch: Vec<u8>,
     frame: Vec<i16>,
+    /// Output PCM in `out[..out_len]`. `out` stays at its high-water length so that a frame
+    /// is written into it without zero-filling the room first.
     out: Vec<i16>,
+    out_len: usize,
     next_seq: u64,
 }
 
@@ -152,7 +155,8 @@ impl Inbound {
             payload: vec![0; frame_len * 2],
             scratch: Vec::with_capacity(frame_len * 3),
             frame: vec![0; frame_len],
-            out: Vec::with_capacity(out_cap),
+            out: vec![0; out_cap],
+            out_len: 0,
             next_seq: 1,
             jitter,
             vad,
@@ -163,7 +167,7 @@ impl Inbound {
 
     /// Handle one text message. Non-media events are classified and left to the caller.
     pub fn process(&mut self, msg: &[u8]) -> Result<InboundStep, FrameError> {
-        self.out.clear();
+        self.out_len = 0;
         let scanned = twilio::scan(msg, self.cfg.max_message_bytes)?;
         let mut step = InboundStep {
             event: scanned.event,
@@ -207,25 +211,30 @@ impl Inbound {
                 step.concealed += 1;
             }
             step.speech = Some(self.vad.is_speech(&self.frame).unwrap_or(false));
-            match &mut self.resampler {
-                Some(r) => {
-                    let start = self.out.len();
-                    let room = r.output_len_max(self.frame.len());
-                    self.out.resize(start + room, 0);
-                    let k = r
-                        .process_into(&self.frame, &mut self.out[start..])
-                        .unwrap_or(0);
-                    self.out.truncate(start + k);
-                }
-                None => self.out.extend_from_slice(&self.frame),
+            let start = self.out_len;
+            let room = self
+                .resampler
+                .as_ref()
+                .map_or(self.frame.len(), |r| r.output_len_max(self.frame.len()));
+            if self.out.len() < start + room {
+                self.out.resize(start + room, 0);
             }
+            self.out_len += match &mut self.resampler {
+                Some(r) => r
+                    .process_into(&self.frame, &mut self.out[start..start + room])
+                    .unwrap_or(0),
+                None => {
+                    self.out[start..start + room].copy_from_slice(&self.frame);
+                    room
+                }
+            };
         }
         Ok(step)
     }
 
     /// PCM at `out_rate` produced by the last `process` call.
     pub fn output(&self) -> &[i16] {
-        &self.out
+        &self.out[..self.out_len]
     }
 
     pub fn vad(&self) -> &Vad {
@@ -252,7 +261,7 @@ impl Inbound {
         if let Some(r) = &mut self.resampler {
             r.reset();
         }
-        self.out.clear();
+        self.out_len = 0;
         self.next_seq = 1;
     }
 }

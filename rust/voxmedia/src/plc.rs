@@ -189,8 +189,15 @@ impl Concealer {
     /// `latency_samples`, cross-faded if it ends an erasure).
     pub fn good_frame(&mut self, frame: &mut [i16]) -> Result<(), PlcError> {
         self.check(frame.len())?;
-        for s in frame.chunks_exact_mut(self.sub) {
-            self.add_to_history(s);
+        // Only the first sub-frame can end an erasure; the rest (all of it, usually) go into
+        // the history together: one shift per frame instead of one per sub-frame, on every
+        // good frame.
+        if self.erasecnt > 0 {
+            let (first, rest) = frame.split_at_mut(self.sub);
+            self.add_to_history(first);
+            self.save_speech(rest);
+        } else {
+            self.save_speech(frame);
         }
         Ok(())
     }
@@ -402,12 +409,24 @@ impl Concealer {
         }
     }
 
-    /// Shift a sub-frame into the history and replace it with the delayed output.
+    /// Shift whole sub-frames into the history and replace them with the delayed output: the
+    /// history's last `povmax` samples, then the input minus as many at its end (the same as
+    /// one sub-frame at a time).
     fn save_speech(&mut self, s: &mut [i16]) {
-        let (h, sub, pov) = (self.histlen(), self.sub, self.povmax);
-        self.history.copy_within(sub.., 0);
-        self.history[h - sub..].copy_from_slice(s);
-        s.copy_from_slice(&self.history[h - sub - pov..h - pov]);
+        let (h, n, pov) = (self.histlen(), s.len(), self.povmax);
+        if n == 0 {
+            return;
+        }
+        debug_assert!(n >= pov && n % self.sub == 0);
+        self.tmp[..pov].copy_from_slice(&self.history[h - pov..]);
+        if n < h {
+            self.history.copy_within(n.., 0);
+            self.history[h - n..].copy_from_slice(s);
+        } else {
+            self.history.copy_from_slice(&s[n - h..]);
+        }
+        s.copy_within(..n - pov, pov);
+        s[..pov].copy_from_slice(&self.tmp[..pov]);
     }
 
     /// Period (samples) whose repetition best matches the last 20 ms.
@@ -549,6 +568,30 @@ pub(crate) mod tests {
         }
         assert_eq!(&out[..30], &[0i16; 30]);
         assert_eq!(&out[30..], &input[..1600 - 30]);
+    }
+
+    #[test]
+    fn good_frames_of_any_size_keep_the_history_and_the_delay() {
+        // Frames shorter and longer than the history, at every rate.
+        for rate in [8000u32, 16000, 48000] {
+            let sub = rate as usize / 100;
+            for subs in [1, 2, 3, 12] {
+                let len = sub * subs;
+                let mut c = Concealer::new(rate, len).unwrap();
+                let pov = c.latency_samples();
+                let input: Vec<i16> = (0..len * 7).map(|i| (i * 7919 % 20011) as i16).collect();
+                let mut out = Vec::new();
+                for ch in input.chunks(len) {
+                    let mut f = ch.to_vec();
+                    c.good_frame(&mut f).unwrap();
+                    out.extend_from_slice(&f);
+                }
+                assert_eq!(&out[..pov], &vec![0i16; pov][..], "{rate} {len}");
+                assert_eq!(&out[pov..], &input[..input.len() - pov], "{rate} {len}");
+                let h = c.history.len();
+                assert_eq!(&c.history[..], &input[input.len() - h..], "{rate} {len}");
+            }
+        }
     }
 
     #[test]

@@ -315,13 +315,12 @@ impl HalfBand {
         let (e, o, lo) = (&mut e[..half + 3], &mut o[..half + 3], &mut lo[..half]);
         e[..3].copy_from_slice(&self.even);
         o[..3].copy_from_slice(&self.odd);
-        for ((pair, de), dodd) in inp
-            .chunks_exact(2)
-            .zip(e[3..].iter_mut())
-            .zip(o[3..].iter_mut())
-        {
-            *de = pair[0];
-            *dodd = pair[1];
+        // Indexed over equal-length slices: the stride-2 loads vectorise (the zipped
+        // `chunks_exact(2)` form stayed scalar and was the costliest loop of a frame).
+        let (ed, od, src) = (&mut e[3..], &mut o[3..], &inp[..2 * half]);
+        for i in 0..half {
+            ed[i] = src[2 * i];
+            od[i] = src[2 * i + 1];
         }
         // With w = history ++ input: w[2k] = e[k], w[2k+1] = o[k]; output m is centred on
         // w[2m+3] = o[m+1].
@@ -593,8 +592,7 @@ impl Vad {
     fn analyse(&mut self, frame: &[i16]) -> bool {
         let n = frame.len();
         let an = self.an_len;
-        // Level: exact integer sum of squares (vectorises; 1440 * 2^30 fits easily).
-        let sq: i64 = frame.iter().map(|&s| (s as i32 * s as i32) as i64).sum();
+        let sq = crate::g711::sum_sq_i16(frame);
         self.level_db = db(sq as f32 * (1.0 / (32768.0 * 32768.0)) / n as f32).max(-120.0);
         for (d, &s) in self.a[..n].iter_mut().zip(frame) {
             *d = s as f32 * (1.0 / 32768.0);

@@ -130,6 +130,17 @@ fn find_string_stop(s: &[u8]) -> Option<usize> {
     s[i..].iter().position(|&c| is_stop(c)).map(|k| i + k)
 }
 
+/// The plain (escape-free) string whose body starts at `s[pos]` (just after its opening
+/// quote): its body and the index just past its closing quote. `None` when the string has an
+/// escape, a control character or no end; the caller then falls back to [`Walker`], which
+/// handles or reports those.
+#[inline(always)]
+pub fn plain_string_at(s: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let rest = s.get(pos..)?;
+    let k = find_string_stop(rest)?;
+    (rest[k] == b'"').then(|| (&rest[..k], pos + k + 1))
+}
+
 pub struct Walker<'a> {
     s: &'a [u8],
     pub pos: usize,
