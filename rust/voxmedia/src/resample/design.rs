@@ -167,7 +167,11 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         step,
         delay_in: centre / l as f64,
         direct: None,
+        bcast: None,
     };
     bank.direct = super::direct::Direct::new(&bank);
+    if bank.direct.is_none() {
+        bank.bcast = super::bcast::Bcast::new(&bank);
+    }
     bank
 }

@@ -1,0 +1,191 @@
+//! Output-vectorised kernel for rational down-conversions with many phases (22.05 kHz -> 8 kHz
+//! and the rest of the 44.1 kHz family).
+//!
+//! Why: with l = 160 phases every output of a 20 ms frame has its own coefficient row, so the
+//! dot-product kernels pay, per output, a horizontal reduction and unaligned window loads that
+//! often split cache lines, and run at a fraction of FMA throughput. Here the outputs of eight
+//! consecutive phase slots (a "group", whose window starts are a fixed pattern of offsets from
+//! the group's first window) are the eight lanes of one vector: the group's rows are stored
+//! shifted by those offsets and interleaved, so that step `t` is one broadcast input sample
+//! times one aligned coefficient vector (zero for lanes whose window does not cover `t`). No
+//! reduction, no unaligned vector loads, and the table is read once per frame, sequentially.
+//!
+//! Chunking invariance: a lane's result is its own products in a fixed order (eight chains by
+//! `t mod 8`, then a fixed pairwise tree) plus exact zeros; a group whose later lanes are not
+//! yet ready is still computed whole (those lanes read stale, allocated, finite history and are
+//! discarded), so every output gets the same bits however the input was split. The one
+//! exception is a non-finite f32 input, whose zero products are NaN; PCM16 input is always
+//! finite.
+
+use super::{Bank, Lanes, Sample, State};
+use crate::resample::direct::{Vec8, PAD};
+
+/// Lanes (outputs) per group.
+const W: usize = 8;
+/// Independent multiply-add chains (enough to cover FMA latency at two per cycle).
+const CH: usize = 8;
+
+#[derive(Debug, Clone)]
+pub(super) struct Bcast {
+    /// Steps per group, a multiple of `CH`.
+    span: usize,
+    /// `groups * span` coefficient vectors, group-major.
+    coefs: Vec<Lanes>,
+    /// Per group: index of step 0 relative to the group's first window start.
+    lead: Vec<usize>,
+    /// Per slot: input advance from its group's first output (`next` offset).
+    rel: Vec<usize>,
+    /// Per group: input advance from its first output to the next group's first output.
+    adv: Vec<usize>,
+}
+
+impl Bcast {
+    /// The plan for `bank` when it is a rational down-conversion with a multiple of 8 phases.
+    pub(super) fn new(bank: &Bank) -> Option<Bcast> {
+        let (l, m, taps) = (bank.l, bank.m, bank.taps);
+        if l < 2 * W || l % W != 0 || m <= l || bank.trivial.iter().any(|t| t.is_some()) {
+            return None;
+        }
+        let groups = l / W;
+        let mut rel = vec![0usize; l];
+        let mut adv = vec![0usize; groups];
+        for g in 0..groups {
+            let mut d = 0;
+            for j in 0..W {
+                rel[g * W + j] = d;
+                d += bank.step[g * W + j].0;
+            }
+            adv[g] = d;
+        }
+        // Per group, the first and one-past-last window index with a nonzero coefficient.
+        let mut lead = vec![0usize; groups];
+        let mut span = 0;
+        for g in 0..groups {
+            let (mut lo, mut hi) = (usize::MAX, 0);
+            for j in 0..W {
+                let c = bank.phase(g * W + j);
+                let r = rel[g * W + j];
+                if let Some(first) = c.iter().position(|&v| v != 0.0) {
+                    let last = c.iter().rposition(|&v| v != 0.0).unwrap_or(first);
+                    lo = lo.min(r + first);
+                    hi = hi.max(r + last + 1);
+                }
+            }
+            if lo == usize::MAX {
+                lo = 0;
+                hi = 0;
+            }
+            lead[g] = lo;
+            span = usize::max(span, hi - lo);
+        }
+        let span = span.div_ceil(CH) * CH;
+        // Reads reach `lead + span - taps` past the newest sample of a group's first output,
+        // which must stay within the allocated padding after the history.
+        if lead.iter().any(|&ld| ld + span > taps + PAD) {
+            return None;
+        }
+        let mut coefs = vec![Lanes::default(); groups * span];
+        for g in 0..groups {
+            for j in 0..W {
+                let c = bank.phase(g * W + j);
+                let r = rel[g * W + j];
+                for (i, &v) in c.iter().enumerate() {
+                    if v != 0.0 {
+                        coefs[g * span + r + i - lead[g]].0[j] = v;
+                    }
+                }
+            }
+        }
+        Some(Bcast {
+            span,
+            coefs,
+            lead,
+            rel,
+            adv,
+        })
+    }
+
+    /// History to keep before the window of the output in `slot`: its group's first window
+    /// starts this much earlier.
+    pub(super) fn back(&self, slot: usize) -> usize {
+        self.rel[slot]
+    }
+}
+
+/// Eight outputs of one group: `sum_t c[t] * x[t]` in `CH` chains.
+///
+/// # Safety
+/// `c` valid for `n` vectors, `x` for `n` reads, `n` a multiple of `CH`; the CPU supports `V`.
+#[inline(always)]
+unsafe fn group<V: Vec8>(c: *const Lanes, x: *const f32, n: usize) -> V {
+    let c = c.cast::<f32>();
+    let mut a = [V::zero(); CH];
+    let mut t = 0;
+    while t < n {
+        for (r, acc) in a.iter_mut().enumerate() {
+            *acc = V::madd(V::load(c.add(8 * (t + r))), V::splat(x.add(t + r)), *acc);
+        }
+        t += CH;
+    }
+    let q = [
+        V::add(a[0], a[1]),
+        V::add(a[2], a[3]),
+        V::add(a[4], a[5]),
+        V::add(a[6], a[7]),
+    ];
+    V::add(V::add(q[0], q[1]), V::add(q[2], q[3]))
+}
+
+/// Emits every ready output (up to the staging capacity); returns how many.
+#[inline(always)]
+pub(super) fn emit<S: Sample, V: Vec8>(
+    bank: &Bank,
+    b: &Bcast,
+    st: &mut State,
+    dst: &mut [S],
+) -> usize {
+    let taps = bank.taps;
+    let groups = bank.l / W;
+    let fill = st.fill;
+    let cap = st.ybuf.len().min(dst.len());
+    let (out, _) = st.ybuf.split_at_mut(cap);
+    let buf = &st.buf[..];
+    let mut next = st.next;
+    let mut phase = st.phase;
+    let mut o = 0;
+    let mut lanes = [0f32; W];
+    while next < fill && o < out.len() {
+        let (g, j0) = (phase / W, phase % W);
+        let n0 = next - b.rel[phase];
+        // Lanes j0..k are ready and fit.
+        let mut k = j0 + 1;
+        while k < W && n0 + b.rel[g * W + k] < fill && o + (k - j0) < out.len() {
+            k += 1;
+        }
+        let start = n0 + 1 - taps + b.lead[g];
+        debug_assert!(start + b.span <= buf.len());
+        // SAFETY: the group's table has `span` vectors; `start + span <= buf.len()` because
+        // `n0 < fill <= cap` and `lead + span <= taps + PAD` (checked in `Bcast::new`).
+        unsafe {
+            let y = group::<V>(
+                b.coefs[g * b.span..].as_ptr(),
+                buf[start..].as_ptr(),
+                b.span,
+            );
+            y.store(lanes.as_mut_ptr());
+        }
+        out[o..o + k - j0].copy_from_slice(&lanes[j0..k]);
+        o += k - j0;
+        if k == W {
+            next = n0 + b.adv[g];
+            phase = (g + 1) % groups * W;
+        } else {
+            next = n0 + b.rel[g * W + k];
+            phase = g * W + k;
+        }
+    }
+    st.next = next;
+    st.phase = phase;
+    S::from_f32_slice(&mut dst[..o], &out[..o]);
+    o
+}
