@@ -25,6 +25,11 @@ const W: usize = 8;
 /// Independent multiply-add chains (enough to cover FMA latency at two per cycle).
 const CH: usize = 8;
 
+/// Whether an `l / m` conversion is computed in groups (if its table fits, see `Bcast::new`).
+pub(super) fn grouped(l: usize, m: usize) -> bool {
+    l >= 2 * W && l % W == 0 && m > l
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Bcast {
     /// Steps per group, a multiple of `CH`.
@@ -43,7 +48,7 @@ impl Bcast {
     /// The plan for `bank` when it is a rational down-conversion with a multiple of 8 phases.
     pub(super) fn new(bank: &Bank) -> Option<Bcast> {
         let (l, m, taps) = (bank.l, bank.m, bank.taps);
-        if l < 2 * W || l % W != 0 || m <= l || bank.trivial.iter().any(|t| t.is_some()) {
+        if !grouped(l, m) || bank.trivial.iter().any(|t| t.is_some()) {
             return None;
         }
         let groups = l / W;

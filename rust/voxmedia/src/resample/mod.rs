@@ -51,8 +51,8 @@ const BLOCK: usize = 4096;
 /// Filter design target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Quality {
-    /// About 96 dB stopband (90 dB for the hot 1:2 half-band): at or below the PCM16 noise
-    /// floor, at under 6 ms of delay.
+    /// About 96 dB stopband (90 dB for the hot 1:2 half-band and the 44.1 kHz family's
+    /// rational down-conversions): at or below the PCM16 noise floor, at under 6 ms of delay.
     Voice,
     /// About 130 dB stopband for float pipelines; longer filters and delay.
     High,

@@ -260,7 +260,13 @@ fn aliases_and_images_are_rejected() {
         if a == b {
             continue;
         }
-        for (q, limit) in [(Quality::Voice, -90.0), (Quality::High, -120.0)] {
+        // The grouped rational down-conversions are designed to 90 dB (the goal is 85 dB).
+        let voice = if grouped_pairs().contains(&(a, b)) {
+            -88.0
+        } else {
+            -90.0
+        };
+        for (q, limit) in [(Quality::Voice, voice), (Quality::High, -120.0)] {
             let ny = a.min(b) as f64 / 2.0;
             for i in 0..6 {
                 if b < a {
