@@ -3,27 +3,33 @@
 //!
 //! Why: with l = 160 phases every output of a 20 ms frame has its own coefficient row, so the
 //! dot-product kernels pay, per output, a horizontal reduction and unaligned window loads that
-//! often split cache lines, and run at a fraction of FMA throughput. Here the outputs of eight
+//! often split cache lines, and run at a fraction of FMA throughput. Here the outputs of 16
 //! consecutive phase slots (a "group", whose window starts are a fixed pattern of offsets from
-//! the group's first window) are the eight lanes of one vector: the group's rows are stored
-//! shifted by those offsets and interleaved, so that step `t` is one broadcast input sample
-//! times one aligned coefficient vector (zero for lanes whose window does not cover `t`). No
-//! reduction, no unaligned vector loads, and the table is read once per frame, sequentially.
+//! the group's first window) are the lanes of two vectors: the group's rows are stored shifted
+//! by those offsets and interleaved, so that step `t` is one broadcast input sample times two
+//! aligned coefficient vectors (zero for lanes whose window does not cover `t`). No reduction,
+//! no unaligned vector loads, and the table is read once per frame, sequentially.
 //!
-//! Chunking invariance: a lane's result is its own products in a fixed order (eight chains by
-//! `t mod 8`, then a fixed pairwise tree) plus exact zeros; a group whose later lanes are not
-//! yet ready is still computed whole (those lanes read stale, allocated, finite history and are
-//! discarded), so every output gets the same bits however the input was split. The one
-//! exception is a non-finite f32 input, whose zero products are NaN; PCM16 input is always
-//! finite.
+//! Chunking invariance: a lane's result is its own products in a fixed order (four chains by
+//! `t mod 4`, then `(a0 + a1) + (a2 + a3)`) plus exact zeros (an accumulator that starts at +0
+//! is unchanged by adding +-0); a group whose later lanes are not yet ready is still computed
+//! whole (those lanes read stale, allocated, finite history and are discarded), so every output
+//! gets the same bits however the input was split. The one exception is a non-finite f32
+//! input, whose zero products are NaN; PCM16 input is always finite.
 
 use super::{Bank, Lanes, Sample, State};
-use crate::resample::direct::{Vec8, PAD};
+use crate::resample::direct::Vec8;
 
-/// Lanes (outputs) per group.
-const W: usize = 8;
-/// Independent multiply-add chains (enough to cover FMA latency at two per cycle).
-const CH: usize = 8;
+/// Lanes (outputs) per group: two vectors, so each broadcast input sample feeds two
+/// multiply-adds (loads, not FMAs, bound the single-vector form).
+const W: usize = 16;
+/// Vectors per group.
+const NV: usize = W / 8;
+/// Independent multiply-add chains per vector (with `NV`, enough to cover FMA latency).
+const CH: usize = 4;
+/// Allocated samples the history needs after its capacity: a group reads up to about
+/// `W * m / l` samples past its first output's newest input.
+pub(super) const PAD: usize = 128;
 
 /// Whether an `l / m` conversion is computed in groups (if its table fits, see `Bcast::new`).
 pub(super) fn grouped(l: usize, m: usize) -> bool {
@@ -34,7 +40,7 @@ pub(super) fn grouped(l: usize, m: usize) -> bool {
 pub(super) struct Bcast {
     /// Steps per group, a multiple of `CH`.
     span: usize,
-    /// `groups * span` coefficient vectors, group-major.
+    /// `groups * span * NV` coefficient vectors, group-major, then step-major.
     coefs: Vec<Lanes>,
     /// Per group: index of step 0 relative to the group's first window start.
     lead: Vec<usize>,
@@ -89,14 +95,14 @@ impl Bcast {
         if lead.iter().any(|&ld| ld + span > taps + PAD) {
             return None;
         }
-        let mut coefs = vec![Lanes::default(); groups * span];
+        let mut coefs = vec![Lanes::default(); groups * span * NV];
         for g in 0..groups {
             for j in 0..W {
                 let c = bank.phase(g * W + j);
                 let r = rel[g * W + j];
                 for (i, &v) in c.iter().enumerate() {
                     if v != 0.0 {
-                        coefs[g * span + r + i - lead[g]].0[j] = v;
+                        coefs[(g * span + r + i - lead[g]) * NV + j / 8].0[j % 8] = v;
                     }
                 }
             }
@@ -117,28 +123,30 @@ impl Bcast {
     }
 }
 
-/// Eight outputs of one group: `sum_t c[t] * x[t]` in `CH` chains.
+/// The `W` outputs of one group: `sum_t c[t] * x[t]` in `CH` chains per vector, then
+/// `(a0 + a1) + (a2 + a3)`; written to `y`.
 ///
 /// # Safety
-/// `c` valid for `n` vectors, `x` for `n` reads, `n` a multiple of `CH`; the CPU supports `V`.
+/// `c` valid for `n * NV` vectors, `x` for `n` reads, `y` for `W` writes, `n` a multiple of
+/// `CH`; the CPU supports `V`.
 #[inline(always)]
-unsafe fn group<V: Vec8>(c: *const Lanes, x: *const f32, n: usize) -> V {
+unsafe fn group<V: Vec8>(c: *const Lanes, x: *const f32, n: usize, y: *mut f32) {
     let c = c.cast::<f32>();
-    let mut a = [V::zero(); CH];
+    let mut a = [[V::zero(); CH]; NV];
     let mut t = 0;
     while t < n {
-        for (r, acc) in a.iter_mut().enumerate() {
-            *acc = V::madd(V::load(c.add(8 * (t + r))), V::splat(x.add(t + r)), *acc);
+        for r in 0..CH {
+            let xv = V::splat(x.add(t + r));
+            for (v, acc) in a.iter_mut().enumerate() {
+                let cv = V::load(c.add(8 * ((t + r) * NV + v)));
+                acc[r] = V::madd(cv, xv, acc[r]);
+            }
         }
         t += CH;
     }
-    let q = [
-        V::add(a[0], a[1]),
-        V::add(a[2], a[3]),
-        V::add(a[4], a[5]),
-        V::add(a[6], a[7]),
-    ];
-    V::add(V::add(q[0], q[1]), V::add(q[2], q[3]))
+    for (v, acc) in a.iter().enumerate() {
+        V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])).store(y.add(8 * v));
+    }
 }
 
 /// Emits every ready output (up to the staging capacity); returns how many.
@@ -169,15 +177,16 @@ pub(super) fn emit<S: Sample, V: Vec8>(
         }
         let start = n0 + 1 - taps + b.lead[g];
         debug_assert!(start + b.span <= buf.len());
+        debug_assert!(b.coefs.len() >= (g + 1) * b.span * NV);
         // SAFETY: the group's table has `span` vectors; `start + span <= buf.len()` because
         // `n0 < fill <= cap` and `lead + span <= taps + PAD` (checked in `Bcast::new`).
         unsafe {
-            let y = group::<V>(
-                b.coefs[g * b.span..].as_ptr(),
+            group::<V>(
+                b.coefs[g * b.span * NV..].as_ptr(),
                 buf[start..].as_ptr(),
                 b.span,
+                lanes.as_mut_ptr(),
             );
-            y.store(lanes.as_mut_ptr());
         }
         out[o..o + k - j0].copy_from_slice(&lanes[j0..k]);
         o += k - j0;

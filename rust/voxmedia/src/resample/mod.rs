@@ -25,9 +25,9 @@
 //!   input vector feeds several outputs. Decimators keep their history as M deinterleaved
 //!   streams (filled as input arrives) so that those outputs read contiguous memory.
 //! - Rational down-conversions with many phases (the 44.1 kHz family to 8 or 16 kHz, e.g.
-//!   piper's 22.05 kHz TTS to a phone leg) use the grouped kernel in `bcast.rs`: eight
-//!   consecutive outputs (eight different phases) are the lanes of one vector, each step one
-//!   broadcast input sample times one aligned coefficient vector.
+//!   piper's 22.05 kHz TTS to a phone leg) use the grouped kernel in `bcast.rs`: 16
+//!   consecutive outputs (16 different phases) are the lanes of two vectors, each step one
+//!   broadcast input sample times two aligned coefficient vectors.
 
 mod bcast;
 mod design;
@@ -260,7 +260,7 @@ impl State {
         let len = if stride > 0 {
             stride * m
         } else {
-            cap + direct::PAD
+            cap + direct::PAD.max(bcast::PAD)
         };
         State {
             buf: vec![0.0; len],
