@@ -48,6 +48,10 @@ pub(super) struct Bcast {
     rel: Vec<usize>,
     /// Per group: input advance from its first output to the next group's first output.
     adv: Vec<usize>,
+    /// Per group: steps before `.0` touch only the first vector's lanes, steps from `.1` only
+    /// the second's (multiples of `CH`); the rest touch both. Skipping all-zero coefficient
+    /// vectors saves ~12% of the loads and cannot change a bit (see `group`).
+    split: Vec<(usize, usize)>,
 }
 
 impl Bcast {
@@ -107,12 +111,27 @@ impl Bcast {
                 }
             }
         }
+        let nonzero = |g: usize, t: usize, v: usize| {
+            coefs[(g * span + t) * NV + v].0.iter().any(|&c| c != 0.0)
+        };
+        let split = (0..groups)
+            .map(|g| {
+                let first1 = (0..span).find(|&t| nonzero(g, t, 1)).unwrap_or(span);
+                let end0 = (0..span)
+                    .rev()
+                    .find(|&t| nonzero(g, t, 0))
+                    .map_or(0, |t| t + 1);
+                let (a, b) = (first1 / CH * CH, end0.div_ceil(CH) * CH);
+                (a.min(b), a.max(b))
+            })
+            .collect();
         Some(Bcast {
             span,
             coefs,
             lead,
             rel,
             adv,
+            split,
         })
     }
 
@@ -123,24 +142,48 @@ impl Bcast {
     }
 }
 
-/// The `W` outputs of one group: `sum_t c[t] * x[t]` in `CH` chains per vector, then
-/// `(a0 + a1) + (a2 + a3)`; written to `y`.
+/// The `W` outputs of one group: `sum_t c[t] * x[t]` in `CH` chains per vector (step `t` in
+/// chain `t mod CH`), then `(a0 + a1) + (a2 + a3)`; written to `y`. Steps outside
+/// `[0, split.1)` for the first vector and `[split.0, n)` for the second are skipped: their
+/// coefficients are all zero, and adding a zero product leaves an accumulator that started at
+/// +0 bit for bit unchanged.
 ///
 /// # Safety
-/// `c` valid for `n * NV` vectors, `x` for `n` reads, `y` for `W` writes, `n` a multiple of
-/// `CH`; the CPU supports `V`.
+/// `c` valid for `n * NV` vectors, `x` for `n` reads, `y` for `W` writes, `n` and both split
+/// points multiples of `CH` with `split.0 <= split.1 <= n`; the CPU supports `V`.
 #[inline(always)]
-unsafe fn group<V: Vec8>(c: *const Lanes, x: *const f32, n: usize, y: *mut f32) {
+unsafe fn group<V: Vec8>(
+    c: *const Lanes,
+    x: *const f32,
+    n: usize,
+    split: (usize, usize),
+    y: *mut f32,
+) {
+    const { assert!(NV == 2) };
     let c = c.cast::<f32>();
     let mut a = [[V::zero(); CH]; NV];
     let mut t = 0;
-    while t < n {
+    while t < split.0 {
+        for (r, acc) in a[0].iter_mut().enumerate() {
+            let cv = V::load(c.add(8 * (t + r) * NV));
+            *acc = V::madd(cv, V::splat(x.add(t + r)), *acc);
+        }
+        t += CH;
+    }
+    while t < split.1 {
         for r in 0..CH {
             let xv = V::splat(x.add(t + r));
             for (v, acc) in a.iter_mut().enumerate() {
                 let cv = V::load(c.add(8 * ((t + r) * NV + v)));
                 acc[r] = V::madd(cv, xv, acc[r]);
             }
+        }
+        t += CH;
+    }
+    while t < n {
+        for (r, acc) in a[1].iter_mut().enumerate() {
+            let cv = V::load(c.add(8 * ((t + r) * NV + 1)));
+            *acc = V::madd(cv, V::splat(x.add(t + r)), *acc);
         }
         t += CH;
     }
@@ -185,6 +228,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
                 b.coefs[g * b.span * NV..].as_ptr(),
                 buf[start..].as_ptr(),
                 b.span,
+                b.split[g],
                 lanes.as_mut_ptr(),
             );
         }
