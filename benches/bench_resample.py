@@ -14,7 +14,8 @@ import pytest
 import soxr
 from voxrelay import media
 
-PAIRS = [(8000, 16000), (16000, 8000), (24000, 8000), (44100, 16000)]
+# 22050 -> 8000: piper (the default TTS voice) to a phone leg.
+PAIRS = [(8000, 16000), (16000, 8000), (24000, 8000), (22050, 8000), (44100, 16000)]
 
 
 def noise(rate: int, seconds: float) -> np.ndarray:

@@ -110,7 +110,14 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
     let g = gcd(in_rate, out_rate);
     let l = (out_rate / g) as usize;
     let m = (in_rate / g) as usize;
-    let sp = spec(in_rate, out_rate, quality);
+    let mut sp = spec(in_rate, out_rate, quality);
+    if quality == Quality::Voice && super::bcast::grouped(l, m) {
+        // Rational down-conversions of the 44.1 kHz family (piper's 22.05 kHz TTS to a phone
+        // leg) pay for every tap on each of l phases per frame; 90 dB still clears the 85 dB
+        // alias goal with margin and the PCM16 noise of speech-level signals, for ~9% fewer
+        // taps (ripple at 0.85 ny stays ~0.07 dB of the 0.1 dB allowed).
+        sp.atten = 90.0;
+    }
     let ny = in_rate.min(out_rate) as f64 / 2.0;
     let proto = in_rate as f64 * l as f64;
     // The hot 2:1 and 3:1 decimators use offline near-minimax designs (see gen_tables.py):
@@ -167,7 +174,11 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         step,
         delay_in: centre / l as f64,
         direct: None,
+        bcast: None,
     };
     bank.direct = super::direct::Direct::new(&bank);
+    if bank.direct.is_none() {
+        bank.bcast = super::bcast::Bcast::new(&bank);
+    }
     bank
 }

@@ -24,7 +24,12 @@
 //!   phase are the lanes of one vector, so there is no horizontal reduction and each loaded
 //!   input vector feeds several outputs. Decimators keep their history as M deinterleaved
 //!   streams (filled as input arrives) so that those outputs read contiguous memory.
+//! - Rational down-conversions with many phases (the 44.1 kHz family to 8 or 16 kHz, e.g.
+//!   piper's 22.05 kHz TTS to a phone leg) use the grouped kernel in `bcast.rs`: 16
+//!   consecutive outputs (16 different phases) are the lanes of two vectors, each step one
+//!   broadcast input sample times two aligned coefficient vectors.
 
+mod bcast;
 mod design;
 mod direct;
 mod kernel;
@@ -46,8 +51,8 @@ const BLOCK: usize = 4096;
 /// Filter design target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Quality {
-    /// About 96 dB stopband (90 dB for the hot 1:2 half-band): at or below the PCM16 noise
-    /// floor, at under 6 ms of delay.
+    /// About 96 dB stopband (90 dB for the hot 1:2 half-band and the 44.1 kHz family's
+    /// rational down-conversions): at or below the PCM16 noise floor, at under 6 ms of delay.
     Voice,
     /// About 130 dB stopband for float pipelines; longer filters and delay.
     High,
@@ -186,6 +191,8 @@ struct Bank {
     delay_in: f64,
     /// Output-vectorised plan, for integer ratios.
     direct: Option<direct::Direct>,
+    /// Output-vectorised plan, for rational down-conversions with many phases.
+    bcast: Option<bcast::Bcast>,
 }
 
 /// The bank for a rate pair and quality, designed once per process and shared by every
@@ -253,7 +260,7 @@ impl State {
         let len = if stride > 0 {
             stride * m
         } else {
-            cap + direct::PAD
+            cap + direct::PAD.max(bcast::PAD)
         };
         State {
             buf: vec![0.0; len],
@@ -466,8 +473,10 @@ impl Resampler {
                     break;
                 }
             }
-            // Keep only the history the next output needs.
-            let keep_from = (st.next + 1 - bank.taps).min(st.fill);
+            // Keep only the history the next output needs (from its group's first window when
+            // outputs are computed in groups).
+            let back = bank.bcast.as_ref().map_or(0, |b| b.back(st.phase));
+            let keep_from = (st.next + 1 - bank.taps - back).min(st.fill);
             if st.stride > 0 {
                 // keep_from is a multiple of m (window starts advance by m from 0).
                 let (from, to) = (keep_from / bank.m, st.fill.div_ceil(bank.m));
@@ -591,6 +600,9 @@ fn ceil_div(a: u128, b: u128) -> usize {
 fn emit_with<S: Sample, K: kernel::Dot>(bank: &Bank, st: &mut State, dst: &mut [S]) -> usize {
     if let Some(d) = &bank.direct {
         return direct::emit::<S, K::V>(bank, d, st, dst);
+    }
+    if let Some(b) = &bank.bcast {
+        return bcast::emit::<S, K::V>(bank, b, st, dst);
     }
     let (l, m, taps) = (bank.l, bank.m, bank.taps);
     let cap = st.ybuf.len().min(dst.len());

@@ -1,0 +1,249 @@
+//! Output-vectorised kernel for rational down-conversions with many phases (22.05 kHz -> 8 kHz
+//! and the rest of the 44.1 kHz family).
+//!
+//! Why: with l = 160 phases every output of a 20 ms frame has its own coefficient row, so the
+//! dot-product kernels pay, per output, a horizontal reduction and unaligned window loads that
+//! often split cache lines, and run at a fraction of FMA throughput. Here the outputs of 16
+//! consecutive phase slots (a "group", whose window starts are a fixed pattern of offsets from
+//! the group's first window) are the lanes of two vectors: the group's rows are stored shifted
+//! by those offsets and interleaved, so that step `t` is one broadcast input sample times two
+//! aligned coefficient vectors (zero for lanes whose window does not cover `t`). No reduction,
+//! no unaligned vector loads, and the table is read once per frame, sequentially.
+//!
+//! Chunking invariance: a lane's result is its own products in a fixed order (four chains by
+//! `t mod 4`, then `(a0 + a1) + (a2 + a3)`) plus exact zeros (an accumulator that starts at +0
+//! is unchanged by adding +-0); a group whose later lanes are not yet ready is still computed
+//! whole (those lanes read stale, allocated, finite history and are discarded), so every output
+//! gets the same bits however the input was split. The one exception is a non-finite f32
+//! input, whose zero products are NaN; PCM16 input is always finite.
+
+use super::{Bank, Lanes, Sample, State};
+use crate::resample::direct::Vec8;
+
+/// Lanes (outputs) per group: two vectors, so each broadcast input sample feeds two
+/// multiply-adds (loads, not FMAs, bound the single-vector form).
+const W: usize = 16;
+/// Vectors per group.
+const NV: usize = W / 8;
+/// Independent multiply-add chains per vector (with `NV`, enough to cover FMA latency).
+const CH: usize = 4;
+/// Allocated samples the history needs after its capacity: a group reads up to about
+/// `W * m / l` samples past its first output's newest input.
+pub(super) const PAD: usize = 128;
+
+/// Whether an `l / m` conversion is computed in groups (if its table fits, see `Bcast::new`).
+pub(super) fn grouped(l: usize, m: usize) -> bool {
+    l >= 2 * W && l % W == 0 && m > l
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Bcast {
+    /// Steps per group, a multiple of `CH`.
+    span: usize,
+    /// `groups * span * NV` coefficient vectors, group-major, then step-major.
+    coefs: Vec<Lanes>,
+    /// Per group: index of step 0 relative to the group's first window start.
+    lead: Vec<usize>,
+    /// Per slot: input advance from its group's first output (`next` offset).
+    rel: Vec<usize>,
+    /// Per group: input advance from its first output to the next group's first output.
+    adv: Vec<usize>,
+    /// Per group: steps before `.0` touch only the first vector's lanes, steps from `.1` only
+    /// the second's (multiples of `CH`); the rest touch both. Skipping all-zero coefficient
+    /// vectors saves ~12% of the loads and cannot change a bit (see `group`).
+    split: Vec<(usize, usize)>,
+}
+
+impl Bcast {
+    /// The plan for `bank` when it is a rational down-conversion with a multiple of 8 phases.
+    pub(super) fn new(bank: &Bank) -> Option<Bcast> {
+        let (l, m, taps) = (bank.l, bank.m, bank.taps);
+        if !grouped(l, m) || bank.trivial.iter().any(|t| t.is_some()) {
+            return None;
+        }
+        let groups = l / W;
+        let mut rel = vec![0usize; l];
+        let mut adv = vec![0usize; groups];
+        for g in 0..groups {
+            let mut d = 0;
+            for j in 0..W {
+                rel[g * W + j] = d;
+                d += bank.step[g * W + j].0;
+            }
+            adv[g] = d;
+        }
+        // Per group, the first and one-past-last window index with a nonzero coefficient.
+        let mut lead = vec![0usize; groups];
+        let mut span = 0;
+        for g in 0..groups {
+            let (mut lo, mut hi) = (usize::MAX, 0);
+            for j in 0..W {
+                let c = bank.phase(g * W + j);
+                let r = rel[g * W + j];
+                if let Some(first) = c.iter().position(|&v| v != 0.0) {
+                    let last = c.iter().rposition(|&v| v != 0.0).unwrap_or(first);
+                    lo = lo.min(r + first);
+                    hi = hi.max(r + last + 1);
+                }
+            }
+            if lo == usize::MAX {
+                lo = 0;
+                hi = 0;
+            }
+            lead[g] = lo;
+            span = usize::max(span, hi - lo);
+        }
+        let span = span.div_ceil(CH) * CH;
+        // Reads reach `lead + span - taps` past the newest sample of a group's first output,
+        // which must stay within the allocated padding after the history.
+        if lead.iter().any(|&ld| ld + span > taps + PAD) {
+            return None;
+        }
+        let mut coefs = vec![Lanes::default(); groups * span * NV];
+        for g in 0..groups {
+            for j in 0..W {
+                let c = bank.phase(g * W + j);
+                let r = rel[g * W + j];
+                for (i, &v) in c.iter().enumerate() {
+                    if v != 0.0 {
+                        coefs[(g * span + r + i - lead[g]) * NV + j / 8].0[j % 8] = v;
+                    }
+                }
+            }
+        }
+        let nonzero = |g: usize, t: usize, v: usize| {
+            coefs[(g * span + t) * NV + v].0.iter().any(|&c| c != 0.0)
+        };
+        let split = (0..groups)
+            .map(|g| {
+                let first1 = (0..span).find(|&t| nonzero(g, t, 1)).unwrap_or(span);
+                let end0 = (0..span)
+                    .rev()
+                    .find(|&t| nonzero(g, t, 0))
+                    .map_or(0, |t| t + 1);
+                let (a, b) = (first1 / CH * CH, end0.div_ceil(CH) * CH);
+                (a.min(b), a.max(b))
+            })
+            .collect();
+        Some(Bcast {
+            span,
+            coefs,
+            lead,
+            rel,
+            adv,
+            split,
+        })
+    }
+
+    /// History to keep before the window of the output in `slot`: its group's first window
+    /// starts this much earlier.
+    pub(super) fn back(&self, slot: usize) -> usize {
+        self.rel[slot]
+    }
+}
+
+/// The `W` outputs of one group: `sum_t c[t] * x[t]` in `CH` chains per vector (step `t` in
+/// chain `t mod CH`), then `(a0 + a1) + (a2 + a3)`; written to `y`. Steps outside
+/// `[0, split.1)` for the first vector and `[split.0, n)` for the second are skipped: their
+/// coefficients are all zero, and adding a zero product leaves an accumulator that started at
+/// +0 bit for bit unchanged.
+///
+/// # Safety
+/// `c` valid for `n * NV` vectors, `x` for `n` reads, `y` for `W` writes, `n` and both split
+/// points multiples of `CH` with `split.0 <= split.1 <= n`; the CPU supports `V`.
+#[inline(always)]
+unsafe fn group<V: Vec8>(
+    c: *const Lanes,
+    x: *const f32,
+    n: usize,
+    split: (usize, usize),
+    y: *mut f32,
+) {
+    const { assert!(NV == 2) };
+    let c = c.cast::<f32>();
+    let mut a = [[V::zero(); CH]; NV];
+    let mut t = 0;
+    while t < split.0 {
+        for (r, acc) in a[0].iter_mut().enumerate() {
+            let cv = V::load(c.add(8 * (t + r) * NV));
+            *acc = V::madd(cv, V::splat(x.add(t + r)), *acc);
+        }
+        t += CH;
+    }
+    while t < split.1 {
+        for r in 0..CH {
+            let xv = V::splat(x.add(t + r));
+            for (v, acc) in a.iter_mut().enumerate() {
+                let cv = V::load(c.add(8 * ((t + r) * NV + v)));
+                acc[r] = V::madd(cv, xv, acc[r]);
+            }
+        }
+        t += CH;
+    }
+    while t < n {
+        for (r, acc) in a[1].iter_mut().enumerate() {
+            let cv = V::load(c.add(8 * ((t + r) * NV + 1)));
+            *acc = V::madd(cv, V::splat(x.add(t + r)), *acc);
+        }
+        t += CH;
+    }
+    for (v, acc) in a.iter().enumerate() {
+        V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])).store(y.add(8 * v));
+    }
+}
+
+/// Emits every ready output (up to the staging capacity); returns how many.
+#[inline(always)]
+pub(super) fn emit<S: Sample, V: Vec8>(
+    bank: &Bank,
+    b: &Bcast,
+    st: &mut State,
+    dst: &mut [S],
+) -> usize {
+    let taps = bank.taps;
+    let groups = bank.l / W;
+    let fill = st.fill;
+    let cap = st.ybuf.len().min(dst.len());
+    let (out, _) = st.ybuf.split_at_mut(cap);
+    let buf = &st.buf[..];
+    let mut next = st.next;
+    let mut phase = st.phase;
+    let mut o = 0;
+    let mut lanes = [0f32; W];
+    while next < fill && o < out.len() {
+        let (g, j0) = (phase / W, phase % W);
+        let n0 = next - b.rel[phase];
+        // Lanes j0..k are ready and fit.
+        let mut k = j0 + 1;
+        while k < W && n0 + b.rel[g * W + k] < fill && o + (k - j0) < out.len() {
+            k += 1;
+        }
+        let start = n0 + 1 - taps + b.lead[g];
+        debug_assert!(start + b.span <= buf.len());
+        debug_assert!(b.coefs.len() >= (g + 1) * b.span * NV);
+        // SAFETY: the group's table has `span` vectors; `start + span <= buf.len()` because
+        // `n0 < fill <= cap` and `lead + span <= taps + PAD` (checked in `Bcast::new`).
+        unsafe {
+            group::<V>(
+                b.coefs[g * b.span * NV..].as_ptr(),
+                buf[start..].as_ptr(),
+                b.span,
+                b.split[g],
+                lanes.as_mut_ptr(),
+            );
+        }
+        out[o..o + k - j0].copy_from_slice(&lanes[j0..k]);
+        o += k - j0;
+        if k == W {
+            next = n0 + b.adv[g];
+            phase = (g + 1) % groups * W;
+        } else {
+            next = n0 + b.rel[g * W + k];
+            phase = g * W + k;
+        }
+    }
+    st.next = next;
+    st.phase = phase;
+    S::from_f32_slice(&mut dst[..o], &out[..o]);
+    o
+}
