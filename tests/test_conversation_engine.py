@@ -26,6 +26,7 @@ from voxrelay.conversation.engine import (
     ConversationAgent,
     ConversationConfig,
     Engines,
+    input_rate_for,
     stt_sink,
 )
 from voxrelay.conversation.providers import (
@@ -37,6 +38,7 @@ from voxrelay.conversation.providers import (
     Transcript,
 )
 from voxrelay.conversation.scripted_llm import Script, ScriptedLLM
+from voxrelay.media import ulaw_encode
 
 SCRIPT = """
 greeting = "Hello, how can I help?"
@@ -628,3 +630,15 @@ def test_one_log_line_per_turn_without_transcripts(caplog: pytest.LogCaptureFixt
     assert all("user_text" not in r and "reply_text" not in r for r in records)
     assert all(isinstance(r["first_frame_sent_ms"], float) for r in records)
     assert "When are you open" not in caplog.text
+
+
+def test_phone_rate_recognisers_skip_resampling() -> None:
+    pcm8 = (np.sin(np.arange(160) / 3) * 8000).astype("<i2").tobytes()  # 20 ms at 8 kHz
+    ulaw_stt = FakeSTT(AudioFormat("ulaw", 8000))
+    assert input_rate_for(ulaw_stt) == 8000
+    stt_sink(ulaw_stt, 8000)(pcm8)
+    assert bytes(ulaw_stt.audio) == ulaw_encode(pcm8)  # encoded, nothing else
+    pcm_stt = FakeSTT(AudioFormat("pcm16", 8000))
+    stt_sink(pcm_stt, 8000)(pcm8)
+    assert bytes(pcm_stt.audio) == pcm8
+    assert input_rate_for(FakeSTT()) == 16000

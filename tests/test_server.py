@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -764,3 +764,50 @@ def test_mulaw_agent_audio_goes_out_untouched() -> None:
         UlawSpeaker.CODES[160:320],
         UlawSpeaker.CODES[320:] + b"\xff" * 150,
     ]
+
+
+class PhoneRateListener:
+    """An agent that takes the phone's own 8 kHz audio (as a mu-law recogniser would)."""
+
+    input_rate = 8000
+    instances: ClassVar[list[PhoneRateListener]] = []
+
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+        self.heard = bytearray()
+        self.ended: list[SpeechEnded] = []
+        self.done = asyncio.Event()
+        self.instances.append(self)
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if type(event).__name__ == "CallStarted":
+            self.call.set_audio_sink(self.heard.extend)
+        elif isinstance(event, SpeechEnded):
+            self.ended.append(event)
+            self.done.set()
+
+
+def test_agent_at_the_phone_rate_gets_the_wire_audio_untouched(hello: bytes) -> None:
+    PhoneRateListener.instances = []
+    sent = media.ulaw_encode(hello + silence(0.8))
+
+    async def main() -> None:
+        server = RelayServer(Settings(port=0), PhoneRateListener)
+        await server.start()
+        try:
+            async with connect(ws_url(server)) as ws:
+                await start_call(ws)
+                for m in media_frames(hello + silence(0.8)):
+                    await ws.send(m)
+                await asyncio.wait_for(PhoneRateListener.instances[0].done.wait(), 10)
+        finally:
+            await server.shutdown(drain_timeout_s=0.0)
+
+    run(main())
+    agent = PhoneRateListener.instances[0]
+    assert agent.ended[0].rate == 8000
+    # No resampling on the way in: the streamed utterance (pre-roll through its end) is
+    # exactly the phone's audio, sample for sample, behind the concealer's fixed 3.75 ms
+    # (30 samples), so a mu-law recogniser gets the wire's codes back (but for -0 vs +0).
+    assert len(agent.heard) >= len(hello) // 2
+    assert bytes(agent.heard) in b"\0\0" * 30 + media.ulaw_decode(sent)

@@ -174,7 +174,7 @@ class CallControl(Protocol):
         ...
 
     def set_audio_sink(self, sink: Callable[[bytes], None] | None) -> None:
-        """Stream the caller's utterances (16 kHz PCM16) to `sink` as they are spoken: the
+        """Stream the caller's utterances (PCM16 at the agent's rate) to `sink` as spoken: the
         open utterance's pre-roll at the onset, then every frame until it ends. For streaming
         recognisers; it is called from the media path and must not block."""
         ...
@@ -190,6 +190,10 @@ class CallControl(Protocol):
 
 @runtime_checkable
 class Agent(Protocol):
+    """An agent may also have an `input_rate` attribute (8000 or 16000, default 16000): the
+    rate of the caller audio it gets (`SpeechEnded.pcm`, the audio sink). 8000 is the phone's
+    own rate, with no resampling at all."""
+
     async def on_event(self, event: AgentEvent) -> None: ...
 
 

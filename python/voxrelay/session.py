@@ -64,6 +64,7 @@ __all__ = ["Session"]
 log = logging.getLogger("voxrelay.session")
 
 AGENT_RATE: Final = 16000
+AGENT_RATES: Final = (8000, 16000)
 """Rate of the caller audio handed to agents (what speech recognisers want)."""
 FRAME_S: Final = 0.020
 _AGENT_QUEUE: Final = 256
@@ -84,20 +85,8 @@ class Session:
         self.settings = settings
         self._loop = asyncio.get_running_loop()
         self.state = StreamState(max_message_bytes=settings.max_message_bytes)
-        self.inbound = media.TwilioInbound(
-            out_rate=AGENT_RATE, max_message_bytes=settings.max_message_bytes
-        )
-        self._process = self.inbound.process
         self.bad_input = BadInputCounter(settings.bad_input_max, settings.bad_input_window_s)
-        self.turns = TurnDetector(
-            rate=AGENT_RATE,
-            start_ms=settings.speech_start_ms,
-            end_ms=settings.speech_end_ms,
-            barge_in_ms=settings.barge_in_ms,
-            preroll_ms=settings.preroll_ms,
-            max_utterance_ms=settings.max_utterance_ms,
-        )
-        self._feed = self.turns.feed
+        self._set_agent_rate(AGENT_RATE)
         self.tracker = PlayoutTracker()
         self._outbound: media.TwilioOutbound | None = None
         # Outbound items in send order: (_MEDIA, text) frames and (_MARK, name) after chunks.
@@ -134,6 +123,28 @@ class Session:
             "reply_us_max": 0,
         }
         self.agent: Agent = agent_factory(self)
+        rate = getattr(self.agent, "input_rate", AGENT_RATE)
+        if rate != AGENT_RATE:
+            self._set_agent_rate(rate)
+
+    def _set_agent_rate(self, rate: int) -> None:
+        """Caller audio for the agent at `rate`: 16 kHz, or the wire's own 8 kHz for agents
+        whose recogniser takes phone audio (no resampling; mu-law re-encodes exactly)."""
+        if rate not in AGENT_RATES:
+            raise ValueError(f"agent input_rate {rate} is not supported; valid: 8000, 16000")
+        s = self.settings
+        self.agent_rate = rate
+        self.inbound = media.TwilioInbound(out_rate=rate, max_message_bytes=s.max_message_bytes)
+        self._process = self.inbound.process
+        self.turns = TurnDetector(
+            rate=rate,
+            start_ms=s.speech_start_ms,
+            end_ms=s.speech_end_ms,
+            barge_in_ms=s.barge_in_ms,
+            preroll_ms=s.preroll_ms,
+            max_utterance_ms=s.max_utterance_ms,
+        )
+        self._feed = self.turns.feed
 
     # -- identity and counters ----------------------------------------------------------------
 
@@ -424,7 +435,7 @@ class Session:
             self._post(
                 SpeechEnded(
                     turns.utterance(),
-                    AGENT_RATE,
+                    self.agent_rate,
                     turns.speech_start_ms,
                     turns.position_ms,
                     turns.onset_offset_ms,

@@ -50,7 +50,6 @@ from voxrelay.conversation.context import Conversation, Reply
 from voxrelay.conversation.endpoint import TurnEndPolicy
 from voxrelay.conversation.latency import TurnLatency
 from voxrelay.conversation.providers import (
-    PCM16_16K,
     AudioChunk,
     CancelToken,
     ChatLLM,
@@ -71,6 +70,7 @@ __all__ = [
     "ConversationConfig",
     "ConversationFactory",
     "Engines",
+    "input_rate_for",
     "stt_sink",
 ]
 
@@ -261,6 +261,11 @@ class ConversationAgent:
         """Told ("caller", text) for each final transcript and ("agent", text) for each reply
         as it finishes ("agent-interrupted" with the heard part): for live displays."""
 
+    @property
+    def input_rate(self) -> int:
+        """Read by the session when the call is set up: the rate of the caller audio we get."""
+        return input_rate_for(self.stt)
+
     # -- events -------------------------------------------------------------------------------
 
     async def on_event(self, event: AgentEvent) -> None:
@@ -288,7 +293,7 @@ class ConversationAgent:
             barge_in_ms=cfg.interrupt_min_ms,
         )
         await self.stt.start()
-        self.call.set_audio_sink(stt_sink(self.stt))
+        self.call.set_audio_sink(stt_sink(self.stt, self.input_rate))
         self._spawn(self._read_transcripts())
         self._spawn(self._turn_worker())
         self._start_reply("", None, self._loop.time(), fixed=cfg.greeting)
@@ -726,19 +731,30 @@ class ConversationAgent:
         self._start_reply("", None, self._loop.time(), fixed=text)
 
 
-def stt_sink(stt: StreamingSTT) -> Callable[[bytes], None]:
-    """The session hands agents 16 kHz PCM; convert only if the recogniser wants otherwise.
+def input_rate_for(stt: StreamingSTT) -> int:
+    """The caller-audio rate to ask the session for: the phone's own 8 kHz for recognisers
+    that take 8 kHz (no resampling at all; mu-law ones get the wire's codes back exactly),
+    16 kHz for everything else."""
+    return 8000 if stt.input_format.sample_rate == 8000 else 16000
 
-    One Rust call per frame at most (resample, then encode for mu-law engines); for the
-    default 16 kHz PCM recognisers the frames go straight through.
+
+def stt_sink(stt: StreamingSTT, rate: int = 16000) -> Callable[[bytes], None]:
+    """Caller PCM at `rate` (what the session gives) -> the recogniser's declared format.
+
+    At most one Rust call per frame. The common cases do no DSP: 16 kHz PCM recognisers take
+    the frames as they are, and 8 kHz ones get the wire's audio sample for sample (the session
+    skips its resampler; re-encoding decoded mu-law gives the phone's codes back, but for the
+    sign of zero).
     """
     fmt = stt.input_format
     send = stt.send_audio
-    if fmt == PCM16_16K:
-        return send
-    rs = Resampler(PCM16_16K.sample_rate, fmt.sample_rate)
+    rs = Resampler(rate, fmt.sample_rate) if fmt.sample_rate != rate else None
     if fmt.encoding == "ulaw":
+        if rs is None:
+            return lambda pcm: send(ulaw_encode(pcm))
         return lambda pcm: send(ulaw_encode(rs.process(pcm)))
+    if rs is None:
+        return send
     return lambda pcm: send(rs.process(pcm))
 
 
