@@ -25,7 +25,6 @@ import statistics
 import sys
 from typing import Any
 
-from voxrelay.agent import Agent, CallControl
 from voxrelay.conversation.engine import ConversationAgent, ConversationFactory
 from voxrelay.conversation.latency import TurnLatency
 from voxrelay.demo_audio import caller_audio
@@ -37,18 +36,14 @@ GAP = b"\x00\x00" * 8000 * 2  # 2 s between lines: separate turns for the simula
 
 
 async def measure(calls: int, parallel: int = 1) -> tuple[list[TurnLatency], list[float]]:
-    server = RelayServer(Settings(port=0, agent="conversation", log_level="WARNING"))
+    server = RelayServer(
+        Settings(port=0, agent="conversation", log_level="WARNING"),
+        progress=lambda msg: print(f"  {msg}", file=sys.stderr),
+    )
     factory = server.agent_factory
     assert isinstance(factory, ConversationFactory)
-    await factory.prepare(lambda msg: print(f"  {msg}", file=sys.stderr))
     agents: list[ConversationAgent] = []
-
-    def capture(call: CallControl) -> Agent:
-        agent = factory(call)
-        agents.append(agent)
-        return agent
-
-    server.agent_factory = capture
+    factory.on_agent = agents.append
     await server.start()
     heard: list[float] = []
     try:

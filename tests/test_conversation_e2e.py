@@ -18,7 +18,6 @@ from call_support import silence
 pytest.importorskip("faster_whisper")
 pytest.importorskip("piper")
 
-from voxrelay.agent import Agent, CallControl
 from voxrelay.conversation.engine import ConversationAgent, ConversationFactory
 from voxrelay.conversation.providers import Message
 from voxrelay.conversation.scripted_llm import Script
@@ -30,19 +29,11 @@ from voxrelay.simulator import CallOptions, CallResult, run_call
 
 async def converse(audio: bytes, **settings: object) -> tuple[CallResult, ConversationAgent]:
     server = RelayServer(Settings(port=0, agent="conversation", **settings))  # type: ignore[arg-type]
-    agents: list[ConversationAgent] = []
     factory = server.agent_factory
-
-    def capture(call: CallControl) -> Agent:
-        agent = factory(call)
-        assert isinstance(agent, ConversationAgent)
-        agents.append(agent)
-        return agent
-
     assert isinstance(factory, ConversationFactory)
-    await factory.prepare()  # models load before the call, as `start()` would do
-    server.agent_factory = capture
-    await server.start()
+    agents: list[ConversationAgent] = []
+    factory.on_agent = agents.append
+    await server.start()  # loads the models before the port opens
     try:
         result = await run_call(
             CallOptions(f"ws://127.0.0.1:{server.port}/twilio", audio, tail_s=2.0)

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from voxrelay.agent import Agent, CallControl
 from voxrelay.conversation.latency import format_waterfall
 from voxrelay.settings import Settings
 
@@ -56,7 +55,7 @@ def run_conversation_demo(
 async def _demo(
     settings: Settings, out: str | None, loss: float, seed: int, say: Callable[[str], None]
 ) -> int:
-    from voxrelay.conversation.engine import ConversationAgent
+    from voxrelay.conversation.engine import ConversationAgent, ConversationFactory
     from voxrelay.demo_audio import caller_audio
     from voxrelay.server import RelayServer
     from voxrelay.simulator import CallOptions, run_call, summary, write_wav_stereo
@@ -72,14 +71,10 @@ async def _demo(
         say(f"voxrelay demo: {e}")
         return 2
     agents: list[ConversationAgent] = []
-    factory = server.agent_factory
 
-    def capture(call: CallControl) -> Agent:
-        agent = factory(call)
-        if isinstance(agent, ConversationAgent):
-            agents.append(agent)
-            agent.observer = live
-        return agent
+    def made(agent: ConversationAgent) -> None:
+        agents.append(agent)
+        agent.observer = live
 
     def live(who: str, text: str) -> None:
         if who == "agent-interrupted":
@@ -87,12 +82,11 @@ async def _demo(
         elif text:
             progress(f"  {who:<6} {text!r}" + ("" if who == "agent" else "  (transcribed)"))
 
+    factory = server.agent_factory
+    if isinstance(factory, ConversationFactory):
+        factory.on_agent = made
     try:
-        prepare = getattr(factory, "prepare", None)
-        if prepare is not None:
-            await prepare(progress)  # models load first (the server would do it in start())
-        server.agent_factory = capture
-        await server.start()
+        await server.start()  # loads the models, with progress
     except (ValueError, ImportError) as e:
         say(f"voxrelay demo: {e}")
         return 2

@@ -45,7 +45,7 @@ from voxrelay.agent import (
     SpeechPaused,
     SpeechStarted,
 )
-from voxrelay.conversation.clauses import ClauseSplitter
+from voxrelay.conversation.clauses import stream_clauses
 from voxrelay.conversation.context import Conversation, Reply
 from voxrelay.conversation.endpoint import TurnEndPolicy
 from voxrelay.conversation.latency import TurnLatency
@@ -80,6 +80,11 @@ _HANGUP_GRACE_S: Final = 2.0
 _WORD: Final = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 
 
+def parse_words(csv: str) -> frozenset[str]:
+    """A comma-separated setting ("mhm, Yeah,okay") as a set of lower-case words."""
+    return frozenset(w.strip().lower() for w in csv.split(",") if w.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationConfig:
     """Per-call behaviour; see the matching `Settings` fields for what each one means."""
@@ -88,8 +93,8 @@ class ConversationConfig:
     pause_ms: int = 160
     interrupt_min_ms: int = 600
     interrupt_min_words: int = 1
-    backchannels: frozenset[str] = frozenset(
-        "mhm mm hmm uh-huh mm-hmm yeah yep yes okay ok right sure alright uh".split()
+    backchannels: frozenset[str] = field(
+        default_factory=lambda: parse_words(Settings().backchannels)
     )
     system_prompt: str = ""
     greeting: str | None = None
@@ -112,9 +117,7 @@ class ConversationConfig:
             pause_ms=s.turn_pause_ms,
             interrupt_min_ms=s.interrupt_min_ms,
             interrupt_min_words=s.interrupt_min_words,
-            backchannels=frozenset(
-                w.strip().lower() for w in s.backchannels.split(",") if w.strip()
-            ),
+            backchannels=parse_words(s.backchannels),
             system_prompt=s.system_prompt,
             greeting=s.greeting,
             reprompt_after_s=s.reprompt_after_s,
@@ -154,6 +157,9 @@ class ConversationFactory:
         self.settings = settings
         self.config = ConversationConfig.from_settings(settings)
         self.engines: Engines | None = None
+        self.on_agent: Callable[[ConversationAgent], None] | None = None
+        """Told of each call's agent as it is made: for demos, benches and tests that read
+        the conversation or its latency records from outside."""
 
     async def prepare(self, progress: Callable[[str], None] | None = None) -> Engines:
         if self.engines is not None:
@@ -190,7 +196,10 @@ class ConversationFactory:
     def __call__(self, call: CallControl) -> ConversationAgent:
         if self.engines is None:
             raise RuntimeError("ConversationFactory.prepare() must run before the first call")
-        return ConversationAgent(call, self.engines, self.config)
+        agent = ConversationAgent(call, self.engines, self.config)
+        if self.on_agent is not None:
+            self.on_agent(agent)
+        return agent
 
 
 async def _text_pieces(text: str) -> AsyncIterator[str]:
@@ -354,12 +363,8 @@ class ConversationAgent:
         self._spawn(self._interim_job())
 
     async def _interim_job(self) -> None:
-        interim = getattr(self.stt, "interim", None)
-        if interim is None:  # an engine with its own partials: they arrive by themselves
-            self._interim_running = False
-            return
         try:
-            await interim()
+            await self.stt.interim()
         except Exception as e:
             # No speculative text this time: the turn ends on the silence cap instead.
             self._interim_running = False
@@ -537,29 +542,22 @@ class ConversationAgent:
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         t_request = loop.time()
 
+        async def timed() -> AsyncIterator[str]:
+            """The LLM's pieces, noting when the first one came."""
+            async for piece in pieces:
+                if rec is not None and rec.llm_first_token_ms is None:
+                    rec.llm_first_token_ms = turn.ms(loop.time())
+                yield piece
+
         async def produce() -> None:
-            splitter = ClauseSplitter()
-            first_piece = first_clause = True
+            first_clause = True
             try:
-                async for piece in pieces:
-                    if cancel.cancelled:
-                        return
-                    if first_piece and rec is not None:
-                        rec.llm_first_token_ms = turn.ms(loop.time())
-                    first_piece = False
-                    for c in splitter.feed(piece):
-                        if first_clause and rec is not None:
-                            rec.first_clause_ms = turn.ms(loop.time())
-                            rec.llm_compute_ms = (loop.time() - t_request) * 1000
-                        first_clause = False
-                        clauses.put_nowait(c)
-                if not cancel.cancelled:
-                    for c in splitter.flush():
-                        if first_clause and rec is not None:
-                            rec.first_clause_ms = turn.ms(loop.time())
-                            rec.llm_compute_ms = (loop.time() - t_request) * 1000
-                        first_clause = False
-                        clauses.put_nowait(c)
+                async for c in stream_clauses(timed(), cancel=cancel):
+                    if first_clause and rec is not None:
+                        rec.first_clause_ms = turn.ms(loop.time())
+                        rec.llm_compute_ms = (loop.time() - t_request) * 1000
+                    first_clause = False
+                    clauses.put_nowait(c)
             except Exception as e:  # a dead LLM: apologise rather than leave silence
                 llm_failed.append(e)
                 self._provider_failed("llm", e)
