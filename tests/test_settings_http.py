@@ -117,3 +117,31 @@ def test_body_requests_routing() -> None:
     assert app.handle_body_request("PUT", "/twilio/voice", form_ct, b"").status == 405
     assert app.handle_body_request("POST", "/elsewhere", form_ct, b"").status == 404
     assert app.handle_body_request("POST", "/twilio/voice", form_ct, b"\xff\xfe").status == 400
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"turn_complete_ms": 700}, "turn timing must satisfy"),
+        ({"turn_incomplete_ms": 400}, "turn timing must satisfy"),
+        ({"turn_pause_ms": 250}, "turn_pause_ms must be 20..turn_complete_ms-1"),
+        ({"turn_pause_ms": 10}, "turn_pause_ms must be 20..turn_complete_ms-1"),
+        ({"interrupt_min_ms": 10}, "interrupt_min_ms must be >= 20"),
+    ],
+)
+def test_conversation_timing_is_checked(changes: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(**changes)  # type: ignore[arg-type]
+
+
+def test_conversation_agent_with_a_missing_script_fails_before_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("piper")
+    from voxrelay.cli import main
+
+    missing = tmp_path / "nope.toml"
+    assert main(["demo", "--script", str(missing)]) == 2
+    out = capsys.readouterr().out
+    assert f"voxrelay demo: {missing}: cannot read script" in out
+    assert "calling" not in out  # no call was placed
