@@ -26,10 +26,11 @@ _DONE: Final = object()
 def _load_voice(model_path: str, config_path: str, threads: int) -> Any:
     """Load once per process: the ONNX session is ~60 MB and takes a second or more.
 
-    Built by hand rather than with `PiperVoice.load` to set the thread count: onnxruntime's
-    default (one per core) was slower here for the short clauses a reply starts with (median
-    first-clause synthesis 376-411 ms with 1 thread vs 442-572 ms default on 2 cores), and it
-    competes with Whisper and every other call for the same cores.
+    Built by hand rather than with `PiperVoice.load` to set the threading: two intra-op
+    threads that do not spin when idle. Measured here (`python benches/piper_threads.py`,
+    quiet machine): one thread takes ~1.7x as long per short clause as two; and with spinning
+    on, the idle pool steals the cores Whisper decodes on (`benches/conversation_latency.py
+    --calls 3`: STT 280 vs 230 ms and response 712 vs 676 ms median, spinning vs not).
     """
     import json
     from pathlib import Path
@@ -44,6 +45,8 @@ def _load_voice(model_path: str, config_path: str, threads: int) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Idle workers must not spin: Whisper decodes on the same cores between sentences.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(
         model_path, sess_options=options, providers=["CPUExecutionProvider"]
     )
@@ -65,7 +68,7 @@ class PiperTTS:
         config_path: str | None = None,
         workers: int = 1,
         length_scale: float | None = None,
-        threads: int = 1,
+        threads: int = 2,
     ) -> None:
         from piper import SynthesisConfig  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
