@@ -35,6 +35,7 @@ import pytest
 from voxrelay.simulator import CallOptions, read_wav, run_calls
 
 SPEECH_END_MS = 500
+STAGGER_S = 1.0
 SENTENCES = [
     "Hello, I would like to check the status of my order.",
     "It was placed last Tuesday, and the number is four five two one.",
@@ -64,9 +65,9 @@ def _phones(args: tuple[CallOptions, int]) -> list[Any]:
     try:
         import uvloop
 
-        return uvloop.run(run_calls(opts, n, stagger_s=1.0))
+        return uvloop.run(run_calls(opts, n, stagger_s=STAGGER_S))
     except ImportError:
-        return asyncio.run(run_calls(opts, n, stagger_s=1.0))
+        return asyncio.run(run_calls(opts, n, stagger_s=STAGGER_S))
 
 
 def _rss_kb(pid: int) -> int:
@@ -85,7 +86,16 @@ sys.exit(main(["serve", "--port", "0"]))
 """
 
 
-def measure(calls: int = 50, procs: int = 2, floor: bool = False) -> dict[str, Any]:
+_DROP = """
+import sys
+from voxrelay.httpd import RelayConnection
+RelayConnection._ws_data = lambda self, data: None  # below the floor: sockets and loop only
+from voxrelay.cli import main
+sys.exit(main(["serve", "--port", "0"]))
+"""
+
+
+def measure(calls: int = 50, procs: int = 2, floor: bool | str = False) -> dict[str, Any]:
     """`floor=True` runs a server whose sessions ignore every message: what the sockets,
     the event loop and WebSocket framing cost before any relay work."""
     audio = caller_audio()
@@ -96,7 +106,7 @@ def measure(calls: int = 50, procs: int = 2, floor: bool = False) -> dict[str, A
         "VOXRELAY_SPEECH_END_MS": str(SPEECH_END_MS),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", _FLOOR]
+        [sys.executable, "-c", _DROP if floor == "drop" else _FLOOR]
         if floor
         else [sys.executable, "-m", "voxrelay.cli", "serve", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -112,13 +122,22 @@ def measure(calls: int = 50, procs: int = 2, floor: bool = False) -> dict[str, A
         peak = rss0
         opts = CallOptions(f"ws://127.0.0.1:{port}/twilio", audio, tail_s=0.5)
         shares = [calls // procs + (1 if i < calls % procs else 0) for i in range(procs)]
+        # Steady state: after every call has connected (they start within `STAGGER_S`) and
+        # before the first can have ended. Whole-run figures also carry each call's setup and
+        # teardown (handshake, session, agent), which a real call amortises over minutes.
+        call_s_each = len(audio) / 2 / 8000 + opts.tail_s
         t0 = time.perf_counter()
+        steady_from, steady_to = t0 + STAGGER_S + 1.0, t0 + call_s_each - 0.5
+        samples: list[tuple[float, float]] = []
         with multiprocessing.get_context("fork").Pool(procs) as pool:
             pending = pool.map_async(
                 _phones, [(replace(opts, seed=1000 * i), n) for i, n in enumerate(shares) if n]
             )
             while not pending.ready():
                 peak = max(peak, _rss_kb(pid))
+                now = time.perf_counter()
+                if steady_from <= now <= steady_to:
+                    samples.append((now, sum(_cpu_s(pid))))
                 pending.wait(0.25)
             results = [r for part in pending.get() for r in part]
         wall = time.perf_counter() - t0
@@ -141,6 +160,7 @@ def measure(calls: int = 50, procs: int = 2, floor: bool = False) -> dict[str, A
         "of_which_user_ms": round((u1 - u0) * 1000 / call_s, 3),
         "of_which_system_ms": round((s1 - s0) * 1000 / call_s, 3),
         "calls_per_core_at_that_cost": int(call_s / cpu) if cpu else None,
+        "steady_state_cpu_ms_per_call_s": _steady(samples, calls),
         "replies": f"{len(lat)}/{turns}",
         "reply_latency_ms_median": float(np.median(lat)) if len(lat) else None,
         "reply_latency_ms_max": float(lat.max()) if len(lat) else None,
@@ -159,6 +179,14 @@ def measure(calls: int = 50, procs: int = 2, floor: bool = False) -> dict[str, A
         "phone_late_ticks": sum(r.late_ticks for r in results),
         "clean_closes": sum(1 for r in results if r.close_code == 1000),
     }
+
+
+def _steady(samples: list[tuple[float, float]], calls: int) -> float | None:
+    """CPU ms per call-second while all calls were live (None if the window was too short)."""
+    if len(samples) < 8:
+        return None
+    (ta, ca), (tb, cb) = samples[0], samples[-1]
+    return round((cb - ca) * 1000 / (calls * (tb - ta)), 3)
 
 
 def _reply_start(results: list[Any]) -> float | None:
@@ -192,8 +220,9 @@ if __name__ == "__main__":
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--procs", type=int, default=2, help="processes playing the phones")
     ap.add_argument("--floor", action="store_true", help="sessions ignore all messages")
+    ap.add_argument("--drop", action="store_true", help="connections drop all bytes read")
     a = ap.parse_args()
     for _ in range(a.repeat):
-        for k, v in measure(a.calls, a.procs, a.floor).items():
+        for k, v in measure(a.calls, a.procs, "drop" if a.drop else a.floor).items():
             print(f"{k}: {v}")
         print()

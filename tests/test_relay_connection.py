@@ -8,13 +8,16 @@ a client sent, in order, and that pings still get their pongs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from voxrelay import media
 from voxrelay.httpd import RelayHttp, connection_class
+from voxrelay.protocols.twilio import mark_echo_message, media_message
 from voxrelay.settings import Settings
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -80,6 +83,15 @@ class Sink:
 
     def on_binary(self, data: Any) -> None:
         self.got.append(("binary", bytes(data)))
+
+    def on_media(self, pcm: bytes, speech: bool | None) -> None:
+        self.got.append(("media", pcm, speech))  # type: ignore[arg-type]
+
+    def on_event(self, event: str, data: bytes) -> None:
+        self.got.append(("event", event, bytes(data)))  # type: ignore[arg-type]
+
+    def on_frame_error(self, text: str) -> None:
+        self.got.append(("error", text))  # type: ignore[arg-type]
 
 
 async def _open(attach: bool = True) -> tuple[Any, ClientProtocol, Transport, Sink]:
@@ -203,3 +215,92 @@ def test_unmasked_frame_fails_the_connection_as_websockets_does() -> None:
         assert b"\x03\xea" in transport.take()  # close frame with 1002 (protocol error)
 
     asyncio.run(main())
+
+
+def _twilio_messages(kinds: list[str]) -> list[bytes]:
+    """Media messages with speech-like codes, a malformed one, and a mark echo, in order."""
+    out = []
+    for i, kind in enumerate(kinds):
+        codes = bytes((i * 37 + j * 11) % 256 for j in range(160))
+        if kind == "media":
+            b64 = base64.b64encode(codes).decode()
+            out.append(media_message("MZ1", i + 2, i + 1, i * 20, b64).encode())
+        elif kind == "bad":
+            out.append(media_message("MZ1", i + 2, i + 1, i * 20, "not*base64").encode())
+        else:
+            out.append(mark_echo_message("MZ1", i + 2, f"m{i}").encode())
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(["media", "media", "media", "bad", "mark"]), max_size=12),
+    pings=st.sets(st.integers(0, 12), max_size=3),
+    cuts=st.lists(st.integers(0, 6000), max_size=12),
+)
+def test_frames_through_the_inbound_match_the_inbound_itself(
+    kinds: list[str], pings: set[int], cuts: list[int]
+) -> None:
+    """With `media_inbound` set, the frame reader runs each text frame through it: the session
+    gets exactly what `TwilioInbound.process` gives for the same messages, whatever the split,
+    and pings in between are still answered."""
+    msgs = _twilio_messages(kinds)
+    expected: list[tuple[Any, ...]] = []
+    reference = media.TwilioInbound()
+    for m in msgs:
+        try:
+            event, pcm, speech = reference.process(m)
+        except media.FrameError as e:
+            expected.append(("error", str(e)))
+            continue
+        expected.append(("media", pcm, speech) if event == "media" else ("event", event, m))
+
+    async def main() -> None:
+        conn, client, transport, sink = await _open()
+        conn.media_inbound = media.TwilioInbound()
+        for i, m in enumerate(msgs):
+            if i in pings:
+                client.send_ping(b"p%d" % i)
+            client.send_text(m)
+        wire = b"".join(client.data_to_send())
+        bounds = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+        for a, b in itertools.pairwise(bounds):
+            conn.data_received(wire[a:b])
+        assert sink.got == expected
+        client.receive_data(transport.take())
+        pongs = [bytes(e.data) for e in client.events_received() if isinstance(e, Frame)]
+        assert pongs == [b"p%d" % i for i in sorted(pings) if i < len(msgs)]
+        assert conn._fast
+
+    asyncio.run(main())
+
+
+def test_detach_stops_the_inbound_path() -> None:
+    """After the session lets go, media frames are neither processed nor delivered."""
+
+    async def main() -> None:
+        conn, client, _, sink = await _open()
+        inbound = media.TwilioInbound()
+        conn.media_inbound = inbound
+        conn.detach()
+        assert conn.media_inbound is None
+        for m in _twilio_messages(["media", "media"]):
+            client.send_text(m)
+        conn.data_received(b"".join(client.data_to_send()))
+        assert sink.got == []
+        assert inbound.stats()["received"] == 0
+
+    asyncio.run(main())
+
+
+def test_reader_hands_over_what_it_must_not_judge() -> None:
+    reader = media.WsReader(1000)
+    client = ClientProtocol(parse_uri("ws://relay.test/twilio"))
+    client.state = State.OPEN
+    client.send_text(b"ok")
+    ok = b"".join(client.data_to_send())
+    reader.feed(ok + b"\x81\x02hi" + ok)  # the second frame is unmasked
+    assert reader.next() == (1, b"ok", True)
+    kind, rest, _ = reader.next() or (None, b"", None)
+    assert (kind, rest) == (-1, b"\x81\x02hi" + ok)
+    assert reader.stopped and reader.next() == (-1, b"", False)

@@ -691,14 +691,16 @@ def test_a_bug_in_one_call_closes_it_with_1011_and_spares_the_others(
 ) -> None:
     from voxrelay.session import Session
 
-    original = Session.on_text
+    original = Session.on_event
 
-    def on_text(self: Session, data: Any) -> None:
+    def on_event(self: Session, event: str, data: Any) -> None:
         if b"boom" in bytes(data):
             raise RuntimeError("bug")
-        original(self, data)
+        original(self, event, data)
 
-    monkeypatch.setattr(Session, "on_text", on_text)
+    # After `start`, every text message reaches the session through the connection's fused
+    # frame reader: media as PCM (`on_media`), anything else through `on_event`.
+    monkeypatch.setattr(Session, "on_event", on_event)
 
     async def main() -> None:
         async with (

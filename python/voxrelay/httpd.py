@@ -30,17 +30,13 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets without its C extension
-    from websockets.utils import apply_mask
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 
+from voxrelay.media import TwilioInbound, WsReader
 from voxrelay.protocols.signature import validate
 from voxrelay.protocols.twiml import connect_stream_twiml, public_ws_url
 from voxrelay.settings import Settings
@@ -257,6 +253,12 @@ _HTTP: Final = 2
 _EARLY_FRAMES: Final = 256
 _MAX_REQUEST: Final = 16384  # a handshake request's head; websockets enforces its own limits
 _MAX_PIPELINED: Final = 65536
+_NO_LIMIT: Final = 1 << 62
+# Item kinds of `WsReader.next` beyond the data opcodes 0, 1, 2.
+_CONTROL: Final = 8
+_MEDIA: Final = 16
+_EVENT: Final = 17
+_ERROR: Final = 18
 
 
 class FrameSink(Protocol):
@@ -264,6 +266,11 @@ class FrameSink(Protocol):
 
     def on_text(self, data: bytes | bytearray | memoryview) -> None: ...
     def on_binary(self, data: bytes | bytearray | memoryview) -> None: ...
+    # While the connection's `media_inbound` is set, whole text frames arrive already run
+    # through it: as PCM for media, as (event, raw message) otherwise, or as the error text.
+    def on_media(self, pcm: bytes, speech: bool | None) -> None: ...
+    def on_event(self, event: str, data: bytes) -> None: ...
+    def on_frame_error(self, text: str) -> None: ...
 
 
 class RelayConnection(ServerConnection):
@@ -273,14 +280,17 @@ class RelayConnection(ServerConnection):
     (`create_connection`, the sans-I/O `protocol`):
 
     - the request line is sniffed; anything but GET goes to `app` through h11;
-    - after the handshake, data frames (text, binary, continuation) are parsed here and whole
-      messages go straight to the attached sink from `data_received`: no message queue, no
-      `recv()` future and no generator-based parsing per 20 ms frame, which is where most of
-      a call's CPU went. Every control frame (ping, pong, close), anything malformed
-      (reserved bits, unmasked, oversized) and everything after the connection leaves OPEN is
-      handed, byte for byte and on a frame boundary, to `websockets`, which answers and fails
-      connections exactly as it always does. If a client pipelines frames behind its handshake
-      request, the connection keeps the stock path throughout.
+    - after the handshake, data frames (text, binary, continuation) are parsed by the media
+      engine's `WsReader` and whole messages go straight to the attached sink from
+      `data_received`: no message queue, no `recv()` future and no generator-based parsing per
+      20 ms frame, which is where most of a call's CPU went. While the session is streaming,
+      the reader also runs each text frame through the call's `TwilioInbound`, so a media
+      message costs one Rust call from socket bytes to PCM and VAD decision. Every control
+      frame (ping, pong, close), anything malformed (reserved bits, unmasked, oversized) and
+      everything after the connection leaves OPEN is handed, byte for byte and on a frame
+      boundary, to `websockets`, which answers and fails connections exactly as it always
+      does. Frames a client pipelines behind its handshake request wait (bounded) for the
+      upgrade to finish.
     - messages that arrive before the session attaches are held (bounded) and replayed.
     """
 
@@ -296,7 +306,10 @@ class RelayConnection(ServerConnection):
     _frag_op = 0
     _frag: bytearray | None = None
     _fast = True  # False: websockets parses every frame (the stock path)
-    _buf: bytearray | None = None
+    _reader: WsReader | None = None
+    media_inbound: TwilioInbound | None = None
+    """Set by the attached sink while media may flow: whole text frames then go through this
+    inbound hot path inside the frame reader, and media reaches the sink as PCM."""
 
     # -- WebSocket frames -------------------------------------------------------------------
 
@@ -305,11 +318,12 @@ class RelayConnection(ServerConnection):
         early, self._early = self._early, None
         for op, fin, data in early or ():
             self._data_frame(op, fin, data)
-        if self._fast and self._buf:
-            self._ws_data(b"")  # frames that were pipelined behind the handshake
+        if self._fast and self._reader is not None and self._reader.pending:
+            self._drain()  # frames that were pipelined behind the handshake
 
     def detach(self) -> None:
         self.sink = None
+        self.media_inbound = None
         self._detached = True
         self._early = None
 
@@ -328,86 +342,72 @@ class RelayConnection(ServerConnection):
         if not self._fast:
             super().data_received(data)
             return
-        proto = self.protocol
-        if proto.state is State.CONNECTING:
+        reader = self._reader
+        assert reader is not None
+        reader.feed(data)
+        if self.protocol.state is State.CONNECTING:
             # Frames pipelined behind the handshake: hold them until the upgrade is done.
-            buf = self._buf
-            assert buf is not None
-            buf += data
-            if len(buf) > _MAX_PIPELINED:
-                self._handoff()
+            if reader.pending > _MAX_PIPELINED:
+                self._handoff(reader.take_rest())
             return
-        buf = self._buf
-        assert buf is not None
-        buf += data
-        pos = 0
-        n = len(buf)
-        limit = proto.max_message_size
-        handoff = False
+        self._drain()
+
+    def _drain(self) -> None:
+        """Deliver every whole frame the reader holds; one Rust call per frame."""
+        reader = self._reader
+        assert reader is not None
+        proto = self.protocol
         while True:
             if proto.state is not State.OPEN:
-                handoff = True
-                break
-            if n - pos < 2:
-                break
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            op = b0 & 0x0F
-            if (
-                (2 < op < 8 or op > 10)  # reserved opcode
-                or b0 & 0x70  # reserved bits (no extensions are negotiated)
-                or not b1 & 0x80  # clients must mask
-            ):
-                handoff = True
-                break
-            if op >= 8:
-                # Ping, pong, close: websockets answers them. A control frame is short and
-                # complete in itself, so handing over exactly its bytes keeps websockets' parser
-                # on a frame boundary and the fast path for what follows.
-                length = b1 & 0x7F
-                if length > 125 or not b0 & 0x80:
-                    handoff = True
-                    break
-                end = pos + 6 + length
-                if end > n:
-                    break
-                frame = bytes(buf[pos:end])
-                pos = end
-                super().data_received(frame)
-                continue
-            length = b1 & 0x7F
-            head = pos + 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = pos + 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = pos + 10
-            if limit is not None and length > limit:
-                handoff = True  # websockets closes with 1009
-                break
-            end = head + 4 + length
-            if end > n:
-                break
-            payload = apply_mask(bytes(buf[head + 4 : end]), bytes(buf[head : head + 4]))
-            pos = end
-            self._data_frame(op, bool(b0 & 0x80), payload)
-        del buf[:pos]
-        if handoff:
-            self._handoff()
+                self._handoff(reader.take_rest())
+                return
+            item = reader.next(self.media_inbound)
+            if item is None:
+                return
+            kind, a, b = item
+            if kind == _MEDIA:
+                sink = self.sink
+                assert sink is not None  # media_inbound is only set while a sink is attached
+                try:
+                    sink.on_media(a, b)
+                except Exception:
+                    self._failed()
+            elif 0 <= kind <= 2:
+                self._data_frame(kind, b, a)
+            elif kind == _CONTROL:
+                # Ping, pong, close: websockets answers them. Handing over exactly the frame's
+                # bytes keeps websockets' parser on a frame boundary and the fast path for what
+                # follows.
+                super().data_received(a)
+            elif kind == _EVENT or kind == _ERROR:
+                sink = self.sink
+                assert sink is not None
+                try:
+                    if kind == _EVENT:
+                        sink.on_event(b, a)
+                    else:
+                        sink.on_frame_error(b)
+                except Exception:
+                    self._failed()
+            else:  # reserved bits or opcode, unmasked, oversized: websockets fails the connection
+                self._handoff(a)
+                return
 
-    def _handoff(self) -> None:
-        """A control frame, something malformed, or the connection is closing: from here on
-        websockets parses everything, starting exactly at a frame boundary."""
-        rest = bytes(self._buf or b"")
+    def _handoff(self, rest: bytes) -> None:
+        """A control frame websockets must judge, something malformed, or the connection is
+        closing: from here on websockets parses everything, starting on a frame boundary."""
         self._fast = False
-        self._buf = None
+        self._reader = None
+        self.media_inbound = None
         if rest:
             super().data_received(rest)
+
+    def _failed(self) -> None:
+        # A bug in one call must not reach the transport (which would drop it without a
+        # close frame) or anything else: end that call with 1011 and keep serving.
+        log.exception("call failed while handling a message")
+        self.detach()
+        self.loop.create_task(self.close(1011, "internal error"))
 
     def _data_frame(self, op: int, fin: bool, data: bytes | bytearray | memoryview) -> None:
         if self.sink is None:
@@ -443,11 +443,7 @@ class RelayConnection(ServerConnection):
             else:
                 sink.on_binary(data)
         except Exception:
-            # A bug in one call must not reach the transport (which would drop it without a
-            # close frame) or anything else: end that call with 1011 and keep serving.
-            log.exception("call failed while handling a message")
-            self.detach()
-            self.loop.create_task(self.close(1011, "internal error"))
+            self._failed()
 
     # -- plain HTTP -------------------------------------------------------------------------
 
@@ -482,7 +478,8 @@ class RelayConnection(ServerConnection):
             super().data_received(buf)
             return
         # websockets gets exactly the request; anything after it is ours to parse.
-        self._buf = bytearray(buf[end + 4 :])
+        self._reader = WsReader(self.protocol.max_message_size or _NO_LIMIT)
+        self._reader.feed(buf[end + 4 :])
         super().data_received(buf[: end + 4])
 
     def eof_received(self) -> None:

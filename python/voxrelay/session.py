@@ -332,24 +332,40 @@ class Session:
     # -- inbound (called by the connection for each complete data frame) ----------------------
 
     def on_text(self, data: bytes | bytearray | memoryview) -> None:
+        """A whole text message the connection did not run through the inbound path itself
+        (before `start`, or on the stock `websockets` path)."""
         if self._closed:
             return
-        self._rx += 1
         try:
             event, pcm, speech = self._process(data)
         except media.FrameError as e:
-            text = str(e)
-            self._bad(classify_frame_error(text), text)
+            self.on_frame_error(str(e))
             return
         if event == "media" and self._streaming:
-            self.media_in += 1
-            if speech is not None:
-                flags = self._feed(pcm, speech)
-                if flags:
-                    self._on_turn(flags, pcm)
-                elif self._sink is not None and self.turns.in_speech:
-                    self._sink(pcm)
+            self.on_media(pcm, speech)
+        else:
+            self.on_event(event, data)
+
+    def on_media(self, pcm: bytes, speech: bool | None) -> None:
+        """One media message, already through the inbound hot path (jitter buffer, G.711,
+        VAD, resampling): `pcm` is what it released, `speech` the VAD decision, None if the
+        jitter buffer released nothing."""
+        if self._closed:
             return
+        self._rx += 1
+        self.media_in += 1
+        if speech is not None:
+            flags = self._feed(pcm, speech)
+            if flags:
+                self._on_turn(flags, pcm)
+            elif self._sink is not None and self.turns.in_speech:
+                self._sink(pcm)
+
+    def on_event(self, event: str, data: bytes | bytearray | memoryview) -> None:
+        """Any other message: parsed and checked by the protocol state machine."""
+        if self._closed:
+            return
+        self._rx += 1
         try:
             ev = self.state.receive(event, data)
         except ProtocolError as e:
@@ -357,6 +373,13 @@ class Session:
             return
         if ev is not None:
             self._on_control(ev)
+
+    def on_frame_error(self, text: str) -> None:
+        """A message the inbound path could not read (bad JSON, base64, payload size...)."""
+        if self._closed:
+            return
+        self._rx += 1
+        self._bad(classify_frame_error(text), text)
 
     def on_binary(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
@@ -391,7 +414,7 @@ class Session:
                     log.warning("call %s: stream token missing or wrong; closing", ev.call_sid)
                     self.close(1008, "stream token missing or wrong", "unauthorised")
                     return
-            self._streaming = True
+            self._set_streaming(True)
             log.info("call %s started (stream %s)", ev.call_sid, ev.stream_sid)
             self._post(
                 CallStarted(ev.stream_sid, ev.call_sid, ev.account_sid, dict(ev.custom_parameters))
@@ -406,8 +429,14 @@ class Session:
         elif isinstance(ev, DtmfMsg):
             self._post(Dtmf(ev.digit))
         elif isinstance(ev, Stop):
-            self._streaming = False
+            self._set_streaming(False)
             self.close(1000, "stream stopped", "stop")
+
+    def _set_streaming(self, on: bool) -> None:
+        """Media flows between `start` and `stop`; meanwhile the connection's frame reader
+        runs text frames through this call's inbound path itself (one Rust call per message)."""
+        self._streaming = on
+        self.ws.media_inbound = self.inbound if on else None
 
     def _on_turn(self, flags: int, pcm: bytes) -> None:
         turns = self.turns

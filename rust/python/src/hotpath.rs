@@ -229,3 +229,24 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOutbound>()?;
     Ok(())
 }
+
+/// What `PyInbound::step` gives: (event, released PCM, VAD decision), or the error text.
+pub(crate) type Step<'py> = Result<(Py<PyString>, Bound<'py, PyBytes>, Option<bool>), String>;
+
+impl PyInbound {
+    /// One message for the socket reader (`WsReader.next`): the event name, the PCM it released
+    /// and the VAD decision, or the `FrameError` text. The error is returned, not raised, so a
+    /// bad message costs no exception object on its way to the session's bad-input counter.
+    pub(crate) fn step<'py>(&mut self, py: Python<'py>, message: &[u8]) -> PyResult<Step<'py>> {
+        let step = match self.inner.process(message) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let out = pcm_bytes(py, self.inner.output())?;
+        Ok(Ok((
+            self.events[event_index(step.event)].clone_ref(py),
+            out,
+            step.speech,
+        )))
+    }
+}

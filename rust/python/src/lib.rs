@@ -10,6 +10,7 @@ mod hotpath;
 mod jitter;
 mod resample;
 mod vad;
+mod ws;
 
 #[pymodule]
 fn _media(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -20,5 +21,6 @@ fn _media(m: &Bound<'_, PyModule>) -> PyResult<()> {
     vad::register(m)?;
     jitter::register(m)?;
     hotpath::register(m)?;
+    ws::register(m)?;
     Ok(())
 }

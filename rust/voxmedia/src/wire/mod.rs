@@ -6,6 +6,7 @@
 
 pub mod json;
 pub mod twilio;
+pub mod ws;
 
 use std::fmt;
 
