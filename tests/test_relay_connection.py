@@ -304,3 +304,16 @@ def test_reader_hands_over_what_it_must_not_judge() -> None:
     kind, rest, _ = reader.next() or (None, b"", None)
     assert (kind, rest) == (-1, b"\x81\x02hi" + ok)
     assert reader.stopped and reader.next() == (-1, b"", False)
+
+
+def test_frames_the_session_builds_parse_as_text_messages() -> None:
+    """The session frames its outbound messages itself; a real client parser must read them
+    at every length form (7-bit, 16-bit, 64-bit)."""
+    from voxrelay.session import _text_header
+    from websockets.protocol import Protocol, Side
+
+    client = Protocol(Side.CLIENT, state=State.OPEN, max_size=None)
+    texts = [b"", b"x" * 125, b"y" * 126, b"z" * 65535, b"w" * 65536]
+    client.receive_data(b"".join(_text_header(len(t)) + t for t in texts))
+    got = [bytes(e.data) for e in client.events_received() if isinstance(e, Frame)]
+    assert got == texts
