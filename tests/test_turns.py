@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from turns_reference import ReferenceTurnDetector
 from voxrelay.turns import BARGE_IN, ENDED, PAUSED, STARTED, TurnDetector
 
 FRAME = 640  # 20 ms at 16 kHz
@@ -155,3 +158,75 @@ def test_configure_checks_like_the_constructor() -> None:
         det.configure(pause_ms=1200)
     with pytest.raises(ValueError, match="barge_in_ms must be a positive integer"):
         det.configure(barge_in_ms=0)
+
+
+# Steps: ("f", samples, speech) feeds a frame of that many samples (0 = the jitter buffer
+# released nothing, 640 = two frames at once); ("e", silence_ms, token offset) is a turn
+# engine's end_after; ("c", end_ms, pause_ms) reconfigures mid-call.
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("f"), st.sampled_from([320, 320, 320, 0, 160, 640]), st.booleans()),
+        st.tuples(st.just("e"), st.integers(0, 900), st.integers(-1, 0)),
+        st.tuples(st.just("c"), st.integers(200, 900), st.integers(0, 199)),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=steps,
+    start_ms=st.integers(20, 200),
+    end_ms=st.integers(200, 900),
+    pause_ms=st.integers(0, 199),
+    preroll_ms=st.integers(0, 400),
+    max_utterance_ms=st.integers(100, 3000),
+)
+def test_agrees_with_the_python_reference_on_every_frame(
+    steps: list[tuple[str, int, Any]],
+    start_ms: int,
+    end_ms: int,
+    pause_ms: int,
+    preroll_ms: int,
+    max_utterance_ms: int,
+) -> None:
+    """The detector moved from Python into the media engine; the old Python class is the model
+    (tests/turns_reference.py). Flags, timings and audio must agree exactly."""
+    kw = dict(
+        start_ms=start_ms,
+        end_ms=end_ms,
+        pause_ms=pause_ms,
+        preroll_ms=preroll_ms,
+        max_utterance_ms=max_utterance_ms,
+        keep_tail_ms=min(100, end_ms),
+    )
+    rust, ref = TurnDetector(**kw), ReferenceTurnDetector(**kw)
+    props = (
+        "in_speech",
+        "position_ms",
+        "speech_start_ms",
+        "onset_offset_ms",
+        "silence_ms",
+        "speech_run_ms",
+        "pause_count",
+        "run_token",
+        "end_ms",
+    )
+    for i, (kind, a, b) in enumerate(steps):
+        if kind == "f":
+            pcm = bytes((i * 7 + j) % 256 for j in range(2 * a))
+            got, want = rust.feed(pcm, b), ref.feed(pcm, b)
+        elif kind == "e":
+            token = ref.run_token + b
+            got, want = rust.end_after(a, token), ref.end_after(a, token)
+        else:
+            pause = min(b, a - 1)
+            rust.configure(end_ms=a, pause_ms=pause)
+            ref.configure(end_ms=a, pause_ms=pause)
+            got = want = 0
+        assert got == want, (i, kind)
+        assert [getattr(rust, p) for p in props] == [getattr(ref, p) for p in props], i
+        if got & ENDED:
+            assert rust.utterance() == ref.utterance()
+        if rust.in_speech:
+            assert rust.audio_so_far() == ref.audio_so_far()

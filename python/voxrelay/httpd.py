@@ -36,7 +36,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 
-from voxrelay.media import TwilioInbound, WsReader
+from voxrelay.media import TurnDetector, TwilioInbound, WsReader
 from voxrelay.protocols.signature import validate
 from voxrelay.protocols.twiml import connect_stream_twiml, public_ws_url
 from voxrelay.settings import Settings
@@ -259,6 +259,7 @@ _CONTROL: Final = 8
 _MEDIA: Final = 16
 _EVENT: Final = 17
 _ERROR: Final = 18
+_TURN: Final = 19
 
 
 class FrameSink(Protocol):
@@ -271,6 +272,10 @@ class FrameSink(Protocol):
     def on_media(self, pcm: bytes, speech: bool | None) -> None: ...
     def on_event(self, event: str, data: bytes) -> None: ...
     def on_frame_error(self, text: str) -> None: ...
+    # With `media_turns` set too, media PCM goes on into that detector inside the reader, and
+    # only frames that raised flags (or, with `media_audio`, frames of an open utterance)
+    # arrive here; the rest are counted in `media_frames`.
+    def on_turn_frame(self, pcm: bytes, flags: int) -> None: ...
 
 
 class RelayConnection(ServerConnection):
@@ -310,6 +315,9 @@ class RelayConnection(ServerConnection):
     media_inbound: TwilioInbound | None = None
     """Set by the attached sink while media may flow: whole text frames then go through this
     inbound hot path inside the frame reader, and media reaches the sink as PCM."""
+    media_turns: TurnDetector | None = None
+    media_audio = False
+    _media_done = 0
 
     # -- WebSocket frames -------------------------------------------------------------------
 
@@ -324,6 +332,7 @@ class RelayConnection(ServerConnection):
     def detach(self) -> None:
         self.sink = None
         self.media_inbound = None
+        self.media_turns = None
         self._detached = True
         self._early = None
 
@@ -361,11 +370,18 @@ class RelayConnection(ServerConnection):
             if proto.state is not State.OPEN:
                 self._handoff(reader.take_rest())
                 return
-            item = reader.next(self.media_inbound)
+            item = reader.next(self.media_inbound, self.media_turns, self.media_audio)
             if item is None:
                 return
             kind, a, b = item
-            if kind == _MEDIA:
+            if kind == _TURN:
+                sink = self.sink
+                assert sink is not None  # media_inbound is only set while a sink is attached
+                try:
+                    sink.on_turn_frame(a, b)
+                except Exception:
+                    self._failed()
+            elif kind == _MEDIA:
                 sink = self.sink
                 assert sink is not None  # media_inbound is only set while a sink is attached
                 try:
@@ -393,12 +409,21 @@ class RelayConnection(ServerConnection):
                 self._handoff(a)
                 return
 
+    @property
+    def media_frames(self) -> int:
+        """Media messages the frame reader ran through `media_inbound` (the session counts
+        the rest)."""
+        reader = self._reader
+        return self._media_done + (reader.media if reader is not None else 0)
+
     def _handoff(self, rest: bytes) -> None:
         """A control frame websockets must judge, something malformed, or the connection is
         closing: from here on websockets parses everything, starting on a frame boundary."""
+        self._media_done = self.media_frames
         self._fast = False
         self._reader = None
         self.media_inbound = None
+        self.media_turns = None
         if rest:
             super().data_received(rest)
 

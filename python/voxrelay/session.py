@@ -3,9 +3,11 @@
 Everything a call owns lives on its `Session` and goes when the session ends, so calls share
 nothing but the event loop. The media path has no per-message task, future or queue:
 
-- inbound: the connection hands each complete WebSocket data frame to `on_text` straight from
-  `data_received` (see `httpd.RelayConnection`); that is one media-engine call, and for media
-  frames one turn-detector call, and nothing else in Python;
+- inbound: between `start` and `stop` the connection's frame reader (Rust, see
+  `httpd.RelayConnection`) takes socket bytes through the WebSocket framing, the inbound hot
+  path and this call's turn detector in one call; only a frame that raised a turn flag (or,
+  while an audio sink streams an utterance, each of its frames) reaches `on_turn_frame`.
+  Other messages come to `on_event`; before `start`, whole frames come to `on_text`;
 - outbound: the pacer is a timer callback on the playout clock. It writes agent audio at 1x
   real time, never more than `playout_lead_ms` ahead of the caller's ear, topping up in small
   bursts so it wakes a few times per 100 ms, not once per frame;
@@ -167,7 +169,7 @@ class Session:
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"media_in": self.media_in, **self._counts}
+        return {"media_in": self.media_in + self.ws.media_frames, **self._counts}
 
     # -- CallControl: what the agent may do -----------------------------------------------------
 
@@ -238,7 +240,13 @@ class Session:
         return True
 
     def set_audio_sink(self, sink: Callable[[bytes], None] | None) -> None:
+        """Stream the caller's utterances to `sink` frame by frame. Set while an utterance is
+        already open (an agent that sets it on CallStarted can be a few frames late), the
+        sink first gets that utterance's audio so far, so a recogniser never misses an onset."""
         self._sink = sink
+        self.ws.media_audio = sink is not None
+        if sink is not None and self.turns.in_speech:
+            sink(self.turns.audio_so_far())
 
     def notify_first_frame(self, callback: Callable[[float], None]) -> None:
         self._first_frame = callback
@@ -294,10 +302,15 @@ class Session:
         self._stop_pacer()
         self._loop.create_task(self.ws.close(code, reason))
 
+    @property
+    def _received(self) -> int:
+        """Messages so far, for the idle watchdog (the reader consumes most media itself)."""
+        return self._rx + self.ws.media_frames
+
     def _check_idle(self, seen: int) -> None:
         if self._closed:
             return
-        if self._rx == seen:
+        if self._received == seen:
             log.warning(
                 "call %s: nothing received for %.0f s; closing",
                 self.call_sid,
@@ -306,7 +319,7 @@ class Session:
             self.close(1001, "idle timeout", "idle")
             return
         self._watchdog = self._loop.call_later(
-            self.settings.idle_timeout_s, self._check_idle, self._rx
+            self.settings.idle_timeout_s, self._check_idle, self._received
         )
 
     def _send(self, text: str) -> None:
@@ -362,6 +375,7 @@ class Session:
             self.on_frame_error(str(e))
             return
         if event == "media" and self._streaming:
+            self.media_in += 1
             self.on_media(pcm, speech)
         else:
             self.on_event(event, data)
@@ -373,13 +387,23 @@ class Session:
         if self._closed:
             return
         self._rx += 1
-        self.media_in += 1
         if speech is not None:
             flags = self._feed(pcm, speech)
             if flags:
                 self._on_turn(flags, pcm)
             elif self._sink is not None and self.turns.in_speech:
                 self._sink(pcm)
+
+    def on_turn_frame(self, pcm: bytes, flags: int) -> None:
+        """A media frame the connection's reader already fed to `self.turns` (which it does
+        while streaming): only frames that raised flags, or, while an audio sink is set,
+        frames of an open utterance, come here."""
+        if self._closed:
+            return
+        if flags:
+            self._on_turn(flags, pcm)
+        elif self._sink is not None:
+            self._sink(pcm)
 
     def on_event(self, event: str, data: bytes | bytearray | memoryview) -> None:
         """Any other message: parsed and checked by the protocol state machine."""
@@ -456,7 +480,10 @@ class Session:
         """Media flows between `start` and `stop`; meanwhile the connection's frame reader
         runs text frames through this call's inbound path itself (one Rust call per message)."""
         self._streaming = on
-        self.ws.media_inbound = self.inbound if on else None
+        ws = self.ws
+        ws.media_inbound = self.inbound if on else None
+        ws.media_turns = self.turns if on else None
+        ws.media_audio = self._sink is not None
 
     def _on_turn(self, flags: int, pcm: bytes) -> None:
         turns = self.turns

@@ -40,7 +40,7 @@ fn event_index(e: Event) -> usize {
 /// PCM16 samples as a new little-endian `bytes`. On little-endian hosts that is one copy
 /// straight from the samples (`PyBytes::new_with` zero-fills first and then converts sample by
 /// sample; this runs on every inbound message).
-fn pcm_bytes<'py>(py: Python<'py>, pcm: &[i16]) -> PyResult<Bound<'py, PyBytes>> {
+pub(crate) fn pcm_bytes<'py>(py: Python<'py>, pcm: &[i16]) -> PyResult<Bound<'py, PyBytes>> {
     #[cfg(target_endian = "little")]
     {
         // SAFETY: `pcm` is valid for `2 * len` bytes, which are its LE encoding on this host;
@@ -230,23 +230,24 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// What `PyInbound::step` gives: (event, released PCM, VAD decision), or the error text.
-pub(crate) type Step<'py> = Result<(Py<PyString>, Bound<'py, PyBytes>, Option<bool>), String>;
-
 impl PyInbound {
-    /// One message for the socket reader (`WsReader.next`): the event name, the PCM it released
-    /// and the VAD decision, or the `FrameError` text. The error is returned, not raised, so a
-    /// bad message costs no exception object on its way to the session's bad-input counter.
-    pub(crate) fn step<'py>(&mut self, py: Python<'py>, message: &[u8]) -> PyResult<Step<'py>> {
-        let step = match self.inner.process(message) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        let out = pcm_bytes(py, self.inner.output())?;
-        Ok(Ok((
-            self.events[event_index(step.event)].clone_ref(py),
-            out,
-            step.speech,
-        )))
+    /// One message for the fused socket reader when a turn detector takes the PCM first:
+    /// nothing is built for Python unless the frame turns out to matter.
+    pub(crate) fn step_raw(
+        &mut self,
+        message: &[u8],
+    ) -> Result<(Event, Option<bool>), voxmedia::wire::FrameError> {
+        let step = self.inner.process(message)?;
+        Ok((step.event, step.speech))
+    }
+
+    /// The PCM the last `step_raw` released.
+    pub(crate) fn output(&self) -> &[i16] {
+        self.inner.output()
+    }
+
+    /// The interned name of an event.
+    pub(crate) fn event_name(&self, py: Python<'_>, e: Event) -> Py<PyString> {
+        self.events[event_index(e)].clone_ref(py)
     }
 }

@@ -9,6 +9,7 @@ mod g711;
 mod hotpath;
 mod jitter;
 mod resample;
+mod turns;
 mod vad;
 mod ws;
 
@@ -22,5 +23,6 @@ fn _media(m: &Bound<'_, PyModule>) -> PyResult<()> {
     jitter::register(m)?;
     hotpath::register(m)?;
     ws::register(m)?;
+    turns::register(m)?;
     Ok(())
 }

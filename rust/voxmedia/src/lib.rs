@@ -11,5 +11,6 @@ pub mod jitter;
 pub mod pipeline;
 pub mod plc;
 pub mod resample;
+pub mod turns;
 pub mod vad;
 pub mod wire;

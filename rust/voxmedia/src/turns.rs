@@ -1,0 +1,436 @@
+//! Turn-taking from per-frame VAD decisions: speech started, speech ended, barge-in, pause.
+//!
+//! Sans-I/O and clock-free: time is the duration of the audio fed in, so the same detector
+//! gives the same answer live, in a replay and in a test. It runs on every frame the media path
+//! releases (50 per second per call), which is why it lives here rather than in Python: fused
+//! into the socket reader, a frame that changes nothing never reaches the interpreter.
+//!
+//! Durations are f64 milliseconds computed exactly as the original Python detector did
+//! (`bytes / (rate * 2 / 1000)`), so decisions are identical to it frame for frame.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// The caller has spoken for `start_ms`: an utterance is open.
+pub const STARTED: u32 = 1;
+/// `end_ms` of silence (or the length cap) closed the utterance; read it with `utterance`.
+pub const ENDED: u32 = 2;
+/// The current run of speech just reached `barge_in_ms` (once per run).
+pub const BARGE_IN: u32 = 4;
+/// The open utterance has been silent for `pause_ms` (once per silence run).
+pub const PAUSED: u32 = 8;
+
+/// Timing of a [`TurnDetector`], in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnConfig {
+    pub rate: u32,
+    pub start_ms: u32,
+    pub end_ms: u32,
+    pub barge_in_ms: u32,
+    pub preroll_ms: u32,
+    pub max_utterance_ms: u32,
+    pub keep_tail_ms: u32,
+    /// 0 turns PAUSED off.
+    pub pause_ms: u32,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            rate: 16000,
+            start_ms: 80,
+            end_ms: 500,
+            barge_in_ms: 150,
+            preroll_ms: 200,
+            max_utterance_ms: 30000,
+            keep_tail_ms: 100,
+            pause_ms: 0,
+        }
+    }
+}
+
+/// Errors of the turn-taking domain: a timing outside its range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnError {
+    /// A value that must be a positive integer.
+    NotPositive { name: &'static str, value: u32 },
+    /// Pre-roll over 2 s, or a kept tail longer than `end_ms`.
+    PrerollOrTail {
+        preroll_ms: u32,
+        keep_tail_ms: u32,
+        end_ms: u32,
+    },
+    /// `pause_ms` not below `end_ms`.
+    Pause { pause_ms: u32, end_ms: u32 },
+    /// `end_ms` shorter than the kept tail (on reconfiguration).
+    EndBelowTail { end_ms: u32 },
+}
+
+impl fmt::Display for TurnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TurnError::NotPositive { name, value } => {
+                write!(f, "{name} must be a positive integer, got {value}")
+            }
+            TurnError::PrerollOrTail {
+                preroll_ms,
+                keep_tail_ms,
+                end_ms,
+            } => write!(
+                f,
+                "preroll_ms must be 0..2000 and keep_tail_ms 0..end_ms ({end_ms}), got \
+                 {preroll_ms} and {keep_tail_ms}"
+            ),
+            TurnError::Pause { pause_ms, end_ms } => write!(
+                f,
+                "pause_ms must be 0 (off) .. end_ms ({end_ms}) - 1, got {pause_ms}"
+            ),
+            TurnError::EndBelowTail { end_ms } => {
+                write!(f, "end_ms {end_ms} is shorter than the kept tail")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TurnError {}
+
+/// Collects one caller utterance at a time between VAD onset and trailing silence.
+#[derive(Debug, Clone)]
+pub struct TurnDetector {
+    /// The Python detector's unit, kept so that every duration is computed as it was.
+    bytes_per_ms: f64,
+    start_ms: u32,
+    end_ms: u32,
+    barge_ms: u32,
+    pause_ms: u32,
+    max_ms: u32,
+    /// Samples of pre-roll (the onset frames plus `preroll_ms` before them) kept at most.
+    preroll_max: usize,
+    tail_bytes: usize,
+    /// Recent frames while no utterance is open: samples, and each frame's length.
+    preroll: VecDeque<i16>,
+    preroll_frames: VecDeque<usize>,
+    /// The open utterance, pre-roll included.
+    parts: Vec<i16>,
+    /// The utterance closed by the last ENDED.
+    utterance: Vec<i16>,
+    speech_run: f64,
+    silence_run: f64,
+    utt_ms: f64,
+    utt_end_ms: f64,
+    run_token: i64,
+    pause_count: i64,
+    in_speech: bool,
+    position_ms: f64,
+    speech_start_ms: f64,
+    onset_offset_ms: f64,
+}
+
+fn positive(name: &'static str, value: u32) -> Result<(), TurnError> {
+    if value == 0 {
+        return Err(TurnError::NotPositive { name, value });
+    }
+    Ok(())
+}
+
+impl TurnDetector {
+    pub fn new(c: TurnConfig) -> Result<Self, TurnError> {
+        for (name, v) in [
+            ("rate", c.rate),
+            ("start_ms", c.start_ms),
+            ("end_ms", c.end_ms),
+            ("barge_in_ms", c.barge_in_ms),
+            ("max_utterance_ms", c.max_utterance_ms),
+        ] {
+            positive(name, v)?;
+        }
+        if c.preroll_ms > 2000 || c.keep_tail_ms > c.end_ms {
+            return Err(TurnError::PrerollOrTail {
+                preroll_ms: c.preroll_ms,
+                keep_tail_ms: c.keep_tail_ms,
+                end_ms: c.end_ms,
+            });
+        }
+        if c.pause_ms >= c.end_ms {
+            return Err(TurnError::Pause {
+                pause_ms: c.pause_ms,
+                end_ms: c.end_ms,
+            });
+        }
+        let bytes_per_ms = f64::from(c.rate) * 2.0 / 1000.0;
+        let preroll_bytes = (f64::from(c.preroll_ms + c.start_ms) * bytes_per_ms) as usize;
+        // Frames leave the pre-roll while what stays holds at least `preroll_bytes`.
+        let preroll_max = preroll_bytes.div_ceil(2);
+        Ok(TurnDetector {
+            bytes_per_ms,
+            start_ms: c.start_ms,
+            end_ms: c.end_ms,
+            barge_ms: c.barge_in_ms,
+            pause_ms: c.pause_ms,
+            max_ms: c.max_utterance_ms,
+            preroll_max,
+            tail_bytes: (f64::from(c.keep_tail_ms) * bytes_per_ms) as usize,
+            preroll: VecDeque::with_capacity(preroll_max + 2048),
+            preroll_frames: VecDeque::with_capacity(64),
+            parts: Vec::new(),
+            utterance: Vec::new(),
+            speech_run: 0.0,
+            silence_run: 0.0,
+            utt_ms: 0.0,
+            utt_end_ms: f64::from(c.end_ms),
+            run_token: -1,
+            pause_count: 0,
+            in_speech: false,
+            position_ms: 0.0,
+            speech_start_ms: 0.0,
+            onset_offset_ms: 0.0,
+        })
+    }
+
+    /// One released frame and its VAD decision; returns STARTED | ENDED | BARGE_IN | PAUSED.
+    pub fn feed(&mut self, pcm: &[i16], speech: bool) -> u32 {
+        let ms = (pcm.len() * 2) as f64 / self.bytes_per_ms;
+        self.position_ms += ms;
+        let mut flags = 0;
+        if speech {
+            let before = self.speech_run;
+            self.speech_run = before + ms;
+            if self.silence_run != 0.0 {
+                // New words void any decision taken on the text before them.
+                self.silence_run = 0.0;
+                self.utt_end_ms = f64::from(self.end_ms);
+                self.run_token = -1;
+            }
+            let barge = f64::from(self.barge_ms);
+            if before < barge && barge <= self.speech_run {
+                flags = BARGE_IN;
+            }
+        } else {
+            self.speech_run = 0.0;
+            let before = self.silence_run;
+            self.silence_run = before + ms;
+            let pause = f64::from(self.pause_ms);
+            if self.in_speech && before < pause && pause <= self.silence_run {
+                self.pause_count += 1;
+                self.run_token = self.pause_count;
+                flags = PAUSED;
+            }
+        }
+        if !self.in_speech {
+            self.preroll.extend(pcm);
+            self.preroll_frames.push_back(pcm.len());
+            while let Some(&first) = self.preroll_frames.front() {
+                if self.preroll.len() - first < self.preroll_max {
+                    break;
+                }
+                self.preroll.drain(..first);
+                self.preroll_frames.pop_front();
+            }
+            if self.speech_run >= f64::from(self.start_ms) {
+                self.in_speech = true;
+                self.speech_start_ms = self.position_ms - self.speech_run;
+                self.parts.clear();
+                self.parts.extend(self.preroll.iter());
+                self.utt_ms = (self.preroll.len() * 2) as f64 / self.bytes_per_ms;
+                self.onset_offset_ms = self.utt_ms - self.speech_run;
+                self.preroll.clear();
+                self.preroll_frames.clear();
+                flags |= STARTED;
+            }
+            return flags;
+        }
+        self.parts.extend_from_slice(pcm);
+        self.utt_ms += ms;
+        if self.silence_run >= self.utt_end_ms || self.utt_ms >= f64::from(self.max_ms) {
+            flags |= self.close();
+        }
+        flags
+    }
+
+    fn close(&mut self) -> u32 {
+        if !self.in_speech {
+            return 0;
+        }
+        // Keep a short tail of the trailing silence: playback should not end abruptly, but
+        // half a second of nothing is not part of what the caller said.
+        let cut = (self.silence_run * self.bytes_per_ms) as i64 - self.tail_bytes as i64;
+        if cut > 0 {
+            let samples = (cut / 2) as usize;
+            self.parts
+                .truncate(self.parts.len().saturating_sub(samples));
+        }
+        std::mem::swap(&mut self.utterance, &mut self.parts);
+        self.parts.clear();
+        self.utt_ms = 0.0;
+        self.in_speech = false;
+        self.utt_end_ms = f64::from(self.end_ms);
+        ENDED
+    }
+
+    /// Lets the current silence end the utterance once it lasts `silence_ms`, if `token` is
+    /// the current pause token; returns ENDED when the silence is already that long.
+    pub fn end_after(&mut self, silence_ms: f64, token: i64) -> u32 {
+        if !self.in_speech || token != self.run_token {
+            return 0;
+        }
+        self.utt_end_ms = silence_ms.max(f64::from(self.pause_ms));
+        if self.silence_run >= self.utt_end_ms {
+            return self.close();
+        }
+        0
+    }
+
+    /// Changes timing mid-call; `None` keeps a value.
+    pub fn configure(
+        &mut self,
+        end_ms: Option<u32>,
+        pause_ms: Option<u32>,
+        barge_in_ms: Option<u32>,
+    ) -> Result<(), TurnError> {
+        let end = end_ms.unwrap_or(self.end_ms);
+        let pause = pause_ms.unwrap_or(self.pause_ms);
+        let barge = barge_in_ms.unwrap_or(self.barge_ms);
+        positive("end_ms", end)?;
+        positive("barge_in_ms", barge)?;
+        if pause >= end {
+            return Err(TurnError::Pause {
+                pause_ms: pause,
+                end_ms: end,
+            });
+        }
+        if self.tail_bytes as f64 > f64::from(end) * self.bytes_per_ms {
+            return Err(TurnError::EndBelowTail { end_ms: end });
+        }
+        self.end_ms = end;
+        self.pause_ms = pause;
+        self.barge_ms = barge;
+        self.utt_end_ms = f64::from(end);
+        Ok(())
+    }
+
+    /// The open utterance so far, pre-roll included.
+    pub fn audio_so_far(&self) -> &[i16] {
+        &self.parts
+    }
+
+    /// The utterance closed by the last ENDED (empty once cleared).
+    pub fn utterance(&self) -> &[i16] {
+        &self.utterance
+    }
+
+    /// Forgets the last utterance, keeping its buffer: the utterance and the open one swap
+    /// buffers at each ENDED, so a call stops allocating once it has had its longest turn.
+    pub fn clear_utterance(&mut self) {
+        self.utterance.clear();
+    }
+
+    pub fn reset(&mut self) {
+        self.preroll.clear();
+        self.preroll_frames.clear();
+        self.parts.clear();
+        self.utterance.clear();
+        self.speech_run = 0.0;
+        self.silence_run = 0.0;
+        self.utt_ms = 0.0;
+        self.utt_end_ms = f64::from(self.end_ms);
+        self.run_token = -1;
+        self.in_speech = false;
+    }
+
+    pub fn in_speech(&self) -> bool {
+        self.in_speech
+    }
+    pub fn run_token(&self) -> i64 {
+        self.run_token
+    }
+    pub fn pause_count(&self) -> i64 {
+        self.pause_count
+    }
+    pub fn silence_ms(&self) -> f64 {
+        self.silence_run
+    }
+    pub fn speech_run_ms(&self) -> f64 {
+        self.speech_run
+    }
+    pub fn end_ms(&self) -> u32 {
+        self.end_ms
+    }
+    pub fn position_ms(&self) -> f64 {
+        self.position_ms
+    }
+    pub fn speech_start_ms(&self) -> f64 {
+        self.speech_start_ms
+    }
+    pub fn onset_offset_ms(&self) -> f64 {
+        self.onset_offset_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: usize = 320; // 20 ms at 16 kHz
+
+    fn run(det: &mut TurnDetector, pattern: &str) -> Vec<u32> {
+        pattern
+            .chars()
+            .map(|c| {
+                let v = if c == 's' { 1000 } else { 0 };
+                det.feed(&[v; FRAME], c == 's')
+            })
+            .collect()
+    }
+
+    #[test]
+    fn onset_end_and_preroll() {
+        let mut det = TurnDetector::new(TurnConfig::default()).unwrap();
+        let flags = run(
+            &mut det,
+            &(".".repeat(30) + &"s".repeat(50) + &".".repeat(25)),
+        );
+        assert_eq!(flags[33], STARTED);
+        assert_eq!(flags.iter().filter(|&&f| f & ENDED != 0).count(), 1);
+        // 200 ms pre-roll + 1000 ms speech + 100 ms tail.
+        assert_eq!(det.utterance().len(), (10 + 50 + 5) * FRAME);
+        det.clear_utterance();
+        assert!(det.utterance().is_empty());
+        assert_eq!(det.onset_offset_ms(), 200.0);
+    }
+
+    #[test]
+    fn barge_in_once_per_run_and_pause_tokens() {
+        let cfg = TurnConfig {
+            pause_ms: 160,
+            ..TurnConfig::default()
+        };
+        let mut det = TurnDetector::new(cfg).unwrap();
+        let flags = run(&mut det, &"s".repeat(20));
+        assert_eq!(flags.iter().filter(|&&f| f & BARGE_IN != 0).count(), 1);
+        let flags = run(&mut det, &".".repeat(8));
+        assert_eq!(flags[7], PAUSED);
+        assert_eq!(det.run_token(), 1);
+        assert_eq!(det.end_after(150.0, 0), 0, "a stale token changes nothing");
+        assert_eq!(
+            det.end_after(150.0, 1),
+            ENDED,
+            "the silence is already long enough"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_value_and_range() {
+        let bad = TurnConfig {
+            pause_ms: 500,
+            ..TurnConfig::default()
+        };
+        let e = TurnDetector::new(bad).unwrap_err().to_string();
+        assert_eq!(e, "pause_ms must be 0 (off) .. end_ms (500) - 1, got 500");
+        let zero = TurnConfig {
+            start_ms: 0,
+            ..TurnConfig::default()
+        };
+        let e = TurnDetector::new(zero).unwrap_err().to_string();
+        assert_eq!(e, "start_ms must be a positive integer, got 0");
+    }
+}
