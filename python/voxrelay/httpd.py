@@ -326,8 +326,9 @@ class RelayConnection(ServerConnection):
         early, self._early = self._early, None
         for op, fin, data in early or ():
             self._data_frame(op, fin, data)
-        if self._fast and self._reader is not None and self._reader.pending:
-            self._drain()  # frames that were pipelined behind the handshake
+        reader = self._reader
+        if reader is not None and reader.pending:
+            self._ws_data(b"")  # frames that were pipelined behind the handshake
 
     def detach(self) -> None:
         self.sink = None
@@ -348,31 +349,30 @@ class RelayConnection(ServerConnection):
         super().process_event(event)  # pong acknowledgements
 
     def _ws_data(self, data: bytes) -> None:
-        if not self._fast:
+        reader = self._reader
+        if reader is None:  # the stock path
             super().data_received(data)
             return
-        reader = self._reader
-        assert reader is not None
         reader.feed(data)
-        if self.protocol.state is State.CONNECTING:
+        state = self.protocol.state
+        if state is State.OPEN:
+            self._drain(reader)
+        elif state is State.CONNECTING:
             # Frames pipelined behind the handshake: hold them until the upgrade is done.
             if reader.pending > _MAX_PIPELINED:
                 self._handoff(reader.take_rest())
-            return
-        self._drain()
+        else:
+            self._handoff(reader.take_rest())
 
-    def _drain(self) -> None:
-        """Deliver every whole frame the reader holds; one Rust call per frame."""
-        reader = self._reader
-        assert reader is not None
+    def _drain(self, reader: WsReader) -> None:
+        """Deliver every whole frame the reader holds. The connection is OPEN on entry; only
+        what a frame runs here (websockets on a control frame, a handler) can change that, so
+        the state is checked after each delivered item. Media frames that change nothing are
+        consumed inside `reader.next`, so a typical read costs one call that returns None."""
         proto = self.protocol
-        while True:
-            if proto.state is not State.OPEN:
-                self._handoff(reader.take_rest())
-                return
-            item = reader.next(self.media_inbound, self.media_turns, self.media_audio)
-            if item is None:
-                return
+        while (
+            item := reader.next(self.media_inbound, self.media_turns, self.media_audio)
+        ) is not None:
             kind, a, b = item
             if kind == _TURN:
                 sink = self.sink
@@ -407,6 +407,9 @@ class RelayConnection(ServerConnection):
                     self._failed()
             else:  # reserved bits or opcode, unmasked, oversized: websockets fails the connection
                 self._handoff(a)
+                return
+            if proto.state is not State.OPEN:
+                self._handoff(reader.take_rest())
                 return
 
     @property

@@ -4,7 +4,8 @@
 //! fuzzed, and reused. The PyO3 layer in `rust/python` only converts arguments and errors.
 //!
 //! Hot-path rule: after construction, per-frame methods do not allocate; callers pass output
-//! buffers (`*_into`) or reuse the object's own scratch space.
+//! buffers (`*_into`) or reuse the object's own scratch space. The one exception is what is
+//! meant to grow: the turn detector's open utterance, whose buffer doubles as it fills.
 
 pub mod g711;
 pub mod jitter;

@@ -230,6 +230,8 @@ impl TurnDetector {
                 self.in_speech = true;
                 self.speech_start_ms = self.position_ms - self.speech_run;
                 self.parts.clear();
+                // Room for a couple of seconds before the first regrowth.
+                self.parts.reserve(self.preroll.len() + (2000.0 * self.bytes_per_ms) as usize / 2);
                 self.parts.extend(self.preroll.iter());
                 self.utt_ms = (self.preroll.len() * 2) as f64 / self.bytes_per_ms;
                 self.onset_offset_ms = self.utt_ms - self.speech_run;
@@ -259,8 +261,9 @@ impl TurnDetector {
             self.parts
                 .truncate(self.parts.len().saturating_sub(samples));
         }
-        std::mem::swap(&mut self.utterance, &mut self.parts);
-        self.parts.clear();
+        // Hand the buffer over rather than keep two utterance-sized buffers per call: memory
+        // per call matters more than one allocation per utterance.
+        self.utterance = std::mem::take(&mut self.parts);
         self.utt_ms = 0.0;
         self.in_speech = false;
         self.utt_end_ms = f64::from(self.end_ms);
@@ -318,10 +321,9 @@ impl TurnDetector {
         &self.utterance
     }
 
-    /// Forgets the last utterance, keeping its buffer: the utterance and the open one swap
-    /// buffers at each ENDED, so a call stops allocating once it has had its longest turn.
+    /// Forgets (and frees) the last utterance.
     pub fn clear_utterance(&mut self) {
-        self.utterance.clear();
+        self.utterance = Vec::new();
     }
 
     pub fn reset(&mut self) {
