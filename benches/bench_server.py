@@ -3,7 +3,9 @@
 Reports the relay's own cost, measured on the server process only (it runs as a subprocess,
 the simulated phones run here):
 
-- server CPU per call-second (goal <= 2 ms at 50 calls, i.e. >= 500 calls per core);
+- server CPU per call-second (goal <= 2 ms at 50 calls, i.e. >= 500 calls per core), over
+  the whole run and in the steady state (all calls live; the whole-run figure also carries
+  each call's handshake, setup and teardown, which a real call spreads over minutes);
 - the reply latency beyond the configured end-of-speech silence (what the relay adds between
   "the caller stopped" + `speech_end_ms` and "the caller hears the echo"; goal <= 10 ms of
   relay work on top of the jitter buffer and one 20 ms tick of playout quantisation);
@@ -12,6 +14,10 @@ the simulated phones run here):
 
     pytest benches/bench_server.py --benchmark-only -s          # 50 calls
     python benches/bench_server.py --calls 50 --repeat 2         # same, without pytest
+    python benches/bench_server.py --floor    # sessions ignore every message: sockets,
+                                              # event loop and WebSocket framing only
+    python benches/bench_server.py --drop     # connections drop every byte read: sockets
+                                              # and event loop only
 """
 
 from __future__ import annotations
