@@ -101,7 +101,12 @@ sys.exit(main(["serve", "--port", "0"]))
 """
 
 
-def measure(calls: int = 50, procs: int = 2, floor: bool | str = False) -> dict[str, Any]:
+PARROT = Path(__file__).with_name("parrot_server.py")
+
+
+def measure(
+    calls: int = 50, procs: int = 2, floor: bool | str = False, server: str = "voxrelay"
+) -> dict[str, Any]:
     """`floor=True` runs a server whose sessions ignore every message: what the sockets,
     the event loop and WebSocket framing cost before any relay work."""
     audio = caller_audio()
@@ -111,10 +116,14 @@ def measure(calls: int = 50, procs: int = 2, floor: bool | str = False) -> dict[
         "VOXRELAY_LOG_LEVEL": "INFO",
         "VOXRELAY_SPEECH_END_MS": str(SPEECH_END_MS),
     }
+    if server == "parrot":
+        cmd = [sys.executable, str(PARROT), "--speech-end-ms", str(SPEECH_END_MS)]
+    elif floor:
+        cmd = [sys.executable, "-c", _DROP if floor == "drop" else _FLOOR]
+    else:
+        cmd = [sys.executable, "-m", "voxrelay.cli", "serve", "--port", "0"]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _DROP if floor == "drop" else _FLOOR]
-        if floor
-        else [sys.executable, "-m", "voxrelay.cli", "serve", "--port", "0"],
+        cmd,
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -160,6 +169,7 @@ def measure(calls: int = 50, procs: int = 2, floor: bool | str = False) -> dict[
     lat = np.array([t.latency_ms for r in results for t in r.turns if t.latency_ms is not None])
     turns = sum(len(r.turns) for r in results)
     return {
+        "server": server,
         "calls": calls,
         "wall_s": round(wall, 2),
         "call_seconds": round(call_s, 1),
@@ -208,11 +218,12 @@ def _reply_start(results: list[Any]) -> float | None:
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
-def test_fifty_echo_calls(benchmark: Any) -> None:
+@pytest.mark.parametrize("server", ["voxrelay", "parrot"])
+def test_fifty_echo_calls(benchmark: Any, server: str) -> None:
     figures: dict[str, Any] = {}
 
     def once() -> None:
-        figures.update(measure(50))
+        figures.update(measure(50, server=server))
 
     benchmark.pedantic(once, rounds=1, iterations=1)
     benchmark.extra_info.update(figures)
@@ -228,8 +239,16 @@ if __name__ == "__main__":
     ap.add_argument("--procs", type=int, default=2, help="processes playing the phones")
     ap.add_argument("--floor", action="store_true", help="sessions ignore all messages")
     ap.add_argument("--drop", action="store_true", help="connections drop all bytes read")
+    ap.add_argument(
+        "--server",
+        default="voxrelay",
+        help="voxrelay, parrot (plain-Python baseline), or both (alternating in one run)",
+    )
     a = ap.parse_args()
+    servers = ["voxrelay", "parrot"] if a.server == "both" else [a.server]
     for _ in range(a.repeat):
-        for k, v in measure(a.calls, a.procs, "drop" if a.drop else a.floor).items():
-            print(f"{k}: {v}")
-        print()
+        for server in servers:
+            figures = measure(a.calls, a.procs, "drop" if a.drop else a.floor, server)
+            for k, v in figures.items():
+                print(f"{k}: {v}")
+            print()
