@@ -216,7 +216,11 @@ fn output_rate_is_exact_per_chunk() {
             fed += n as u64;
             // Never behind by a whole output sample.
             assert!(got * a as u64 >= fed * b as u64, "{a}->{b}");
-            assert!((got - 1) * (a as u64) < fed * b as u64, "{a}->{b}");
+            // Nor ahead by one (two for a cascade: each stage emits an output as soon as its
+            // newest input has arrived, so each may lead by a fraction of its own sample, and
+            // a pre-decimator's sample is worth under one output sample).
+            let lead = if r.pre.is_empty() { 1 } else { 2 };
+            assert!((got - lead) * (a as u64) < fed * b as u64, "{a}->{b}");
         }
     }
 }
