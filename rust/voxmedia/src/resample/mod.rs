@@ -205,9 +205,9 @@ struct Bank {
 /// The bank for a rate pair and quality, designed once per process and shared by every
 /// resampler that uses it: a call's resamplers then cost no design time on the event loop
 /// (up to a few ms for 44.1 kHz-family pairs) and no table memory of their own (~100 KB for
-/// 22.05 kHz -> 8 kHz). At most 8 x 8 rate pairs x 2 qualities can ever be cached.
-/// A half-band pre-decimator's bank is keyed by its input rate with `None` as the quality (it
-/// depends on the final output rate too, which is the second item).
+/// 22.05 kHz -> 8 kHz). At most 8 x 8 rate pairs x 2 qualities can ever be cached, plus the
+/// few half-band pre-decimators of the cascades, keyed by (their input rate, the cascade's
+/// output rate, `None`): their design depends on both.
 fn shared_bank(in_rate: u32, out_rate: u32, quality: Option<Quality>) -> Arc<Bank> {
     type Cache = Mutex<HashMap<(u32, u32, Option<Quality>), Arc<Bank>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
