@@ -88,7 +88,7 @@ def test_inbound_frame(benchmark, impl: str) -> None:  # type: ignore[no-untyped
     benchmark.pedantic(one, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=0)
 
 
-@pytest.mark.parametrize("rate", [16000, 22050, 24000])
+@pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100, 48000])
 @pytest.mark.parametrize("impl", ["voxrelay", "python-best-libs"])
 def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignore[no-untyped-def]
     pcm = speechlike(rate, 60.0, seed=2).tobytes()

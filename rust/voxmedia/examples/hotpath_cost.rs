@@ -137,7 +137,7 @@ fn main() {
         black_box(inb.process(&msg).unwrap());
     });
 
-    for rate in [16000u32, 24000, 22050] {
+    for rate in [16000u32, 24000, 22050, 44100, 48000, 32000] {
         let src = speechlike(rate, (rate as usize / 50) * (N + 1000));
         let step = rate as usize / 50;
         let mut down = Resampler::new(rate, 8000, Quality::Voice).unwrap();

@@ -28,6 +28,12 @@
 //!   piper's 22.05 kHz TTS to a phone leg) use the grouped kernel in `bcast.rs`: 16
 //!   consecutive outputs (16 different phases) are the lanes of two vectors, each step one
 //!   broadcast input sample times two aligned coefficient vectors.
+//! - TTS rates far above the 8 kHz phone leg (22.05, 44.1 and 48 kHz) are first halved by
+//!   short half-band decimators (`design::cascade`), then converted by the main stage from
+//!   11.025 or 24 kHz: the main filter's length in input samples, which sets the work per
+//!   output, halves with each halving, and a half-band whose transition only protects what the
+//!   later stages pass is a few folded taps. Stages pass f32 to each other and each is
+//!   chunking-invariant, so the cascade is too; its latency is the sum of the group delays.
 
 mod bcast;
 mod design;
@@ -51,8 +57,9 @@ const BLOCK: usize = 4096;
 /// Filter design target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Quality {
-    /// About 96 dB stopband (90 dB for the hot 1:2 half-band and the 44.1 kHz family's
-    /// rational down-conversions): at or below the PCM16 noise floor, at under 6 ms of delay.
+    /// About 96 dB stopband (91.5 dB for the hot 2:1 and 3:1 decimation tables, 90 dB for the
+    /// hot 1:2 half-band and the 44.1 kHz family's rational down-conversions): at or below the
+    /// PCM16 noise floor, at under 6 ms of delay (including the pre-decimators of a cascade).
     Voice,
     /// About 130 dB stopband for float pipelines; longer filters and delay.
     High,
@@ -198,9 +205,11 @@ struct Bank {
 /// The bank for a rate pair and quality, designed once per process and shared by every
 /// resampler that uses it: a call's resamplers then cost no design time on the event loop
 /// (up to a few ms for 44.1 kHz-family pairs) and no table memory of their own (~100 KB for
-/// 22.05 kHz -> 8 kHz). At most 8 x 8 rate pairs x 2 qualities can ever be cached.
-fn shared_bank(in_rate: u32, out_rate: u32, quality: Quality) -> Arc<Bank> {
-    type Cache = Mutex<HashMap<(u32, u32, Quality), Arc<Bank>>>;
+/// 22.05 kHz -> 8 kHz). At most 8 x 8 rate pairs x 2 qualities can ever be cached, plus the
+/// few half-band pre-decimators of the cascades, keyed by (their input rate, the cascade's
+/// output rate, `None`): their design depends on both.
+fn shared_bank(in_rate: u32, out_rate: u32, quality: Option<Quality>) -> Arc<Bank> {
+    type Cache = Mutex<HashMap<(u32, u32, Option<Quality>), Arc<Bank>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Cache::default);
     let key = (in_rate, out_rate, quality);
@@ -209,7 +218,10 @@ fn shared_bank(in_rate: u32, out_rate: u32, quality: Quality) -> Arc<Bank> {
         return Arc::clone(bank);
     }
     // Design outside the lock; if two threads race, the first insert wins and both agree.
-    let bank = Arc::new(design::bank(in_rate, out_rate, quality));
+    let bank = Arc::new(match quality {
+        Some(q) => design::bank(in_rate, out_rate, q),
+        None => design::halfband(in_rate, out_rate),
+    });
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
     Arc::clone(map.entry(key).or_insert(bank))
 }
@@ -291,10 +303,18 @@ pub struct Resampler {
     in_rate: u32,
     out_rate: u32,
     quality: Quality,
-    /// `None` for equal rates (passthrough copy).
+    /// 2:1 half-band pre-decimators run before `core`, in order (see `design::cascade`);
+    /// empty for most pairs.
+    pre: Vec<(Arc<Bank>, State)>,
+    /// f32 staging after each pre-decimator, sized for one [`PIECE`] of input.
+    mid: Vec<Vec<f32>>,
+    /// The main (or only) stage; `None` for equal rates (passthrough copy).
     core: Option<(Arc<Bank>, State)>,
     kernel: Kernel,
 }
+
+/// Input samples a cascade passes through all its stages at a time (bounds the staging).
+const PIECE: usize = 2048;
 
 const ZEROS_I16: [i16; 256] = [0; 256];
 const ZEROS_F32: [f32; 256] = [0.0; 256];
@@ -307,17 +327,30 @@ impl Resampler {
                 return Err(ResampleError::UnsupportedRate(r));
             }
         }
-        let core = if in_rate == out_rate {
-            None
-        } else {
-            let bank = shared_bank(in_rate, out_rate, quality);
+        let with_state = |bank: Arc<Bank>| {
             let state = State::new(&bank);
-            Some((bank, state))
+            (bank, state)
         };
+        let rates = design::cascade(in_rate, out_rate, quality);
+        let pre: Vec<_> = rates
+            .iter()
+            .map(|&r| with_state(shared_bank(r, out_rate, None)))
+            .collect();
+        let mut mid = Vec::new();
+        let mut n = PIECE;
+        for (b, _) in &pre {
+            n = ceil_div(n as u128 * b.l as u128, b.m as u128);
+            mid.push(vec![0.0; n]);
+        }
+        let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
+        let core = (in_rate != out_rate)
+            .then(|| with_state(shared_bank(main_rate, out_rate, Some(quality))));
         Ok(Resampler {
             in_rate,
             out_rate,
             quality,
+            pre,
+            mid,
             core,
             kernel: Kernel::detect(),
         })
@@ -338,35 +371,38 @@ impl Resampler {
     /// Upper bound on the samples one `process_into` call with `input_len` samples writes,
     /// whatever the state.
     pub fn output_len_max(&self, input_len: usize) -> usize {
-        match &self.core {
-            None => input_len,
-            Some((b, _)) => ceil_div(input_len as u128 * b.l as u128, b.m as u128),
-        }
+        self.stages().fold(input_len, |n, (b, _)| {
+            ceil_div(n as u128 * b.l as u128, b.m as u128)
+        })
     }
 
     /// Exactly how many samples the next `process_into` with `input_len` samples writes.
+    /// (A stage's output count depends only on how much it has been fed, and a cascade feeds
+    /// each stage everything the one before emitted.)
     pub fn output_len(&self, input_len: usize) -> usize {
-        match &self.core {
-            None => input_len,
-            Some((b, s)) => {
-                let avail = (s.fill + input_len) as u128;
-                let next = s.next as u128;
-                if avail <= next {
-                    return 0;
-                }
-                let ph = s.phase * b.m % b.l;
-                let k = (avail - next) * b.l as u128 - ph as u128;
-                ceil_div(k, b.m as u128)
-            }
-        }
+        self.stages()
+            .fold(input_len, |n, (b, s)| stage_output_len(b, s, n))
     }
 
-    /// Zero samples fed by a flush: enough to carry the last input through the group delay.
+    /// The stages in order: pre-decimators, then the main stage (none for a passthrough).
+    fn stages(&self) -> impl Iterator<Item = &(Arc<Bank>, State)> {
+        self.pre.iter().chain(self.core.iter())
+    }
+
+    /// Zero samples fed by a flush: enough to carry the last input through every stage's
+    /// group delay, and one more sample of the main stage's input.
     fn flush_zeros(&self) -> usize {
-        match &self.core {
-            None => 0,
-            Some((b, _)) => b.delay_in.ceil() as usize + 1,
+        if self.core.is_none() {
+            return 0;
         }
+        // Stage k runs at the input rate / 2^k (only pre-decimators, all 2:1, come before).
+        let delay: f64 = self
+            .stages()
+            .enumerate()
+            .map(|(k, (b, _))| b.delay_in * (1u64 << k) as f64)
+            .sum();
+        let per_main = 1usize << self.pre.len();
+        delay.ceil() as usize + per_main
     }
 
     /// Exactly how many samples the next `flush_into` writes.
@@ -431,18 +467,21 @@ impl Resampler {
 
     /// Forgets all history: the next call behaves as on a fresh object.
     pub fn reset(&mut self) {
-        if let Some((b, s)) = &mut self.core {
+        for (b, s) in self.pre.iter_mut().chain(self.core.iter_mut()) {
             s.reset(b.taps);
         }
     }
 
-    /// How late a sound comes out, in ms: the filter's group delay (nothing is withheld beyond
+    /// How late a sound comes out, in ms: the filters' group delays (nothing is withheld beyond
     /// the fraction of an output sample whose input has not arrived).
     pub fn latency_ms(&self) -> f64 {
-        match &self.core {
-            None => 0.0,
-            Some((b, _)) => b.delay_in * 1000.0 / self.in_rate as f64,
+        let mut rate = self.in_rate as f64;
+        let mut ms = 0.0;
+        for (b, _) in self.stages() {
+            ms += b.delay_in * 1000.0 / rate;
+            rate = rate * b.l as f64 / b.m as f64;
         }
+        ms
     }
 
     fn run<S: Sample>(&mut self, input: &[S], out: &mut [S]) -> Result<usize, ResampleError> {
@@ -453,46 +492,88 @@ impl Resampler {
                 got: out.len(),
             });
         }
+        let kernel = self.kernel;
         let Some((bank, st)) = &mut self.core else {
             out[..input.len()].copy_from_slice(input);
             return Ok(input.len());
         };
-        let kernel = self.kernel;
+        if self.pre.is_empty() {
+            return Ok(run_stage(bank, st, kernel, input, out));
+        }
+        // A cascade: each piece goes through every stage before the next is read, in f32
+        // (no rounding between stages). Every stage sees the same stream whatever the caller's
+        // chunking, and each stage is chunking-invariant, so the cascade is too.
         let mut written = 0;
-        let mut rest = input;
-        while !rest.is_empty() {
-            let take = rest.len().min(st.cap - st.fill);
-            kernel.ingest(bank.m, st, &rest[..take]);
-            st.fill += take;
-            rest = &rest[take..];
-            loop {
-                let k = kernel.emit(bank, st, &mut out[written..]);
-                written += k;
-                // No output can be ready once the next one needs an input not yet staged.
-                if k == 0 || st.next >= st.fill {
-                    break;
-                }
+        for piece in input.chunks(PIECE) {
+            let (b0, s0) = &mut self.pre[0];
+            let mut n = run_stage(b0, s0, kernel, piece, &mut self.mid[0][..]);
+            for k in 1..self.pre.len() {
+                let (done, rest) = self.mid.split_at_mut(k);
+                let (b, s) = &mut self.pre[k];
+                n = run_stage(b, s, kernel, &done[k - 1][..n], &mut rest[0][..]);
             }
-            // Keep only the history the next output needs (from its group's first window when
-            // outputs are computed in groups).
-            let back = bank.bcast.as_ref().map_or(0, |b| b.back(st.phase));
-            let keep_from = (st.next + 1 - bank.taps - back).min(st.fill);
-            if st.stride > 0 {
-                // keep_from is a multiple of m (window starts advance by m from 0).
-                let (from, to) = (keep_from / bank.m, st.fill.div_ceil(bank.m));
-                for s in 0..bank.m {
-                    let b = s * st.stride;
-                    st.buf.copy_within(b + from..b + to, b);
-                }
-            } else {
-                st.buf.copy_within(keep_from..st.fill, 0);
-            }
-            st.fill -= keep_from;
-            st.next -= keep_from;
+            let last = &self.mid[self.pre.len() - 1][..n];
+            written += run_stage(bank, st, kernel, last, &mut out[written..]);
         }
         debug_assert_eq!(written, needed);
         Ok(written)
     }
+}
+
+/// Exactly how many samples one stage emits when fed `input_len` more samples.
+fn stage_output_len(b: &Bank, s: &State, input_len: usize) -> usize {
+    let avail = (s.fill + input_len) as u128;
+    let next = s.next as u128;
+    if avail <= next {
+        return 0;
+    }
+    let ph = s.phase * b.m % b.l;
+    let k = (avail - next) * b.l as u128 - ph as u128;
+    ceil_div(k, b.m as u128)
+}
+
+/// Feeds `input` to one stage and writes every output it makes ready to `out` (which must
+/// hold `stage_output_len` of them); returns how many.
+fn run_stage<I: Sample, O: Sample>(
+    bank: &Bank,
+    st: &mut State,
+    kernel: Kernel,
+    input: &[I],
+    out: &mut [O],
+) -> usize {
+    let mut written = 0;
+    let mut rest = input;
+    while !rest.is_empty() {
+        let take = rest.len().min(st.cap - st.fill);
+        kernel.ingest(bank.m, st, &rest[..take]);
+        st.fill += take;
+        rest = &rest[take..];
+        loop {
+            let k = kernel.emit(bank, st, &mut out[written..]);
+            written += k;
+            // No output can be ready once the next one needs an input not yet staged.
+            if k == 0 || st.next >= st.fill {
+                break;
+            }
+        }
+        // Keep only the history the next output needs (from its group's first window when
+        // outputs are computed in groups).
+        let back = bank.bcast.as_ref().map_or(0, |b| b.back(st.phase));
+        let keep_from = (st.next + 1 - bank.taps - back).min(st.fill);
+        if st.stride > 0 {
+            // keep_from is a multiple of m (window starts advance by m from 0).
+            let (from, to) = (keep_from / bank.m, st.fill.div_ceil(bank.m));
+            for s in 0..bank.m {
+                let b = s * st.stride;
+                st.buf.copy_within(b + from..b + to, b);
+            }
+        } else {
+            st.buf.copy_within(keep_from..st.fill, 0);
+        }
+        st.fill -= keep_from;
+        st.next -= keep_from;
+    }
+    written
 }
 
 /// Stores `x` as the next samples of the history (converted to f32, deinterleaved for a
