@@ -266,6 +266,11 @@ impl Inbound {
     }
 }
 
+/// Messages (and their bytes) an `Outbound` keeps room for between calls: 16 frames, more
+/// than a streamed chunk of TTS gives per call.
+const KEEP_MESSAGES: usize = 16;
+const KEEP_MESSAGE_BYTES: usize = KEEP_MESSAGES * 512;
+
 /// Agent audio -> paced-ready Twilio media messages.
 pub struct Outbound {
     builder: MediaMessageBuilder,
@@ -310,10 +315,10 @@ impl Outbound {
             in_rate,
             resampler,
             frame_len,
-            wire: Vec::with_capacity(frame_len * 64),
+            wire: Vec::with_capacity(frame_len * KEEP_MESSAGES),
             codes: vec![0; frame_len],
-            messages: Vec::with_capacity(1024 * 8),
-            ends: Vec::with_capacity(64),
+            messages: Vec::with_capacity(KEEP_MESSAGE_BYTES),
+            ends: Vec::with_capacity(KEEP_MESSAGES),
         })
     }
 
@@ -321,10 +326,27 @@ impl Outbound {
         self.in_rate
     }
 
-    /// Add agent PCM; returns the number of whole-frame messages now ready (see `messages`).
-    pub fn process(&mut self, pcm: &[i16]) -> usize {
+    /// Clears the last call's messages, and gives back what a bulk call grew: a call's steady
+    /// state is 20 ms chunks, and a reply handed over whole (an echo, a TTS clause) must not
+    /// pin its size for the rest of the call. Shrinking reallocates only after such a call.
+    fn begin(&mut self) {
         self.messages.clear();
         self.ends.clear();
+        if self.messages.capacity() > KEEP_MESSAGE_BYTES {
+            self.messages.shrink_to(KEEP_MESSAGE_BYTES);
+        }
+        if self.ends.capacity() > KEEP_MESSAGES {
+            self.ends.shrink_to(KEEP_MESSAGES);
+        }
+        let keep_wire = self.frame_len * KEEP_MESSAGES;
+        if self.wire.capacity() > keep_wire {
+            self.wire.shrink_to(keep_wire);
+        }
+    }
+
+    /// Add agent PCM; returns the number of whole-frame messages now ready (see `messages`).
+    pub fn process(&mut self, pcm: &[i16]) -> usize {
+        self.begin();
         match &mut self.resampler {
             Some(r) => {
                 let start = self.wire.len();
@@ -340,8 +362,7 @@ impl Outbound {
 
     /// End of an utterance: drain the resampler and pad the last partial frame with silence.
     pub fn flush(&mut self) -> usize {
-        self.messages.clear();
-        self.ends.clear();
+        self.begin();
         if let Some(r) = &mut self.resampler {
             let start = self.wire.len();
             self.wire.resize(start + r.flush_len_max(), 0);

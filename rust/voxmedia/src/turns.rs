@@ -231,7 +231,8 @@ impl TurnDetector {
                 self.speech_start_ms = self.position_ms - self.speech_run;
                 self.parts.clear();
                 // Room for a couple of seconds before the first regrowth.
-                self.parts.reserve(self.preroll.len() + (2000.0 * self.bytes_per_ms) as usize / 2);
+                self.parts
+                    .reserve(self.preroll.len() + (2000.0 * self.bytes_per_ms) as usize / 2);
                 self.parts.extend(self.preroll.iter());
                 self.utt_ms = (self.preroll.len() * 2) as f64 / self.bytes_per_ms;
                 self.onset_offset_ms = self.utt_ms - self.speech_run;

@@ -51,8 +51,9 @@ use kernel::{Kernel, GROUP};
 pub const SUPPORTED_RATES: [u32; 8] = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000];
 
 /// Input samples staged per block: large enough that bulk conversion amortises the history
-/// move, small enough that the staging buffer stays in L1/L2.
-const BLOCK: usize = 4096;
+/// move (10 s conversions measured the same as with 4096), small enough that the history of
+/// every resampler of every call stays small (~4 KB instead of ~16 KB) and in L1.
+const BLOCK: usize = 1024;
 
 /// Filter design target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
