@@ -443,8 +443,8 @@ impl HalfBand {
         // SAFETY: SSE and SSE2 are part of the x86_64 baseline, so the intrinsics run on
         // every x86_64 CPU. Block `blk < blocks = half / 8` reads `inp[16 blk..16 blk + 16]`
         // (`16 blk + 16 <= 2 half <= inp.len()`, the condition `Src::block` asks) and writes
-        // `lo[8 blk..8 blk + 8]` through a slice of exactly 8; the tail block reads the 16
-        // floats of `tail_in`; every other store writes two vectors into an 8-float array.
+        // `lo[8 blk..8 blk + 8]` through a slice of exactly 8; the last two stores write the
+        // two vectors of `acc` into the 8 floats of `lanes`.
         unsafe {
             // With E = even history ++ inp[0], inp[2], ... and O likewise for the odd phase:
             // lo[i] = (16 O[i+1] + 9 (E[i+1] + E[i+2]) - (E[i] + E[i+3])) / 32.
@@ -500,6 +500,9 @@ impl HalfBand {
             }
         };
         let mut hp = 0.0f32;
+        // The outputs after the last whole block, one at a time (indexed: the taps are
+        // positions around `i`, not items of one slice).
+        #[allow(clippy::needless_range_loop)]
         for i in 8 * blocks..half {
             let (e0, e1, e2, e3, o1) =
                 (e_at(i), e_at(i + 1), e_at(i + 2), e_at(i + 3), o_at(i + 1));
@@ -843,6 +846,7 @@ impl Vad {
                 self.pre3
                     .run(&self.b[..n], &mut self.a[..an], &mut self.work);
             }
+            // 48000, the one rate left (`new` accepts only `RATES`).
             _ => {
                 self.pre2.run_pcm(
                     frame,
