@@ -728,9 +728,16 @@ impl JitterBuffer {
     }
 
     fn play(&mut self, out: &mut [i16]) -> FrameStatus {
-        self.take(self.next_seq, out);
+        // The concealer reads the frame from its slot and writes its (delayed) output: one
+        // pass, where taking the frame into `out` and handing that to `good_frame` was three.
+        let slot = self.slot(self.next_seq);
+        let fl = self.frame_len;
+        let _ = self
+            .plc
+            .good_frame_from(&self.pcm[slot * fl..(slot + 1) * fl], out);
+        self.slot_seq[slot] = EMPTY;
+        self.buffered -= 1;
         self.next_seq += 1;
-        let _ = self.plc.good_frame(out);
         self.stats.played += 1;
         FrameStatus::Normal
     }
