@@ -434,7 +434,6 @@ impl HalfBand {
             return 0.0;
         }
         let lo = &mut lo[..half];
-        let (ev, od) = (self.even, self.odd);
         let blocks = half / 8;
         // Power of the upper band: lanes i % 8 of the first `8 * blocks` outputs accumulate
         // apart, the rest add up in order, then the eight lanes are added in lane
@@ -463,8 +462,11 @@ impl HalfBand {
             };
             // E[i-1..i+3] and O[i-1..i+3] of the block starting at output i (lane 0 unused at
             // the start).
-            let mut pe = _mm_setr_ps(0.0, ev[0], ev[1], ev[2]);
-            let mut po = _mm_setr_ps(0.0, od[0], od[1], od[2]);
+            // Read from `self`, written a frame ago: going through a local copy made the
+            // compiler store the three floats as 8 + 4 bytes and load them back at other
+            // offsets at once, a store-forwarding stall per stage.
+            let mut pe = _mm_setr_ps(0.0, self.even[0], self.even[1], self.even[2]);
+            let mut po = _mm_setr_ps(0.0, self.odd[0], self.odd[1], self.odd[2]);
             let (mut acc0, mut acc1) = (_mm_setzero_ps(), _mm_setzero_ps());
             let mut eight = |x: [__m128; 4]| {
                 let (e0, o0) = (
@@ -491,6 +493,7 @@ impl HalfBand {
             _mm_storeu_ps(lanes.as_mut_ptr(), acc0);
             _mm_storeu_ps(lanes.as_mut_ptr().add(4), acc1);
         }
+        let (ev, od) = (self.even, self.odd);
         let e_at = |j: usize| if j < 3 { ev[j] } else { inp.at(2 * (j - 3)) };
         let o_at = |j: usize| {
             if j < 3 {
