@@ -249,10 +249,17 @@ const QUIET_RATIO: f32 = 0.1;
 const QUIET_FLOOR: f32 = 10_000.0;
 
 /// Sliding minimum over the last `cap` values (monotonic deque in a fixed ring).
+///
+/// The ring has a power-of-two size of at least `cap`, so positions wrap with a mask: a `%`
+/// by the window length was a 64-bit division per step, two or three per packet.
 #[derive(Debug, Clone)]
 struct SlidingMin {
     idx: Vec<u64>,
     val: Vec<f64>,
+    /// Window length.
+    cap: usize,
+    /// Ring size minus one.
+    mask: usize,
     head: usize,
     len: usize,
     count: u64,
@@ -260,9 +267,12 @@ struct SlidingMin {
 
 impl SlidingMin {
     fn new(cap: usize) -> Self {
+        let ring = cap.max(1).next_power_of_two();
         SlidingMin {
-            idx: vec![0; cap],
-            val: vec![0.0; cap],
+            idx: vec![0; ring],
+            val: vec![0.0; ring],
+            cap,
+            mask: ring - 1,
             head: 0,
             len: 0,
             count: 0,
@@ -276,9 +286,10 @@ impl SlidingMin {
     }
 
     fn push(&mut self, v: f64) -> f64 {
-        let cap = self.idx.len();
+        // At most `cap <= ring` entries are live, so the masked positions never collide.
+        let (cap, mask) = (self.cap, self.mask);
         while self.len > 0 {
-            let back = (self.head + self.len - 1) % cap;
+            let back = (self.head + self.len - 1) & mask;
             if self.val[back] >= v {
                 self.len -= 1;
             } else {
@@ -286,10 +297,10 @@ impl SlidingMin {
             }
         }
         while self.len > 0 && self.idx[self.head] + cap as u64 <= self.count {
-            self.head = (self.head + 1) % cap;
+            self.head = (self.head + 1) & mask;
             self.len -= 1;
         }
-        let pos = (self.head + self.len) % cap;
+        let pos = (self.head + self.len) & mask;
         self.idx[pos] = self.count;
         self.val[pos] = v;
         self.len += 1;
@@ -382,7 +393,13 @@ pub struct JitterBuffer {
     cfg: JitterConfig,
     frame_len: usize,
     frame_ms: f64,
+    /// Frames the buffer holds (`max_packets`): every policy decision uses this.
     cap: usize,
+    /// Slot storage is the next power of two above `cap`, minus one: `seq & mask` picks the
+    /// slot without the 64-bit division (tens of cycles each, several per packet) that
+    /// `seq % cap` cost. Buffered frames always lie within `cap` of `next_seq`, so they
+    /// still get distinct slots.
+    mask: u64,
     pcm: Vec<i16>,
     slot_seq: Vec<u64>,
     slot_energy: Vec<f32>,
@@ -459,15 +476,17 @@ impl JitterBuffer {
             ));
         }
         let cap = cfg.max_packets;
+        let slots = cap.next_power_of_two();
         let frame_ms = cfg.frame_ms as f64;
         let window = (MIN_TRANSIT_WINDOW_MS / cfg.frame_ms) as usize;
         let mut jb = JitterBuffer {
             frame_len,
             frame_ms,
             cap,
-            pcm: vec![0; cap * frame_len],
-            slot_seq: vec![EMPTY; cap],
-            slot_energy: vec![0.0; cap],
+            mask: slots as u64 - 1,
+            pcm: vec![0; slots * frame_len],
+            slot_seq: vec![EMPTY; slots],
+            slot_energy: vec![0.0; slots],
             scratch: vec![0; frame_len],
             ahead: vec![0; 2 * frame_len],
             fade_len: (cfg.sample_rate * DROP_FADE_MS / 1000) as usize,
@@ -561,7 +580,7 @@ impl JitterBuffer {
 
     #[inline]
     fn slot(&self, seq: u64) -> usize {
-        (seq % self.cap as u64) as usize
+        (seq & self.mask) as usize
     }
 
     #[inline]
@@ -709,9 +728,16 @@ impl JitterBuffer {
     }
 
     fn play(&mut self, out: &mut [i16]) -> FrameStatus {
-        self.take(self.next_seq, out);
+        // The concealer reads the frame from its slot and writes its (delayed) output: one
+        // pass, where taking the frame into `out` and handing that to `good_frame` was three.
+        let slot = self.slot(self.next_seq);
+        let fl = self.frame_len;
+        let _ = self
+            .plc
+            .good_frame_from(&self.pcm[slot * fl..(slot + 1) * fl], out);
+        self.slot_seq[slot] = EMPTY;
+        self.buffered -= 1;
         self.next_seq += 1;
-        let _ = self.plc.good_frame(out);
         self.stats.played += 1;
         FrameStatus::Normal
     }
@@ -1417,6 +1443,60 @@ mod tests {
         }
         let _ = jb.stats();
         assert_eq!(ALLOCS.with(|c| c.get()), before);
+    }
+
+    /// Slots are picked by a mask over a power-of-two ring larger than `max_packets`: a full
+    /// buffer of `max_packets` frames, filled out of order at several points of the ring, must
+    /// still give every frame back, in order.
+    #[test]
+    fn a_full_buffer_returns_every_frame_at_any_ring_position() {
+        let cap = 30; // ring of 32 slots
+        let payload = |seq: u64| {
+            let v = (seq as i16).to_le_bytes();
+            v.repeat(F)
+        };
+        for start in [0u64, 7, 31, 32, 1000, 1 << 40] {
+            let mut jb = JitterBuffer::new(JitterConfig {
+                codec: Codec::Pcm16,
+                max_packets: cap,
+                ..Default::default()
+            })
+            .unwrap();
+            let mut out = vec![0i16; F];
+            let mut next = start;
+            for round in 0..4u64 {
+                let first = start + round * cap as u64;
+                // The first frame last, the rest newest first: every slot of the window is
+                // written before any is read.
+                let mut order: Vec<u64> = (first + 1..first + cap as u64).rev().collect();
+                order.push(first);
+                if round == 0 {
+                    order.rotate_right(1); // the stream has to start somewhere
+                }
+                for seq in order {
+                    assert_eq!(
+                        jb.push(seq, 0, &payload(seq), 0.0).unwrap(),
+                        PushOutcome::Accepted,
+                        "start {start} seq {seq}"
+                    );
+                }
+                assert_eq!(jb.stats().buffered_frames, cap);
+                for _ in 0..cap {
+                    assert_eq!(
+                        jb.pop_ready_into(&mut out).unwrap(),
+                        Some(FrameStatus::Normal)
+                    );
+                    // The concealer delays its output by a few ms: the second half of the
+                    // frame is all this frame's.
+                    assert!(
+                        out[F / 2..].iter().all(|&x| x == next as i16),
+                        "start {start} frame {next}"
+                    );
+                    next += 1;
+                }
+                assert_eq!(jb.pop_ready_into(&mut out).unwrap(), None);
+            }
+        }
     }
 
     #[test]
