@@ -234,6 +234,96 @@ unsafe fn ulaw_decode_avx2(codes: &[u8], out: &mut [i16]) -> usize {
     i
 }
 
+/// mu-law encode of `pcm` into the start of `out` (the shorter bounds the work); the same codes
+/// as `ulaw_encode_sample`. With AVX2, 32 samples at a time by the G.191 formula: 160 table
+/// lookups were most of the cost of building an outbound message.
+#[inline]
+pub fn ulaw_encode_slice(pcm: &[i16], out: &mut [u8]) {
+    let n = pcm.len().min(out.len());
+    let (pcm, out) = (&pcm[..n], &mut out[..n]);
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU reports AVX2.
+        done = unsafe { ulaw_encode_avx2(pcm, out) };
+    }
+    for (o, &x) in out[done..].iter_mut().zip(&pcm[done..]) {
+        *o = ulaw_encode_sample(x);
+    }
+}
+
+/// Encodes whole groups of 32; returns how many samples it encoded.
+///
+/// # Safety
+/// The CPU must support AVX2; `out` at least as long as `pcm`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn ulaw_encode_avx2(pcm: &[i16], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    // G.191: absno = min((x or !x for negatives) >> 2 + 33, 0x1FFF); segno = 1 + bit length
+    // of absno >> 6; code = (8 - segno) << 4 | 15 - (absno >> segno & 15), bit 7 set for
+    // x >= 0. The bit length comes from two nibble lookups (byte shuffles; the high byte of
+    // each lane indexes with bit 7 set, which yields 0), and the variable right shift is the
+    // high half of a multiply by 2^(16 - segno), itself a lookup of 2^(8 - segno) shifted up.
+    let n = pcm.len().min(out.len());
+    let mut i = 0;
+    while i + 32 <= n {
+        let a = ulaw_code16(_mm256_loadu_si256(pcm.as_ptr().add(i).cast()));
+        let b = ulaw_code16(_mm256_loadu_si256(pcm.as_ptr().add(i + 16).cast()));
+        // packus interleaves 128-bit lanes (a0 b0 a1 b1); restore sample order.
+        let packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0b11_01_10_00);
+        _mm256_storeu_si256(out.as_mut_ptr().add(i).cast(), packed);
+        i += 32;
+    }
+    i
+}
+
+/// Sixteen mu-law codes (one per 16-bit lane) for sixteen samples.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn ulaw_code16(x: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let hi_off = _mm256_set1_epi16(0x8000u16 as i16);
+    let low4 = _mm256_set1_epi16(0x0F);
+    let bias = _mm256_set1_epi16(33);
+    let cap = _mm256_set1_epi16(0x1FFF);
+    let one = _mm256_set1_epi16(1);
+    let top = _mm256_set1_epi16(0x8F);
+    let pos = _mm256_set1_epi16(0x80);
+    #[rustfmt::skip]
+    let (len_lo, len_hi, pow) = (
+        // bit length of 0..15
+        _mm256_setr_epi8(0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4,
+                         0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4),
+        // bit length of (h << 4) for h = 0..7
+        _mm256_setr_epi8(0, 5, 6, 6, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0,
+                         0, 5, 6, 6, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0),
+        // 2^(8 - segno) for segno = 1..8
+        _mm256_setr_epi8(0, -128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0,
+                         0, -128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0),
+    );
+    let neg = _mm256_srai_epi16(x, 15);
+    let mag = _mm256_srli_epi16(_mm256_xor_si256(x, neg), 2);
+    let absno = _mm256_min_epi16(_mm256_add_epi16(mag, bias), cap);
+    let i = _mm256_srli_epi16(absno, 6);
+    let lo = _mm256_or_si256(_mm256_and_si256(i, low4), hi_off);
+    let hi = _mm256_or_si256(_mm256_srli_epi16(i, 4), hi_off);
+    let bits = _mm256_max_epi16(
+        _mm256_shuffle_epi8(len_lo, lo),
+        _mm256_shuffle_epi8(len_hi, hi),
+    );
+    let segno = _mm256_add_epi16(bits, one);
+    let mult = _mm256_slli_epi16(_mm256_shuffle_epi8(pow, _mm256_or_si256(segno, hi_off)), 8);
+    let mant = _mm256_and_si256(_mm256_mulhi_epu16(absno, mult), low4);
+    let code = _mm256_sub_epi16(_mm256_sub_epi16(top, _mm256_slli_epi16(segno, 4)), mant);
+    _mm256_add_epi16(code, _mm256_andnot_si256(neg, pos))
+}
+
 /// Exact sum of squares of PCM16 samples (frame energy for the jitter buffer and the VAD).
 /// Adjacent squares are summed in 32 bits first (at most 2 * 2^30 = 2^31, exact as u32): that
 /// is SSE2's `pmaddwd`, eight samples per step, where widening every square to 64 bits took
@@ -294,10 +384,7 @@ impl Law {
     pub fn encode_into(self, pcm: &[i16], out: &mut [u8]) -> Result<(), G711Error> {
         check_out(pcm.len(), out.len())?;
         match self {
-            Law::Ulaw => pcm
-                .iter()
-                .zip(out.iter_mut())
-                .for_each(|(&x, o)| *o = ulaw_encode_sample(x)),
+            Law::Ulaw => ulaw_encode_slice(pcm, out),
             Law::Alaw => pcm
                 .iter()
                 .zip(out.iter_mut())
@@ -347,6 +434,21 @@ fn check_out(needed: usize, got: usize) -> Result<(), G711Error> {
 
 #[cfg(test)]
 mod tests {
+    /// The vector encoder against the G.191 reference for every input, at every offset of
+    /// a group of 32 (the tail runs the scalar path).
+    #[test]
+    fn ulaw_encode_slice_matches_the_reference_for_all_inputs() {
+        let all: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        for skip in [0, 1, 13, 31] {
+            let pcm = &all[skip..];
+            let mut out = vec![0u8; pcm.len()];
+            ulaw_encode_slice(pcm, &mut out);
+            for (&x, &c) in pcm.iter().zip(&out) {
+                assert_eq!(c, ulaw_compress_ref(x), "x = {x}");
+            }
+        }
+    }
+
     #[test]
     fn ulaw_slice_decode_matches_the_table_for_every_code_and_length() {
         let codes: Vec<u8> = (0..600u32).map(|i| (i * 7 % 256) as u8).collect();
