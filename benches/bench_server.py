@@ -18,6 +18,7 @@ the simulated phones run here):
                                               # event loop and WebSocket framing only
     python benches/bench_server.py --drop     # connections drop every byte read: sockets
                                               # and event loop only
+    python benches/bench_server.py --silent   # callers never speak: the relay's own memory
 """
 
 from __future__ import annotations
@@ -105,11 +106,19 @@ PARROT = Path(__file__).with_name("parrot_server.py")
 
 
 def measure(
-    calls: int = 50, procs: int = 2, floor: bool | str = False, server: str = "voxrelay"
+    calls: int = 50,
+    procs: int = 2,
+    floor: bool | str = False,
+    server: str = "voxrelay",
+    silent: bool = False,
 ) -> dict[str, Any]:
     """`floor=True` runs a server whose sessions ignore every message: what the sockets,
-    the event loop and WebSocket framing cost before any relay work."""
+    the event loop and WebSocket framing cost before any relay work. `silent` callers send
+    digital silence for as long: no utterances and no replies, so the memory per call is the
+    relay's own (session, media engine, sockets) without audio an agent holds."""
     audio = caller_audio()
+    if silent:
+        audio = bytes(len(audio))
     log = tempfile.NamedTemporaryFile("w+", suffix=".log")
     env = {
         **os.environ,
@@ -239,6 +248,7 @@ if __name__ == "__main__":
     ap.add_argument("--procs", type=int, default=2, help="processes playing the phones")
     ap.add_argument("--floor", action="store_true", help="sessions ignore all messages")
     ap.add_argument("--drop", action="store_true", help="connections drop all bytes read")
+    ap.add_argument("--silent", action="store_true", help="callers send silence only")
     ap.add_argument(
         "--server",
         default="voxrelay",
@@ -248,7 +258,9 @@ if __name__ == "__main__":
     servers = ["voxrelay", "parrot"] if a.server == "both" else [a.server]
     for _ in range(a.repeat):
         for server in servers:
-            figures = measure(a.calls, a.procs, "drop" if a.drop else a.floor, server)
+            figures = measure(
+                a.calls, a.procs, "drop" if a.drop else a.floor, server, silent=a.silent
+            )
             for k, v in figures.items():
                 print(f"{k}: {v}")
             print()
