@@ -644,13 +644,14 @@ pub struct Vad {
     hang: u32,
     speech: bool,
     level_db: f32,
-    // Fixed scratch.
-    work: [f32; MAX_FRAME + 8],
-    even: [f32; MAX_FRAME / 2 + 4],
-    odd: [f32; MAX_FRAME / 2 + 4],
-    a: [f32; MAX_FRAME],
-    b: [f32; MAX_FRAME],
-    pending: [i16; MAX_FRAME],
+    // Scratch, sized once for this rate and frame length (a call's detector at 8 kHz needs
+    // ~3 KB of it; arrays sized for the largest frame were 26 KB in every call).
+    work: Box<[f32]>,
+    even: Box<[f32]>,
+    odd: Box<[f32]>,
+    a: Box<[f32]>,
+    b: Box<[f32]>,
+    pending: Box<[i16]>,
     pending_len: usize,
 }
 
@@ -664,10 +665,13 @@ impl Vad {
         let fms = config.frame_ms as f32;
         let alpha = |tau_ms: f32| 1.0 - (-fms / tau_ms).exp();
         let frames = |ms: u32| ms.div_ceil(config.frame_ms);
+        let frame_len = (sample_rate / 1000 * config.frame_ms) as usize;
+        let an_len = (ANALYSIS_RATE / 1000 * config.frame_ms) as usize;
+        let zeros = |n: usize| vec![0.0f32; n].into_boxed_slice();
         Ok(Vad {
             rate: sample_rate,
-            frame_len: (sample_rate / 1000 * config.frame_ms) as usize,
-            an_len: (ANALYSIS_RATE / 1000 * config.frame_ms) as usize,
+            frame_len,
+            an_len,
             a_noise: alpha(config.noise_adapt_ms),
             a_rise: alpha(config.noise_rise_ms),
             a_fall: alpha(config.noise_fall_ms),
@@ -697,12 +701,14 @@ impl Vad {
             hang: 0,
             speech: false,
             level_db: -120.0,
-            work: [0.0; MAX_FRAME + 8],
-            even: [0.0; MAX_FRAME / 2 + 4],
-            odd: [0.0; MAX_FRAME / 2 + 4],
-            a: [0.0; MAX_FRAME],
-            b: [0.0; MAX_FRAME],
-            pending: [0; MAX_FRAME],
+            // Each as the fixed arrays were, relative to the frame: the analysis band splits
+            // write their outputs one after another into `a` (at most twice the 8 kHz frame).
+            work: zeros(frame_len + 8),
+            even: zeros(frame_len / 2 + 4),
+            odd: zeros(frame_len / 2 + 4),
+            a: zeros((2 * an_len + 8).max(frame_len / 2)),
+            b: zeros(frame_len),
+            pending: vec![0i16; frame_len].into_boxed_slice(),
             pending_len: 0,
         })
     }
@@ -792,8 +798,10 @@ impl Vad {
             if self.pending_len < fl {
                 return 0;
             }
-            let frame = self.pending;
+            // Taken out for the call (analyse borrows self) and put back: no copy, no allocation.
+            let frame = std::mem::take(&mut self.pending);
             out.push(self.analyse(&frame[..fl]));
+            self.pending = frame;
             self.pending_len = 0;
             count += 1;
         }
