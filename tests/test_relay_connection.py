@@ -317,3 +317,29 @@ def test_frames_the_session_builds_parse_as_text_messages() -> None:
     client.receive_data(b"".join(_text_header(len(t)) + t for t in texts))
     got = [bytes(e.data) for e in client.events_received() if isinstance(e, Frame)]
     assert got == texts
+
+
+def test_a_failing_frame_reader_ends_only_that_call(caplog: Any) -> None:
+    """Should the media engine raise while reading frames, the call is detached and closed
+    with 1011 (logged once) and nothing propagates into the event loop's transport."""
+
+    class Broken:
+        pending = 0
+
+        def feed(self, data: bytes) -> None:
+            pass
+
+        def next(self, *args: Any) -> None:
+            raise RuntimeError("bug in the reader")
+
+    async def main() -> None:
+        conn, *_ = await _open()
+        conn._reader = Broken()
+        with caplog.at_level("ERROR", logger="voxrelay.http"):
+            conn.data_received(b"\x81\x80abcd")
+        assert conn.sink is None
+        assert [r.getMessage() for r in caplog.records] == ["call failed while handling a message"]
+        close = next(t for t in asyncio.all_tasks() if "close" in repr(t.get_coro()))
+        close.cancel()
+
+    asyncio.run(main())

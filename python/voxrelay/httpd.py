@@ -370,9 +370,14 @@ class RelayConnection(ServerConnection):
         the state is checked after each delivered item. Media frames that change nothing are
         consumed inside `reader.next`, so a typical read costs one call that returns None."""
         proto = self.protocol
-        while (
-            item := reader.next(self.media_inbound, self.media_turns, self.media_audio)
-        ) is not None:
+        while True:
+            try:
+                item = reader.next(self.media_inbound, self.media_turns, self.media_audio)
+            except Exception:  # a bug in the media engine ends this call, not the server
+                self._failed()
+                return
+            if item is None:
+                return
             kind, a, b = item
             if kind == _TURN:
                 sink = self.sink
