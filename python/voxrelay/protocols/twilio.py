@@ -163,6 +163,11 @@ def _reject_constant(name: str) -> NoReturn:
     _fail("not_json", f"message is not valid JSON: {name} is not a JSON number")
 
 
+# One decoder for every message: `json.loads` with an argument builds a new one per call, which
+# was a sixth of the cost of a mark echo.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _load(text: str | bytes | bytearray | memoryview, max_size: int) -> dict[str, Any]:
     if isinstance(text, str):
         # Characters are never more than the UTF-8 bytes; only encode when it could matter.
@@ -179,7 +184,7 @@ def _load(text: str | bytes | bytearray | memoryview, max_size: int) -> dict[str
             bad = text[e.start : e.start + 8]
             _fail("not_json", f"message is not valid UTF-8 at byte {e.start}: {_snippet(bad)}")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODER.decode(text)
     except json.JSONDecodeError as e:
         _fail(
             "not_json",
