@@ -94,6 +94,32 @@ def test_bad_configuration_is_refused(bad: dict[str, int]) -> None:
         TurnDetector(**bad)
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"start_ms": True}, "start_ms must be a positive integer, got True"),
+        ({"end_ms": "5"}, "end_ms must be a positive integer, got '5'"),
+        ({"rate": -1}, "rate must be a positive integer, got -1"),
+        (
+            {"preroll_ms": -1},
+            "preroll_ms must be 0..2000 and keep_tail_ms 0..end_ms (500), got -1 and 100",
+        ),
+        (
+            {"keep_tail_ms": 600},
+            "preroll_ms must be 0..2000 and keep_tail_ms 0..end_ms (500), got 200 and 600",
+        ),
+        ({"pause_ms": -3}, "pause_ms must be 0 (off) .. end_ms (500) - 1, got -3"),
+    ],
+)
+def test_bad_configuration_names_the_value_and_the_range(
+    bad: dict[str, object], message: str
+) -> None:
+    """Types are refused in Python, ranges once in the media engine: same messages either way."""
+    with pytest.raises(ValueError) as e:
+        TurnDetector(**bad)  # type: ignore[arg-type]
+    assert str(e.value) == message
+
+
 @given(st.lists(st.booleans(), max_size=400))
 def test_every_start_is_followed_by_at_most_one_end(pattern: list[bool]) -> None:
     det = TurnDetector()

@@ -87,6 +87,18 @@ pub fn pcm_samples(bytes: &[u8]) -> std::borrow::Cow<'_, [i16]> {
     )
 }
 
+/// [`pcm_samples`] of a PCM16 argument whose domain has no error of its own for an odd byte
+/// count (the hot path's outbound side, the turn detector).
+pub fn pcm16_samples(bytes: &[u8]) -> PyResult<std::borrow::Cow<'_, [i16]>> {
+    if bytes.len() % 2 != 0 {
+        return Err(crate::errors::media_err(format!(
+            "PCM16 input has an odd length of {} bytes; it must be a multiple of 2 (16-bit samples)",
+            bytes.len()
+        )));
+    }
+    Ok(pcm_samples(bytes))
+}
+
 /// New `bytes` of `len` filled in place by `f`, no intermediate copy.
 pub fn new_bytes<'py>(
     py: Python<'py>,

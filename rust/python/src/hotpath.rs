@@ -1,7 +1,7 @@
 //! The per-message hot path: `TwilioInbound` and `TwilioOutbound`, one Rust call per message.
 
-use crate::buffer::{pcm_samples, Bytes};
-use crate::errors::{media_err, FrameError};
+use crate::buffer::{pcm16_samples, Bytes};
+use crate::errors::FrameError;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -211,14 +211,7 @@ impl PyOutbound {
         pcm: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let b = Bytes::extract(pcm, "pcm")?;
-        let bytes = b.as_slice();
-        if bytes.len() % 2 != 0 {
-            return Err(media_err(format!(
-                "PCM16 input has an odd length of {} bytes; it must be a multiple of 2 (16-bit samples)",
-                bytes.len()
-            )));
-        }
-        self.inner.process(&pcm_samples(bytes));
+        self.inner.process(&pcm16_samples(b.as_slice())?);
         self.take(py)
     }
 

@@ -52,16 +52,16 @@ impl Default for TurnConfig {
 /// Errors of the turn-taking domain: a timing outside its range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnError {
-    /// A value that must be a positive integer.
-    NotPositive { name: &'static str, value: u32 },
-    /// Pre-roll over 2 s, or a kept tail longer than `end_ms`.
+    /// A value that must be a positive integer (that fits 32 bits).
+    NotPositive { name: &'static str, value: i64 },
+    /// Pre-roll outside 0..=2000 ms, or a kept tail outside 0..=`end_ms`.
     PrerollOrTail {
-        preroll_ms: u32,
-        keep_tail_ms: u32,
-        end_ms: u32,
+        preroll_ms: i64,
+        keep_tail_ms: i64,
+        end_ms: i64,
     },
-    /// `pause_ms` not below `end_ms`.
-    Pause { pause_ms: u32, end_ms: u32 },
+    /// `pause_ms` outside 0..`end_ms`.
+    Pause { pause_ms: i64, end_ms: i64 },
     /// `end_ms` shorter than the kept tail (on reconfiguration).
     EndBelowTail { end_ms: u32 },
 }
@@ -126,37 +126,74 @@ pub struct TurnDetector {
     onset_offset_ms: f64,
 }
 
-fn positive(name: &'static str, value: u32) -> Result<(), TurnError> {
-    if value == 0 {
-        return Err(TurnError::NotPositive { name, value });
+fn positive(name: &'static str, value: i64) -> Result<u32, TurnError> {
+    match u32::try_from(value) {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(TurnError::NotPositive { name, value }),
     }
-    Ok(())
+}
+
+fn pause(pause_ms: i64, end_ms: u32) -> Result<u32, TurnError> {
+    match u32::try_from(pause_ms) {
+        Ok(p) if p < end_ms => Ok(p),
+        _ => Err(TurnError::Pause {
+            pause_ms,
+            end_ms: i64::from(end_ms),
+        }),
+    }
+}
+
+impl TurnConfig {
+    /// A config from integers of any sign (as a binding receives them), checked in one place
+    /// and in a fixed order, so every layer above reports the same error for the same input.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_ms(
+        rate: i64,
+        start_ms: i64,
+        end_ms: i64,
+        barge_in_ms: i64,
+        preroll_ms: i64,
+        max_utterance_ms: i64,
+        keep_tail_ms: i64,
+        pause_ms: i64,
+    ) -> Result<Self, TurnError> {
+        let rate = positive("rate", rate)?;
+        let start_ms = positive("start_ms", start_ms)?;
+        let end = positive("end_ms", end_ms)?;
+        let barge_in_ms = positive("barge_in_ms", barge_in_ms)?;
+        let max_utterance_ms = positive("max_utterance_ms", max_utterance_ms)?;
+        if !(0..=2000).contains(&preroll_ms) || !(0..=end_ms).contains(&keep_tail_ms) {
+            return Err(TurnError::PrerollOrTail {
+                preroll_ms,
+                keep_tail_ms,
+                end_ms,
+            });
+        }
+        Ok(TurnConfig {
+            rate,
+            start_ms,
+            end_ms: end,
+            barge_in_ms,
+            preroll_ms: preroll_ms as u32,
+            max_utterance_ms,
+            keep_tail_ms: keep_tail_ms as u32,
+            pause_ms: pause(pause_ms, end)?,
+        })
+    }
 }
 
 impl TurnDetector {
     pub fn new(c: TurnConfig) -> Result<Self, TurnError> {
-        for (name, v) in [
-            ("rate", c.rate),
-            ("start_ms", c.start_ms),
-            ("end_ms", c.end_ms),
-            ("barge_in_ms", c.barge_in_ms),
-            ("max_utterance_ms", c.max_utterance_ms),
-        ] {
-            positive(name, v)?;
-        }
-        if c.preroll_ms > 2000 || c.keep_tail_ms > c.end_ms {
-            return Err(TurnError::PrerollOrTail {
-                preroll_ms: c.preroll_ms,
-                keep_tail_ms: c.keep_tail_ms,
-                end_ms: c.end_ms,
-            });
-        }
-        if c.pause_ms >= c.end_ms {
-            return Err(TurnError::Pause {
-                pause_ms: c.pause_ms,
-                end_ms: c.end_ms,
-            });
-        }
+        let c = TurnConfig::from_ms(
+            c.rate.into(),
+            c.start_ms.into(),
+            c.end_ms.into(),
+            c.barge_in_ms.into(),
+            c.preroll_ms.into(),
+            c.max_utterance_ms.into(),
+            c.keep_tail_ms.into(),
+            c.pause_ms.into(),
+        )?;
         let bytes_per_ms = f64::from(c.rate) * 2.0 / 1000.0;
         let preroll_bytes = (f64::from(c.preroll_ms + c.start_ms) * bytes_per_ms) as usize;
         // Frames leave the pre-roll while what stays holds at least `preroll_bytes`.
@@ -287,21 +324,13 @@ impl TurnDetector {
     /// Changes timing mid-call; `None` keeps a value.
     pub fn configure(
         &mut self,
-        end_ms: Option<u32>,
-        pause_ms: Option<u32>,
-        barge_in_ms: Option<u32>,
+        end_ms: Option<i64>,
+        pause_ms: Option<i64>,
+        barge_in_ms: Option<i64>,
     ) -> Result<(), TurnError> {
-        let end = end_ms.unwrap_or(self.end_ms);
-        let pause = pause_ms.unwrap_or(self.pause_ms);
-        let barge = barge_in_ms.unwrap_or(self.barge_ms);
-        positive("end_ms", end)?;
-        positive("barge_in_ms", barge)?;
-        if pause >= end {
-            return Err(TurnError::Pause {
-                pause_ms: pause,
-                end_ms: end,
-            });
-        }
+        let end = positive("end_ms", end_ms.unwrap_or(self.end_ms.into()))?;
+        let barge = positive("barge_in_ms", barge_in_ms.unwrap_or(self.barge_ms.into()))?;
+        let pause = pause(pause_ms.unwrap_or(self.pause_ms.into()), end)?;
         if self.tail_bytes as f64 > f64::from(end) * self.bytes_per_ms {
             return Err(TurnError::EndBelowTail { end_ms: end });
         }
