@@ -254,7 +254,8 @@ _EARLY_FRAMES: Final = 256
 _MAX_REQUEST: Final = 16384  # a handshake request's head; websockets enforces its own limits
 _MAX_PIPELINED: Final = 65536
 _NO_LIMIT: Final = 1 << 62
-# Item kinds of `WsReader.next` beyond the data opcodes 0, 1, 2.
+# Item kinds of `WsReader.next` beyond the data opcodes 0, 1, 2; those from _MEDIA up went
+# through the call's inbound path.
 _CONTROL: Final = 8
 _MEDIA: Final = 16
 _EVENT: Final = 17
@@ -379,18 +380,19 @@ class RelayConnection(ServerConnection):
             if item is None:
                 return
             kind, a, b = item
-            if kind == _TURN:
+            if kind >= _MEDIA:
+                # Through the call's inbound path: only while a sink is attached.
                 sink = self.sink
-                assert sink is not None  # media_inbound is only set while a sink is attached
+                assert sink is not None
                 try:
-                    sink.on_turn_frame(a, b)
-                except Exception:
-                    self._failed()
-            elif kind == _MEDIA:
-                sink = self.sink
-                assert sink is not None  # media_inbound is only set while a sink is attached
-                try:
-                    sink.on_media(a, b)
+                    if kind == _TURN:
+                        sink.on_turn_frame(a, b)
+                    elif kind == _MEDIA:
+                        sink.on_media(a, b)
+                    elif kind == _EVENT:
+                        sink.on_event(b, a)
+                    else:
+                        sink.on_frame_error(b)
                 except Exception:
                     self._failed()
             elif 0 <= kind <= 2:
@@ -400,16 +402,6 @@ class RelayConnection(ServerConnection):
                 # bytes keeps websockets' parser on a frame boundary and the fast path for what
                 # follows.
                 super().data_received(a)
-            elif kind == _EVENT or kind == _ERROR:
-                sink = self.sink
-                assert sink is not None
-                try:
-                    if kind == _EVENT:
-                        sink.on_event(b, a)
-                    else:
-                        sink.on_frame_error(b)
-                except Exception:
-                    self._failed()
             else:  # reserved bits or opcode, unmasked, oversized: websockets fails the connection
                 self._handoff(a)
                 return
