@@ -17,9 +17,13 @@ import asyncio
 import os
 import re
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from voxrelay import media
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from call_support import phone_leg  # the phone leg the test suite uses
 from voxrelay.conversation.providers import make_tts
 from voxrelay.conversation.stt_whisper import WhisperSTT
 
@@ -89,17 +93,9 @@ def wer(ref: list[str], hyp: list[str]) -> tuple[int, int]:
     return prev[-1], len(ref)
 
 
-def phone(pcm_22k: bytes) -> bytes:
-    down = media.Resampler(22050, 8000)
-    law = media.ulaw_encode(down.process(pcm_22k) + down.flush())
-    up = media.Resampler(8000, RATE)
-    pcm = media.ulaw_decode(law)
-    return up.process(pcm) + up.flush()
-
-
 async def synthesise() -> list[bytes]:
     tts = make_tts("piper-local")
-    out = [phone(b"".join([c.pcm async for c in tts.synthesize(t)])) for t in UTTERANCES]
+    out = [phone_leg(b"".join([c.pcm async for c in tts.synthesize(t)])) for t in UTTERANCES]
     await tts.close()
     return out
 

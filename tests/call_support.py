@@ -1,4 +1,5 @@
-"""Helpers shared by the tests that place real calls: bounded runs and spoken audio."""
+"""Helpers shared by the tests (and benches) that place real calls: bounded runs, spoken audio,
+and the phone leg it crosses."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
+from voxrelay import media
 from voxrelay.simulator import read_wav
 
 T = TypeVar("T")
@@ -33,3 +35,12 @@ def speak(text: str) -> bytes:
 
 def silence(seconds: float, rate: int = 8000) -> bytes:
     return b"\0\0" * int(rate * seconds)
+
+
+def phone_leg(pcm_22k: bytes, rate: int = 16000) -> bytes:
+    """Piper's 22.05 kHz -> 8 kHz mu-law -> `rate`, like a call's inbound leg."""
+    down = media.Resampler(22050, 8000)
+    law = media.ulaw_encode(down.process(pcm_22k) + down.flush())
+    up = media.Resampler(8000, rate)
+    pcm = media.ulaw_decode(law)
+    return up.process(pcm) + up.flush()

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("faster_whisper")
 pytest.importorskip("piper")
 
-from voxrelay import media
+from call_support import phone_leg
 from voxrelay.conversation.providers import Transcript, make_tts
 from voxrelay.conversation.stt_whisper import WhisperSTT
 
@@ -31,22 +31,13 @@ LONG = [
 ]
 
 
-def phone(pcm_22k: bytes) -> bytes:
-    """Piper's 22.05 kHz -> 8 kHz mu-law -> 16 kHz, like a call's inbound leg."""
-    down = media.Resampler(22050, 8000)
-    law = media.ulaw_encode(down.process(pcm_22k) + down.flush())
-    up = media.Resampler(8000, RATE)
-    pcm = media.ulaw_decode(law)
-    return up.process(pcm) + up.flush()
-
-
 @pytest.fixture(scope="module")
 def speech() -> dict[str, bytes]:
     async def run() -> dict[str, bytes]:
         tts = make_tts("piper-local")
         out = {}
         for text in {*SIMPLE, *LONG}:
-            out[text] = phone(b"".join([c.pcm async for c in tts.synthesize(text)]))
+            out[text] = phone_leg(b"".join([c.pcm async for c in tts.synthesize(text)]))
         await tts.close()
         return out
 
