@@ -343,3 +343,48 @@ def test_a_failing_frame_reader_ends_only_that_call(caplog: Any) -> None:
         close.cancel()
 
     asyncio.run(main())
+
+
+def test_a_sink_set_mid_utterance_first_gets_the_audio_so_far() -> None:
+    """An agent may attach its recogniser a few frames after the onset (it does so from its
+    own task); the frames it missed come first, then each new one, with nothing lost."""
+    from call_support import speak
+    from voxrelay.agent import load_agent
+    from voxrelay.protocols.twilio import connected_message, start_message
+    from voxrelay.session import Session
+
+    async def main() -> None:
+        conn, client, _, _ = await _open(attach=False)
+        settings = Settings()
+        session = Session(conn, settings, load_agent("echo", settings))
+        conn.attach(session)
+
+        def send(text: str) -> None:
+            client.send_text(text.encode())
+            conn.data_received(b"".join(client.data_to_send()))
+
+        send(connected_message())
+        send(start_message("MZ1", "CA1", "AC1"))
+        codes = media.ulaw_encode(bytes(3200) + speak("Hello there, how are you today?"))
+        frames = [
+            media_message(
+                "MZ1",
+                i + 2,
+                i + 1,
+                i * 20,
+                base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode(),
+            )
+            for i in range(len(codes) // 160)
+        ]
+        sent = 0
+        while not session.turns.in_speech:
+            assert sent < len(frames), "the speech never opened an utterance"
+            send(frames[sent])
+            sent += 1
+        got: list[bytes] = []
+        session.set_audio_sink(got.append)
+        assert got == [session.turns.audio_so_far()]
+        send(frames[sent])
+        assert len(got) == 2 and b"".join(got) == session.turns.audio_so_far()
+
+    asyncio.run(main())

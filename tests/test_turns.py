@@ -256,3 +256,10 @@ def test_agrees_with_the_python_reference_on_every_frame(
             assert rust.utterance() == ref.utterance()
         if rust.in_speech:
             assert rust.audio_so_far() == ref.audio_so_far()
+
+
+def test_odd_length_pcm_is_refused_naming_the_length() -> None:
+    det = TurnDetector()
+    with pytest.raises(ValueError, match="odd length of 3 bytes"):
+        det.feed(b"\0\0\0", True)
+    assert det.position_ms == 0.0  # nothing was fed
