@@ -1,15 +1,32 @@
-//! 8 kHz -> 16 kHz resampling of 20 ms chunks in a loop, for `perf record` (profiling profile).
+//! Resampling in chunks (20 ms unless given) in a loop, for `perf record` (profiling profile);
+//! prints the time per 20 ms of input.
+//!
+//!     cargo run -p voxmedia --profile profiling --example rs_profile -- 48000 8000 [chunk_ms]
 use std::hint::black_box;
 use voxmedia::resample::{Quality, Resampler};
 fn main() {
-    let pcm: Vec<i16> = (0..160 * 500)
+    let args: Vec<u32> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("a rate in Hz"))
+        .collect();
+    let (src, dst, ms) = match args[..] {
+        [a, b] => (a, b, 20),
+        [a, b, ms] => (a, b, ms),
+        _ => (8000, 16000, 20),
+    };
+    let chunk = src as usize * ms as usize / 1000;
+    let pcm: Vec<i16> = (0..chunk * 500)
         .map(|i| ((i * 7919) % 20000 - 10000) as i16)
         .collect();
-    let mut up = Resampler::new(8000, 16000, Quality::Voice).unwrap();
-    let mut o = vec![0i16; 400];
-    for _ in 0..4000 {
-        for c in pcm.chunks_exact(160) {
-            black_box(up.process_into(black_box(c), &mut o).unwrap());
+    let mut rs = Resampler::new(src, dst, Quality::Voice).unwrap();
+    let mut o = vec![0i16; rs.output_len_max(chunk)];
+    let t = std::time::Instant::now();
+    let rounds = 40_000 / ms as usize;
+    for _ in 0..rounds {
+        for c in pcm.chunks_exact(chunk) {
+            black_box(rs.process_into(black_box(c), &mut o).unwrap());
         }
     }
+    let ns = t.elapsed().as_nanos() as f64 / (rounds * 500) as f64 * 20.0 / ms as f64;
+    eprintln!("{src} -> {dst} in {ms} ms chunks: {ns:.0} ns per 20 ms");
 }

@@ -58,9 +58,10 @@ const BLOCK: usize = 1024;
 /// Filter design target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Quality {
-    /// About 96 dB stopband (91.5 dB for the hot 2:1 and 3:1 decimation tables, 90 dB for the
-    /// hot 1:2 half-band and the 44.1 kHz family's rational down-conversions): at or below the
-    /// PCM16 noise floor, at under 6 ms of delay (including the pre-decimators of a cascade).
+    /// About 96 dB stopband (91.5 dB for the hot 2:1, 3:1 and 11.025k -> 8k decimators'
+    /// least-squares designs, 90 dB for the hot 1:2 half-band and the other rational
+    /// down-conversions of the 44.1 kHz family): at or below the PCM16 noise floor, at under
+    /// 6 ms of delay (including the pre-decimators of a cascade).
     Voice,
     /// About 130 dB stopband for float pipelines; longer filters and delay.
     High,

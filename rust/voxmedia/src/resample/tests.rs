@@ -806,3 +806,75 @@ fn cascades_match_their_stages_run_by_hand() {
         assert_eq!(out[..n], out2[..n2], "{k:?}");
     }
 }
+
+#[test]
+fn seeded_prototype_keeps_the_seed_response_and_its_phases_agree() {
+    // The 11.025k -> 8k bank is the least-squares seed interpolated onto a 320-phase grid; the
+    // interpolation must neither raise its stopband anywhere up to the prototype's Nyquist nor
+    // make the phases disagree (a phase-dependent error is a spur on every tone).
+    let bank = super::design::bank(11025, 8000, Quality::Voice);
+    let (l, taps) = (bank.l, bank.taps);
+    assert_eq!(l, 320);
+    assert!(taps <= 64, "{taps} taps per phase");
+    // Rebuild the prototype from the bank: phase p's coefficient k (time-reversed in storage)
+    // is prototype sample k * l + p.
+    let mut h = vec![0f64; l * taps];
+    for slot in 0..l {
+        let ph = slot * bank.m % l;
+        let c = bank.phase(slot);
+        for k in 0..taps {
+            h[k * l + ph] = c[taps - 1 - k] as f64;
+        }
+    }
+    let dtft = |f: f64| -> f64 {
+        let w = 2.0 * std::f64::consts::PI * f / (11025.0 * l as f64);
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, &v) in h.iter().enumerate() {
+            re += v * (w * i as f64).cos();
+            im -= v * (w * i as f64).sin();
+        }
+        (re * re + im * im).sqrt() / l as f64
+    };
+    for f in [100.0, 1000.0, 2000.0, 3000.0, 3400.0] {
+        let g = db(dtft(f));
+        assert!(g.abs() < 0.07, "passband at {f} Hz: {g} dB");
+    }
+    // Everything from 4.2 kHz to the prototype's Nyquist, densely near the edge, then across
+    // the whole band (the seed's images would sit around multiples of 22.05 kHz).
+    let edge = (0..200).map(|i| 4200.0 + i as f64 * 10.0);
+    let wide = (0..400).map(|i| 6200.0 + i as f64 * (11025.0 * 160.0 - 6200.0) / 400.0);
+    for f in edge.chain(wide) {
+        let g = db(dtft(f));
+        assert!(g < -91.0, "stopband at {f} Hz: {g} dB");
+    }
+    // Every phase delays a 1 kHz tone by its own fraction of a sample, all at the same gain
+    // (the passband ripple at 1 kHz is common to all of them).
+    let centre = bank.delay_in * l as f64;
+    let w = 2.0 * std::f64::consts::PI * 1000.0 / 11025.0;
+    let rel: Vec<(f64, f64)> = (0..l)
+        .map(|slot| {
+            let ph = slot * bank.m % l;
+            let c = bank.phase(slot);
+            let (mut re, mut im) = (0.0, 0.0);
+            for k in 0..taps {
+                let v = c[taps - 1 - k] as f64;
+                re += v * (w * k as f64).cos();
+                im -= v * (w * k as f64).sin();
+            }
+            // Response over the ideal delay's.
+            let a = w * (centre - ph as f64) / l as f64;
+            (re * a.cos() - im * a.sin(), re * a.sin() + im * a.cos())
+        })
+        .collect();
+    let mean = rel.iter().fold((0.0, 0.0), |s, r| {
+        (s.0 + r.0 / l as f64, s.1 + r.1 / l as f64)
+    });
+    assert!(
+        db(mean.0).abs() < 0.07 && db(mean.1.abs()) < -95.0,
+        "{mean:?}"
+    );
+    for (slot, r) in rel.iter().enumerate() {
+        let err = db(((r.0 - mean.0).powi(2) + (r.1 - mean.1).powi(2)).sqrt());
+        assert!(err < -95.0, "slot {slot}: {err} dB from the others");
+    }
+}
