@@ -125,9 +125,10 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
     let ny = in_rate.min(out_rate) as f64 / 2.0;
     let proto = in_rate as f64 * l as f64;
     // The hot 2:1 and 3:1 decimators use offline near-minimax designs to -91.5 dB (see
-    // gen_tables.py for why that depth): ~25% fewer taps than the 96 dB Kaiser design. The hot 1:2 interpolator uses a minimax
-    // half-band designed to 90 dB: 27 instead of 31 folded taps per output (the PCM16 noise of
-    // a half-scale tone is at -92 dB, so the Kaiser design's 96 dB bought nothing measurable).
+    // gen_tables.py for why that depth): ~25% fewer taps than the 96 dB Kaiser design. The hot
+    // 1:2 interpolator uses a minimax half-band designed to 90 dB: 27 instead of 31 folded
+    // taps per output (the PCM16 noise of a half-scale tone is at -92 dB, so the Kaiser
+    // design's 96 dB bought nothing measurable).
     let table: Option<&[f64]> = match (quality, l, m) {
         (Quality::Voice, 1, 2) => Some(&tables::DECIM2),
         (Quality::Voice, 1, 3) => Some(&tables::DECIM3),
@@ -192,14 +193,12 @@ fn seeded(seed: &[f64], seed_rate: u32, proto: f64) -> (Vec<f64>, f64) {
         .map(|i| {
             let n = i as i64 - half as i64;
             let (up, sc, reach) = (up as i64, sc as i64, reach as i64);
-            // The seed taps within the kernel's reach: |n - (j - sc) * up| <= reach.
-            let lo = ((n - reach).div_euclid(up) + sc).max(0);
-            let hi = ((n + reach).div_euclid(up) + sc).min(seed.len() as i64 - 1);
+            // The seed taps within the kernel's reach, |n - (j - sc) * up| <= reach: from
+            // ceil((n - reach) / up) to floor((n + reach) / up), relative to the centre.
+            let lo = (sc - (reach - n).div_euclid(up)).max(0);
+            let hi = (sc + (n + reach).div_euclid(up)).min(seed.len() as i64 - 1);
             (lo..=hi)
-                .filter_map(|j| {
-                    let k = usize::try_from(n - (j - sc) * up + reach).ok()?;
-                    Some(seed[j as usize] * kernel.get(k)?)
-                })
+                .map(|j| seed[j as usize] * kernel[(n - (j - sc) * up + reach) as usize])
                 .sum()
         })
         .collect();
