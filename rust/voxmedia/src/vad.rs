@@ -644,8 +644,9 @@ pub struct Vad {
     hang: u32,
     speech: bool,
     level_db: f32,
-    // Scratch, sized once for this rate and frame length (a call's detector at 8 kHz needs
-    // ~3 KB of it; arrays sized for the largest frame were 26 KB in every call).
+    // Scratch, sized once for this rate, frame length and instruction set (a call's detector
+    // at 8 kHz needs ~1.3 KB of it on x86_64; arrays sized for the largest frame were 26 KB in
+    // every call).
     work: Box<[f32]>,
     even: Box<[f32]>,
     odd: Box<[f32]>,
@@ -668,6 +669,8 @@ impl Vad {
         let frame_len = (sample_rate / 1000 * config.frame_ms) as usize;
         let an_len = (ANALYSIS_RATE / 1000 * config.frame_ms) as usize;
         let zeros = |n: usize| vec![0.0f32; n].into_boxed_slice();
+        let portable = !cfg!(target_arch = "x86_64");
+        let third = sample_rate > 16000;
         Ok(Vad {
             rate: sample_rate,
             frame_len,
@@ -701,13 +704,16 @@ impl Vad {
             hang: 0,
             speech: false,
             level_db: -120.0,
-            // Each as the fixed arrays were, relative to the frame: the analysis band splits
-            // write their outputs one after another into `a` (at most twice the 8 kHz frame).
-            work: zeros(frame_len + 8),
-            even: zeros(frame_len / 2 + 4),
-            odd: zeros(frame_len / 2 + 4),
-            a: zeros((2 * an_len + 8).max(frame_len / 2)),
-            b: zeros(frame_len),
+            // Only the scratch this rate's path uses (a call's VAD runs at 8 kHz, where on
+            // x86_64 that is `a` alone): the analysis band splits write their outputs one after
+            // another into `a` (at most twice the 8 kHz frame); the 3:1 stage (24 and 48 kHz)
+            // stages through `b` and `work`; the portable half-band (off x86_64) scales PCM
+            // into `work` and deinterleaves into `even` and `odd`.
+            work: zeros(if portable || third { frame_len + 8 } else { 0 }),
+            even: zeros(if portable { frame_len / 2 + 4 } else { 0 }),
+            odd: zeros(if portable { frame_len / 2 + 4 } else { 0 }),
+            a: zeros(2 * an_len + 8),
+            b: zeros(if third { frame_len } else { 0 }),
             pending: vec![0i16; frame_len].into_boxed_slice(),
             pending_len: 0,
         })
