@@ -719,24 +719,29 @@ impl JitterBuffer {
         self.next_seq = new_next;
     }
 
-    /// Move frame `seq` into `out` and free its slot.
-    fn take(&mut self, seq: u64, out: &mut [i16]) {
+    /// Frees the slot of buffered frame `seq` (its samples stay readable until overwritten)
+    /// and returns it.
+    fn release(&mut self, seq: u64) -> usize {
         let slot = self.slot(seq);
-        out.copy_from_slice(&self.pcm[slot * self.frame_len..(slot + 1) * self.frame_len]);
         self.slot_seq[slot] = EMPTY;
         self.buffered -= 1;
+        slot
+    }
+
+    /// Move frame `seq` into `out` and free its slot.
+    fn take(&mut self, seq: u64, out: &mut [i16]) {
+        let slot = self.release(seq);
+        out.copy_from_slice(&self.pcm[slot * self.frame_len..(slot + 1) * self.frame_len]);
     }
 
     fn play(&mut self, out: &mut [i16]) -> FrameStatus {
         // The concealer reads the frame from its slot and writes its (delayed) output: one
         // pass, where taking the frame into `out` and handing that to `good_frame` was three.
-        let slot = self.slot(self.next_seq);
+        let slot = self.release(self.next_seq);
         let fl = self.frame_len;
         let _ = self
             .plc
             .good_frame_from(&self.pcm[slot * fl..(slot + 1) * fl], out);
-        self.slot_seq[slot] = EMPTY;
-        self.buffered -= 1;
         self.next_seq += 1;
         self.stats.played += 1;
         FrameStatus::Normal

@@ -218,12 +218,7 @@ impl Concealer {
         let (h, n, pov) = (self.histlen(), src.len(), self.povmax);
         out[..pov].copy_from_slice(&self.history[h - pov..]);
         out[pov..].copy_from_slice(&src[..n - pov]);
-        if n < h {
-            self.history.copy_within(n.., 0);
-            self.history[h - n..].copy_from_slice(src);
-        } else {
-            self.history.copy_from_slice(&src[n - h..]);
-        }
+        self.push_history(src);
         Ok(())
     }
 
@@ -444,14 +439,20 @@ impl Concealer {
         }
         debug_assert!(n >= pov && n % self.sub == 0);
         self.tmp[..pov].copy_from_slice(&self.history[h - pov..]);
+        self.push_history(s);
+        s.copy_within(..n - pov, pov);
+        s[..pov].copy_from_slice(&self.tmp[..pov]);
+    }
+
+    /// Appends `s` to the history, dropping as many of its oldest samples.
+    fn push_history(&mut self, s: &[i16]) {
+        let (h, n) = (self.histlen(), s.len());
         if n < h {
             self.history.copy_within(n.., 0);
             self.history[h - n..].copy_from_slice(s);
         } else {
             self.history.copy_from_slice(&s[n - h..]);
         }
-        s.copy_within(..n - pov, pov);
-        s[..pov].copy_from_slice(&self.tmp[..pov]);
     }
 
     /// Period (samples) whose repetition best matches the last 20 ms.
