@@ -311,8 +311,7 @@ class RelayConnection(ServerConnection):
     _detached = False
     _frag_op = 0
     _frag: bytearray | None = None
-    _fast = True  # False: websockets parses every frame (the stock path)
-    _reader: WsReader | None = None
+    _reader: WsReader | None = None  # None before the upgrade and on the stock websockets path
     media_inbound: TwilioInbound | None = None
     """Set by the attached sink while media may flow: whole text frames then go through this
     inbound hot path inside the frame reader, and media reaches the sink as PCM."""
@@ -420,7 +419,6 @@ class RelayConnection(ServerConnection):
         """A control frame websockets must judge, something malformed, or the connection is
         closing: from here on websockets parses everything, starting on a frame boundary."""
         self._media_done = self.media_frames
-        self._fast = False
         self._reader = None
         self.media_inbound = None
         self.media_turns = None
@@ -499,7 +497,6 @@ class RelayConnection(ServerConnection):
         self._mode = _WS
         if end < 0:
             # Garbage or an oversized request: websockets rejects it in its own words.
-            self._fast = False
             super().data_received(buf)
             return
         # websockets gets exactly the request; anything after it is ours to parse.

@@ -339,9 +339,7 @@ class Session:
         proto = ws.protocol
         if proto.state is not State.OPEN:
             return
-        pending = proto.data_to_send()
-        if pending:
-            self._write_ws(pending)
+        ws.send_data()
         chunks: list[bytes] = []
         for text in texts:
             data = text.encode()
@@ -352,15 +350,6 @@ class Session:
         if transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
             log.warning("call %s: peer is not reading; closing", self.call_sid)
             self.close(1008, "peer not reading", "error")
-
-    def _write_ws(self, chunks: list[bytes]) -> None:
-        """Bytes `websockets` produced itself, including its end-of-stream marker."""
-        transport = self.ws.transport
-        for chunk in chunks:
-            if chunk:
-                transport.write(chunk)
-            elif transport.can_write_eof():
-                transport.write_eof()
 
     # -- inbound (called by the connection for each complete data frame) ----------------------
 
@@ -376,6 +365,7 @@ class Session:
             return
         if event == "media" and self._streaming:
             self.media_in += 1
+            self._rx += 1  # the reader counts the media it runs itself (`ws.media_frames`)
             self.on_media(pcm, speech)
         else:
             self.on_event(event, data)
@@ -386,7 +376,6 @@ class Session:
         jitter buffer released nothing."""
         if self._closed:
             return
-        self._rx += 1
         if speech is not None:
             flags = self._feed(pcm, speech)
             if flags:
@@ -483,7 +472,6 @@ class Session:
         ws = self.ws
         ws.media_inbound = self.inbound if on else None
         ws.media_turns = self.turns if on else None
-        ws.media_audio = self._sink is not None
 
     def _on_turn(self, flags: int, pcm: bytes) -> None:
         turns = self.turns
