@@ -85,6 +85,10 @@ def parse_words(csv: str) -> frozenset[str]:
     return frozenset(w.strip().lower() for w in csv.split(",") if w.strip())
 
 
+# The `Settings` default, parsed once rather than per config made without it.
+_BACKCHANNELS: Final = parse_words(Settings().backchannels)
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationConfig:
     """Per-call behaviour; see the matching `Settings` fields for what each one means."""
@@ -93,9 +97,7 @@ class ConversationConfig:
     pause_ms: int = 160
     interrupt_min_ms: int = 600
     interrupt_min_words: int = 1
-    backchannels: frozenset[str] = field(
-        default_factory=lambda: parse_words(Settings().backchannels)
-    )
+    backchannels: frozenset[str] = _BACKCHANNELS
     system_prompt: str = ""
     greeting: str | None = None
     reprompt_after_s: float = 8.0
