@@ -11,7 +11,6 @@ Prints the best of ten blocks of 300 media messages (speech, then silence) throu
 from __future__ import annotations
 
 import asyncio
-import base64
 import sys
 import time
 from pathlib import Path
@@ -19,13 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_hotpath import speechlike
+from call_support import media_frames
 from test_relay_connection import _open
-from voxrelay import media
 from voxrelay.agent import load_agent
 from voxrelay.protocols.twilio import (
     connected_message,
     mark_echo_message,
-    media_message,
     start_message,
 )
 from voxrelay.session import Session
@@ -58,21 +56,9 @@ async def main() -> None:
 
     conn.data_received(wire(connected_message()))
     conn.data_received(wire(start_message("MZ1", "CA1", "AC1")))
-    speech = media.ulaw_encode(speechlike(8000, N * 0.02).tobytes())
-    silence = media.ulaw_encode(bytes(320))
-    for name, codes in (("speech", speech), ("silence", None)):
-        frames = [
-            wire(
-                media_message(
-                    "MZ1",
-                    i + 2,
-                    i + 1,
-                    i * 20,
-                    base64.b64encode(codes[i * 160 : (i + 1) * 160] if codes else silence).decode(),
-                )
-            )
-            for i in range(N)
-        ]
+    speech = speechlike(8000, N * 0.02).tobytes()
+    for name, pcm in (("speech", speech), ("silence", bytes(2 * 160 * N))):
+        frames = [wire(m) for m in media_frames(pcm, "MZ1")]
         print(f"media message, {name}: {best_us(conn.data_received, frames):.2f} us")
         transport.take()
     marks = [wire(mark_echo_message("MZ1", 10 + i, f"m{i}")) for i in range(N)]

@@ -4,6 +4,7 @@ and the phone leg it crosses."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import tempfile
 from collections.abc import Awaitable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from voxrelay import media
+from voxrelay.protocols.twilio import media_message
 from voxrelay.simulator import read_wav
 
 T = TypeVar("T")
@@ -44,3 +46,20 @@ def phone_leg(pcm_22k: bytes, rate: int = 16000) -> bytes:
     up = media.Resampler(8000, rate)
     pcm = media.ulaw_decode(law)
     return up.process(pcm) + up.flush()
+
+
+def media_frames(pcm8: bytes, sid: str, first_seq: int = 2) -> list[str]:
+    """PCM16 8 kHz as the Twilio `media` messages of stream `sid`, 20 ms each (the last padded
+    with mu-law silence), numbered from `first_seq` as after `connected` and `start`."""
+    codes = media.ulaw_encode(pcm8)
+    codes += b"\xff" * (-len(codes) % 160)
+    return [
+        media_message(
+            sid,
+            first_seq + i,
+            i + 1,
+            i * 20,
+            base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode(),
+        )
+        for i in range(len(codes) // 160)
+    ]

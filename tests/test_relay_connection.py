@@ -348,7 +348,7 @@ def test_a_failing_frame_reader_ends_only_that_call(caplog: Any) -> None:
 def test_a_sink_set_mid_utterance_first_gets_the_audio_so_far() -> None:
     """An agent may attach its recogniser a few frames after the onset (it does so from its
     own task); the frames it missed come first, then each new one, with nothing lost."""
-    from call_support import speak
+    from call_support import media_frames, speak
     from voxrelay.agent import load_agent
     from voxrelay.protocols.twilio import connected_message, start_message
     from voxrelay.session import Session
@@ -365,17 +365,7 @@ def test_a_sink_set_mid_utterance_first_gets_the_audio_so_far() -> None:
 
         send(connected_message())
         send(start_message("MZ1", "CA1", "AC1"))
-        codes = media.ulaw_encode(bytes(3200) + speak("Hello there, how are you today?"))
-        frames = [
-            media_message(
-                "MZ1",
-                i + 2,
-                i + 1,
-                i * 20,
-                base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode(),
-            )
-            for i in range(len(codes) // 160)
-        ]
+        frames = media_frames(bytes(3200) + speak("Hello there, how are you today?"), "MZ1")
         sent = 0
         while not session.turns.in_speech:
             assert sent < len(frames), "the speech never opened an utterance"

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from call_support import run, silence, speak
+from call_support import media_frames, run, silence, speak
 from twilio.request_validator import RequestValidator
 from voxrelay import media
 from voxrelay.agent import AgentEvent, BargeIn, CallControl, EchoAgent, SpeechEnded, SpeechStarted
@@ -90,21 +90,6 @@ def ws_url(server: RelayServer, path: str = "/twilio") -> str:
 async def start_call(ws: ClientConnection, params: dict[str, str] | None = None) -> None:
     await ws.send(tw.connected_message())
     await ws.send(tw.start_message(SID, CALL, ACCOUNT, params or {}))
-
-
-def media_frames(pcm8: bytes, first_seq: int = 2) -> list[str]:
-    codes = media.ulaw_encode(pcm8)
-    codes += b"\xff" * (-len(codes) % 160)
-    return [
-        tw.media_message(
-            SID,
-            first_seq + i,
-            i + 1,
-            i * 20,
-            base64.b64encode(codes[i * 160 : (i + 1) * 160]).decode(),
-        )
-        for i in range(len(codes) // 160)
-    ]
 
 
 async def first(ws: ClientConnection, pred: Callable[[tw.TwilioEvent], bool]) -> tw.TwilioEvent:
@@ -267,13 +252,13 @@ def test_malformed_messages_do_not_end_the_call(
     async def main() -> None:
         async with serving() as server, connect(ws_url(server), max_size=2**22) as ws:
             # Media before start is bad input too.
-            await ws.send(media_frames(silence(0.02))[0])
+            await ws.send(media_frames(silence(0.02), SID)[0])
             await start_call(ws)
             for _ in range(3):
                 for m in BAD_MESSAGES:
                     await ws.send(m)
             # The call is still up: speech in, echo out.
-            for m in media_frames(hello + silence(0.8)):
+            for m in media_frames(hello + silence(0.8), SID):
                 await ws.send(m)
             reply = await asyncio.wait_for(first(ws, lambda e: isinstance(e, tw.Media)), 5)
             assert isinstance(reply, tw.Media) and reply.stream_sid == SID
@@ -799,7 +784,7 @@ def test_agent_at_the_phone_rate_gets_the_wire_audio_untouched(hello: bytes) -> 
         try:
             async with connect(ws_url(server)) as ws:
                 await start_call(ws)
-                for m in media_frames(hello + silence(0.8)):
+                for m in media_frames(hello + silence(0.8), SID):
                     await ws.send(m)
                 await asyncio.wait_for(PhoneRateListener.instances[0].done.wait(), 10)
         finally:
