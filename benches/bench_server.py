@@ -15,7 +15,10 @@ the simulated phones run here):
     pytest benches/bench_server.py --benchmark-only -s          # 50 calls
     python benches/bench_server.py --calls 50 --repeat 2         # same, without pytest
     python benches/bench_server.py --floor    # sessions ignore every message: sockets,
-                                              # event loop and WebSocket framing only
+                                              # event loop, WebSocket framing and one
+                                              # Python call per message (the real server
+                                              # keeps most media messages in Rust, so
+                                              # this is near, not under, its floor)
     python benches/bench_server.py --drop     # connections drop every byte read: sockets
                                               # and event loop only
     python benches/bench_server.py --silent   # callers never speak: the relay's own memory
@@ -87,7 +90,7 @@ def _rss_kb(pid: int) -> int:
 _FLOOR = """
 import sys
 from voxrelay.session import Session
-Session.on_text = lambda self, data: None  # the floor: sockets, event loop, framing only
+Session.on_text = lambda self, data: None  # sockets, event loop, framing, one call a message
 from voxrelay.cli import main
 sys.exit(main(["serve", "--port", "0"]))
 """
@@ -113,9 +116,10 @@ def measure(
     silent: bool = False,
 ) -> dict[str, Any]:
     """`floor=True` runs a server whose sessions ignore every message: what the sockets,
-    the event loop and WebSocket framing cost before any relay work. `silent` callers send
-    digital silence for as long: no utterances and no replies, so the memory per call is the
-    relay's own (session, media engine, sockets) without audio an agent holds."""
+    the event loop, WebSocket framing and one Python call per message cost before any relay
+    work (`start` is ignored too, so no media takes the reader's all-Rust path). `silent`
+    callers send digital silence for as long: no utterances and no replies, so the memory per
+    call is the relay's own (session, media engine, sockets) without audio an agent holds."""
     audio = caller_audio()
     if silent:
         audio = bytes(len(audio))
