@@ -66,8 +66,9 @@ __all__ = ["Session"]
 log = logging.getLogger("voxrelay.session")
 
 AGENT_RATE: Final = 16000
-AGENT_RATES: Final = (8000, 16000)
 """Rate of the caller audio handed to agents (what speech recognisers want)."""
+AGENT_RATES: Final = (8000, 16000)
+"""The rates an agent may ask for as its `input_rate`."""
 FRAME_S: Final = 0.020
 _AGENT_QUEUE: Final = 256
 # A peer that stops reading while we keep writing gets closed before it costs real memory.
