@@ -94,7 +94,9 @@ def test_inbound_frame(benchmark, impl: str) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100, 48000])
-@pytest.mark.parametrize("impl", ["voxrelay", "python-best-libs", "harness-only"])
+@pytest.mark.parametrize(
+    "impl", ["voxrelay", "voxrelay-ws-frames", "python-best-libs", "harness-only"]
+)
 def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignore[no-untyped-def]
     pcm = speechlike(rate, 60.0, seed=2).tobytes()
     step_bytes = rate // 50 * 2
@@ -111,6 +113,12 @@ def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignor
 
         def one() -> object:
             return process(next(it))
+    elif impl == "voxrelay-ws-frames":
+        # What the server sends: the same messages as whole WebSocket frames (bytes).
+        process_frames = media.TwilioOutbound(SID, rate).process_frames
+
+        def one() -> object:
+            return process_frames(next(it))
     else:
         rs = soxr.ResampleStream(rate, 8000, 1, dtype="int16", quality="HQ")
         pending = bytearray()

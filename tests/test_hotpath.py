@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from voxrelay import media
 from voxrelay.protocols.twilio import media_message
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 
@@ -224,6 +226,63 @@ def test_outbound_stream_sid_is_json_escaped() -> None:
     out = media.TwilioOutbound('MZ"\\\n', 8000)
     (m,) = out.process(b"\x00\x00" * 160)
     assert json.loads(m)["streamSid"] == 'MZ"\\\n'
+
+
+def _unframe(frames: list[bytes]) -> list[str]:
+    """The texts of server WebSocket frames, each parsed by `websockets` as a client would."""
+    texts = []
+    for f in frames:
+        reader = StreamReader()
+        reader.feed_data(f)
+        parser = Frame.parse(reader.read_exact, mask=False)
+        with pytest.raises(StopIteration) as done:
+            next(parser)
+        frame = done.value.value
+        assert frame.opcode is Opcode.TEXT and frame.fin
+        assert not reader.buffer  # exactly one frame
+        texts.append(frame.data.decode())
+    return texts
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 48000])
+def test_outbound_frames_are_the_messages_as_websocket_text_frames(rate: int) -> None:
+    as_text = media.TwilioOutbound(SID, rate)
+    as_frames = media.TwilioOutbound(SID, rate)
+    pcm = voiced(rate, 0.5).tobytes()
+    step = rate // 50 * 2
+    for i in range(0, len(pcm), step):
+        frames = as_frames.process_frames(pcm[i : i + step])
+        assert all(isinstance(f, bytes) for f in frames)
+        assert _unframe(frames) == as_text.process(pcm[i : i + step])
+    assert _unframe(as_frames.flush_frames()) == as_text.flush()
+
+
+@pytest.mark.parametrize(("codec", "silence"), [("ulaw", 0xFF), ("alaw", 0xD5)])
+def test_outbound_codes_go_out_as_given_and_last_pads_with_silence(
+    codec: str, silence: int
+) -> None:
+    out = media.TwilioOutbound(SID, 16000, codec=codec)
+    codes = bytes(range(256)) * 2  # 512 codes: 3 whole frames and 32 left
+    first = out.process_codes(codes[:100], last=False)
+    assert first == [] and out.pending_ms == 12.5
+    rest = out.process_codes_frames(memoryview(codes)[100:], last=True)
+    assert out.pending_ms == 0
+    assert payloads(_unframe(rest)) == codes + bytes([silence]) * 128
+
+
+def test_outbound_switching_between_codes_and_pcm_keeps_the_order() -> None:
+    out = media.TwilioOutbound(SID, 8000)
+    pcm = voiced(8000, 0.1).tobytes()  # 800 samples: 5 frames
+    assert out.process(pcm[:300]) == []  # 150 samples wait
+    # Codes now: the waiting PCM goes first, padded to a frame.
+    msgs = out.process_codes(b"\x12" * 160)
+    assert payloads(msgs) == media.ulaw_encode(pcm[:300]) + b"\xff" * 10 + b"\x12" * 160
+    # Codes waiting, then PCM: the codes go first.
+    assert out.process_codes(b"\x34" * 100, last=False) == []
+    msgs = out.process(pcm[300:])
+    assert payloads(msgs[:1]) == b"\x34" * 100 + b"\xff" * 60
+    pad = -(len(pcm[300:]) // 2) % 160
+    assert payloads(msgs[1:] + out.flush()) == media.ulaw_encode(pcm[300:]) + b"\xff" * pad
 
 
 def test_outbound_odd_length_raises() -> None:

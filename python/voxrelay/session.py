@@ -18,9 +18,7 @@ nothing but the event loop. The media path has no per-message task, future or qu
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -73,9 +71,6 @@ FRAME_S: Final = 0.020
 _AGENT_QUEUE: Final = 256
 # A peer that stops reading while we keep writing gets closed before it costs real memory.
 _MAX_WRITE_BUFFER: Final = 1 << 20
-_ULAW_FRAME: Final = 160  # 20 ms of mu-law at 8 kHz
-_MARK: Final = 0
-_MEDIA: Final = 1
 
 
 def _text_header(n: int) -> bytes:
@@ -85,6 +80,12 @@ def _text_header(n: int) -> bytes:
     if n < 65536:
         return b"\x81\x7e" + n.to_bytes(2, "big")
     return b"\x81\x7f" + n.to_bytes(8, "big")
+
+
+def _text_frame(text: str) -> bytes:
+    """A whole text message as a server's WebSocket frame."""
+    data = text.encode()
+    return _text_header(len(data)) + data
 
 
 class Session:
@@ -101,8 +102,9 @@ class Session:
         self._set_agent_rate(AGENT_RATE)
         self.tracker = PlayoutTracker()
         self._outbound: media.TwilioOutbound | None = None
-        # Outbound items in send order: (_MEDIA, text) frames and (_MARK, name) after chunks.
-        self._queue: deque[tuple[int, str]] = deque()
+        # Outbound items in send order: media messages as ready WebSocket frames (bytes, built
+        # by TwilioOutbound), and after each chunk of them the name of a mark (str).
+        self._queue: deque[bytes | str] = deque()
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._lead_s = settings.playout_lead_ms / 1000
         self._low_s = settings.playout_low_ms / 1000
@@ -111,7 +113,6 @@ class Session:
         self._play_end = 0.0
         self._sent_ms = 0.0
         self._queued = 0  # media frames in _queue
-        self._ulaw_rest = b""  # play_ulaw: the part of a frame waiting for more
         self._sink: Callable[[bytes], None] | None = None
         self._first_frame: Callable[[float], None] | None = None
         self.turn_records: list[dict[str, object]] = []
@@ -186,11 +187,11 @@ class Session:
         out = self._outbound
         if out is None or out.in_rate != rate:
             if out is not None:
-                self._enqueue(out.flush())
+                self._enqueue(out.flush_frames())
             out = self._outbound = media.TwilioOutbound(sid, rate)
-        frames = out.process(pcm)
+        frames = out.process_frames(pcm)
         if last:
-            frames += out.flush()
+            frames += out.flush_frames()
         self._enqueue(frames)
 
     def play_ulaw(self, codes: bytes, *, last: bool = True) -> None:
@@ -202,21 +203,12 @@ class Session:
         sid = self.state.stream_sid
         if sid is None or not self._streaming or self._closed:
             raise RuntimeError("no stream to play to (before start, or after the call)")
-        if self._outbound is not None:
-            self._enqueue(self._outbound.flush())  # PCM audio queued before this goes first
-        buf = self._ulaw_rest + bytes(codes)
-        end = len(buf) - len(buf) % _ULAW_FRAME
-        if last and end < len(buf):
-            buf += b"\xff" * (_ULAW_FRAME - len(buf) % _ULAW_FRAME)  # mu-law silence
-            end = len(buf)
-        head = '{"event":"media","streamSid":' + json.dumps(sid) + ',"media":{"payload":"'
-        self._enqueue(
-            [
-                head + base64.b64encode(buf[i : i + _ULAW_FRAME]).decode("ascii") + '"}}'
-                for i in range(0, end, _ULAW_FRAME)
-            ]
-        )
-        self._ulaw_rest = buf[end:]
+        # PCM still waiting goes first; TwilioOutbound keeps a partial frame of codes until
+        # more arrive (or `last` pads it), whatever its PCM rate.
+        out = self._outbound
+        if out is None:
+            out = self._outbound = media.TwilioOutbound(sid, 8000)
+        self._enqueue(out.process_codes_frames(codes, last=last))
 
     @property
     def audio_end_ms(self) -> float:
@@ -325,15 +317,15 @@ class Session:
 
     def _send(self, text: str) -> None:
         """Write one text message now (no await: the pacer and barge-in run in callbacks)."""
-        self._write((text,))
+        self._write((_text_frame(text),))
 
-    def _write(self, texts: Iterable[str]) -> None:
-        """Frame several messages and hand them to the transport in one write.
+    def _write(self, frames: Iterable[bytes]) -> None:
+        """Hand several whole WebSocket frames to the transport in one write.
 
         The pacer sends a few frames and a mark per wake-up; on loopback and in VMs the
         write system call costs more than the framing, so they go out together. The frames
-        are built here (a server's frames are unmasked: a 2- to 10-byte header, then the
-        text): 0.6 us a message against 4 us through `websockets`' `send_text`. Anything
+        are built by us, not `websockets`' `send_text` (4 us a message): media frames come
+        ready from `TwilioOutbound`, the rare control texts through `_text_frame`. Anything
         `websockets` itself has waiting (a pong) goes first, so the stream stays in order.
         """
         ws = self.ws
@@ -341,13 +333,8 @@ class Session:
         if proto.state is not State.OPEN:
             return
         ws.send_data()
-        chunks: list[bytes] = []
-        for text in texts:
-            data = text.encode()
-            chunks.append(_text_header(len(data)))
-            chunks.append(data)
         transport = ws.transport
-        transport.writelines(chunks)
+        transport.writelines(frames)
         if transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
             log.warning("call %s: peer is not reading; closing", self.call_sid)
             self.close(1008, "peer not reading", "error")
@@ -534,16 +521,17 @@ class Session:
 
     # -- outbound -----------------------------------------------------------------------------
 
-    def _enqueue(self, frames: list[str]) -> None:
+    def _enqueue(self, frames: list[bytes]) -> None:
         if not frames:
             return
         q = self._queue
         step = self._mark_frames
         for i in range(0, len(frames), step):
-            q.extend([(_MEDIA, f) for f in frames[i : i + step]])
-            self._queued += len(frames[i : i + step])
+            chunk = frames[i : i + step]
+            q.extend(chunk)
+            self._queued += len(chunk)
             self._marks += 1
-            q.append((_MARK, f"m{self._marks}"))
+            q.append(f"m{self._marks}")
         if self._timer is None:
             self._timer = self._loop.call_soon(self._pump)
 
@@ -573,15 +561,15 @@ class Session:
         limit = now + self._lead_s - FRAME_S + 1e-6
         sid = self.state.stream_sid or ""
         counts = self._counts
-        out: list[str] = []
+        out: list[bytes] = []
         queued_before = self._queued
         while q:
-            kind, item = q[0]
-            if kind == _MARK:
+            item = q[0]
+            if isinstance(item, str):  # a mark's name
                 q.popleft()
                 self.tracker.sent(item, self._sent_ms)
                 counts["marks_sent"] += 1
-                out.append(mark_message(sid, item))
+                out.append(_text_frame(mark_message(sid, item)))
                 continue
             if self._play_end + FRAME_S > limit:
                 break
@@ -618,7 +606,6 @@ class Session:
         self._stop_pacer()
         if self._outbound is not None:
             self._outbound.reset()
-        self._ulaw_rest = b""
         cleared = self.tracker.cleared(now * 1000)
         heard = cleared.heard_ms if cleared.flushed else max(cleared.heard_ms, clock_heard)
         cleared = Cleared(heard_ms=heard, sent_ms=self._sent_ms, flushed=cleared.flushed)

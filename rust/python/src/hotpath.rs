@@ -167,32 +167,50 @@ impl PyOutbound {
     /// decoder's validation (both are in the stable ABI the wheel is built for; `PyUnicode_New`
     /// is not).
     fn take<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let n = self.inner.messages().count();
-        // SAFETY: PyList_New returns a new reference (or NULL with an exception set); its n
-        // slots are NULL until each is set exactly once below.
-        let list =
-            unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyList_New(n as ffi::Py_ssize_t))? };
-        for (i, m) in self.inner.messages().enumerate() {
+        new_list(py, self.inner.messages(), |m| {
             // Built from ASCII base64, JSON punctuation and an escaped stream id: always ASCII
             // (the codec would raise on anything else rather than build a wrong string).
             // SAFETY: `m` is valid for m.len() bytes; NULL errors is the strict handler.
-            let s = unsafe {
-                Bound::from_owned_ptr_or_err(
-                    py,
-                    ffi::PyUnicode_DecodeASCII(
-                        m.as_ptr().cast(),
-                        m.len() as ffi::Py_ssize_t,
-                        std::ptr::null(),
-                    ),
-                )?
-            };
-            // SAFETY: `i < n` is a fresh slot of a list nobody else has seen; SetItem steals
-            // the reference.
-            unsafe { ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, s.into_ptr()) };
-        }
-        // SAFETY: `list` is a list object.
-        Ok(unsafe { list.cast_into_unchecked() })
+            unsafe {
+                ffi::PyUnicode_DecodeASCII(
+                    m.as_ptr().cast(),
+                    m.len() as ffi::Py_ssize_t,
+                    std::ptr::null(),
+                )
+            }
+        })
     }
+
+    /// The same messages as whole WebSocket text frames, a list of `bytes`.
+    fn take_frames<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        new_list(py, self.inner.frames(), |f| {
+            // SAFETY: `f` is valid for f.len() bytes, which the new object copies.
+            unsafe { ffi::PyBytes_FromStringAndSize(f.as_ptr().cast(), f.len() as ffi::Py_ssize_t) }
+        })
+    }
+}
+
+/// A list created at its final size from `items`, each made into a new object by `make` (which
+/// returns a new reference, or NULL with an exception set).
+fn new_list<'py, 'a>(
+    py: Python<'py>,
+    items: impl ExactSizeIterator<Item = &'a [u8]>,
+    make: impl Fn(&[u8]) -> *mut ffi::PyObject,
+) -> PyResult<Bound<'py, PyList>> {
+    // SAFETY: PyList_New returns a new reference (or NULL with an exception set); its n slots
+    // are NULL until each is set exactly once below (a list dropped with NULL slots is valid).
+    let list = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyList_New(items.len() as ffi::Py_ssize_t))?
+    };
+    for (i, item) in items.enumerate() {
+        // SAFETY: `make` returns a new reference or NULL with an exception set.
+        let obj = unsafe { Bound::from_owned_ptr_or_err(py, make(item))? };
+        // SAFETY: `i` is a fresh slot of a list nobody else has seen; SetItem steals the
+        // reference.
+        unsafe { ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, obj.into_ptr()) };
+    }
+    // SAFETY: `list` is a list object.
+    Ok(unsafe { list.cast_into_unchecked() })
 }
 
 #[pymethods]
@@ -210,14 +228,51 @@ impl PyOutbound {
         py: Python<'py>,
         pcm: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let b = Bytes::extract(pcm, "pcm")?;
-        self.inner.process(&pcm16_samples(b.as_slice())?);
+        self.feed(pcm)?;
         self.take(py)
+    }
+
+    fn process_frames<'py>(
+        &mut self,
+        py: Python<'py>,
+        pcm: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.feed(pcm)?;
+        self.take_frames(py)
+    }
+
+    #[pyo3(signature = (codes, *, last=true))]
+    fn process_codes<'py>(
+        &mut self,
+        py: Python<'py>,
+        codes: &Bound<'py, PyAny>,
+        last: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let b = Bytes::extract(codes, "codes")?;
+        self.inner.process_codes(b.as_slice(), last);
+        self.take(py)
+    }
+
+    #[pyo3(signature = (codes, *, last=true))]
+    fn process_codes_frames<'py>(
+        &mut self,
+        py: Python<'py>,
+        codes: &Bound<'py, PyAny>,
+        last: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let b = Bytes::extract(codes, "codes")?;
+        self.inner.process_codes(b.as_slice(), last);
+        self.take_frames(py)
     }
 
     fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.inner.flush();
         self.take(py)
+    }
+
+    fn flush_frames<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.inner.flush();
+        self.take_frames(py)
     }
 
     fn reset(&mut self) {
@@ -238,6 +293,14 @@ impl PyOutbound {
     #[getter]
     fn latency_ms(&self) -> f64 {
         self.inner.latency_ms()
+    }
+}
+
+impl PyOutbound {
+    fn feed(&mut self, pcm: &Bound<'_, PyAny>) -> PyResult<()> {
+        let b = Bytes::extract(pcm, "pcm")?;
+        self.inner.process(&pcm16_samples(b.as_slice())?);
+        Ok(())
     }
 }
 

@@ -272,6 +272,12 @@ const KEEP_MESSAGES: usize = 16;
 const KEEP_MESSAGE_BYTES: usize = KEEP_MESSAGES * 512;
 
 /// Agent audio -> paced-ready Twilio media messages.
+///
+/// Audio comes in two forms: PCM at the agent's rate (`process`, `flush`), or G.711 codes of
+/// this outbound's law at 8 kHz (`process_codes`), which most cloud TTS can speak and which then
+/// needs no resampling or encoding. Each message is stored behind its WebSocket frame header,
+/// so a server that writes its own frames (`frames`) sends them as they are, and a client API
+/// (`messages`) gets the JSON alone; building the header costs a few bytes per message.
 pub struct Outbound {
     builder: MediaMessageBuilder,
     law: Law,
@@ -281,8 +287,18 @@ pub struct Outbound {
     /// 8 kHz samples not yet making a whole frame, at the front of `wire`.
     wire: Vec<i16>,
     codes: Vec<u8>,
-    /// Concatenated messages of the last call, and where each ends.
+    /// G.711 codes given by `process_codes` not yet making a whole frame.
+    codes_rest: Vec<u8>,
+    /// The law's code for digital silence (what a partial frame is padded with).
+    silence: u8,
+    /// PCM went into the resampler since it was last flushed or reset: only then does a flush
+    /// have a filter tail to drain (a resampler flushed with nothing in it gives a frame of
+    /// silence).
+    fed: bool,
+    /// Concatenated frames (header, then message) of the last call: frame `i` starts where
+    /// frame `i - 1` ends, its message at `starts[i]`, and both end at `ends[i]`.
     messages: Vec<u8>,
+    starts: Vec<usize>,
     ends: Vec<usize>,
 }
 
@@ -309,6 +325,9 @@ impl Outbound {
             )
         };
         let frame_len = (WIRE_RATE * frame_ms / 1000) as usize;
+        let mut silence = [0u8];
+        // One sample in, one code out: cannot fail.
+        let _ = law.encode_into(&[0], &mut silence);
         Ok(Outbound {
             builder: MediaMessageBuilder::new(stream_sid),
             law,
@@ -317,7 +336,11 @@ impl Outbound {
             frame_len,
             wire: Vec::with_capacity(frame_len * KEEP_MESSAGES),
             codes: vec![0; frame_len],
+            codes_rest: Vec::with_capacity(frame_len),
+            silence: silence[0],
+            fed: false,
             messages: Vec::with_capacity(KEEP_MESSAGE_BYTES),
+            starts: Vec::with_capacity(KEEP_MESSAGES),
             ends: Vec::with_capacity(KEEP_MESSAGES),
         })
     }
@@ -331,11 +354,13 @@ impl Outbound {
     /// pin its size for the rest of the call. Shrinking reallocates only after such a call.
     fn begin(&mut self) {
         self.messages.clear();
+        self.starts.clear();
         self.ends.clear();
         if self.messages.capacity() > KEEP_MESSAGE_BYTES {
             self.messages.shrink_to(KEEP_MESSAGE_BYTES);
         }
         if self.ends.capacity() > KEEP_MESSAGES {
+            self.starts.shrink_to(KEEP_MESSAGES);
             self.ends.shrink_to(KEEP_MESSAGES);
         }
         let keep_wire = self.frame_len * KEEP_MESSAGES;
@@ -345,8 +370,12 @@ impl Outbound {
     }
 
     /// Add agent PCM; returns the number of whole-frame messages now ready (see `messages`).
+    /// Codes left waiting by `process_codes` go first, padded to a frame with silence: a change
+    /// of form is the end of that utterance, and its audio must not play after this one.
     pub fn process(&mut self, pcm: &[i16]) -> usize {
         self.begin();
+        self.finish_codes();
+        self.fed |= !pcm.is_empty();
         match &mut self.resampler {
             Some(r) => {
                 let start = self.wire.len();
@@ -360,29 +389,84 @@ impl Outbound {
         self.ends.len()
     }
 
-    /// End of an utterance: drain the resampler and pad the last partial frame with silence.
+    /// End of an utterance: drain the resampler and pad the last partial frame (PCM or codes)
+    /// with silence.
     pub fn flush(&mut self) -> usize {
         self.begin();
-        if let Some(r) = &mut self.resampler {
+        self.finish_codes();
+        self.finish_pcm();
+        self.ends.len()
+    }
+
+    /// Add G.711 codes of this outbound's law at 8 kHz (no resampling, no encoding); with
+    /// `last`, the final partial frame is padded with silence. PCM still waiting in the
+    /// resampler or for a whole frame goes first (flushed as by `flush`), for the same reason
+    /// codes go first in `process`. Returns the number of messages now ready.
+    pub fn process_codes(&mut self, codes: &[u8], last: bool) -> usize {
+        self.begin();
+        self.finish_pcm();
+        let mut codes = codes;
+        if !self.codes_rest.is_empty() {
+            let take = (self.frame_len - self.codes_rest.len()).min(codes.len());
+            self.codes_rest.extend_from_slice(&codes[..take]);
+            codes = &codes[take..];
+            if self.codes_rest.len() == self.frame_len {
+                self.builder
+                    .append_framed(&self.codes_rest, &mut self.messages, &mut self.starts);
+                self.ends.push(self.messages.len());
+                self.codes_rest.clear();
+            }
+        }
+        let mut frames = codes.chunks_exact(self.frame_len);
+        for f in &mut frames {
+            self.builder
+                .append_framed(f, &mut self.messages, &mut self.starts);
+            self.ends.push(self.messages.len());
+        }
+        self.codes_rest.extend_from_slice(frames.remainder());
+        if last {
+            self.finish_codes();
+        }
+        self.ends.len()
+    }
+
+    /// Pads waiting codes to a whole frame with silence and emits it.
+    fn finish_codes(&mut self) {
+        if self.codes_rest.is_empty() {
+            return;
+        }
+        self.codes_rest.resize(self.frame_len, self.silence);
+        self.builder
+            .append_framed(&self.codes_rest, &mut self.messages, &mut self.starts);
+        self.ends.push(self.messages.len());
+        self.codes_rest.clear();
+    }
+
+    /// Drains the resampler, pads the PCM to a whole frame with silence and emits it.
+    fn finish_pcm(&mut self) {
+        if let (Some(r), true) = (&mut self.resampler, self.fed) {
             let start = self.wire.len();
             self.wire.resize(start + r.flush_len_max(), 0);
             let k = r.flush_into(&mut self.wire[start..]).unwrap_or(0);
             self.wire.truncate(start + k);
             r.reset();
         }
+        self.fed = false;
         let rem = self.wire.len() % self.frame_len;
         if rem != 0 {
             self.wire.resize(self.wire.len() + self.frame_len - rem, 0);
         }
         self.emit_whole_frames();
-        self.ends.len()
     }
 
     /// Drop everything not yet sent (barge-in).
     pub fn reset(&mut self) {
         self.wire.clear();
+        self.codes_rest.clear();
         self.messages.clear();
+        self.starts.clear();
         self.ends.clear();
+        self.fed = false;
         if let Some(r) = &mut self.resampler {
             r.reset();
         }
@@ -393,28 +477,154 @@ impl Outbound {
         for f in self.wire[..whole].chunks_exact(self.frame_len) {
             // Sizes are equal by construction, so encoding cannot fail.
             let _ = self.law.encode_into(f, &mut self.codes);
-            self.builder.append(&self.codes, &mut self.messages);
+            self.builder
+                .append_framed(&self.codes, &mut self.messages, &mut self.starts);
             self.ends.push(self.messages.len());
         }
         self.wire.drain(..whole);
     }
 
-    /// Messages produced by the last `process`/`flush`, each a complete JSON text.
-    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+    /// Messages produced by the last `process`/`flush`/`process_codes`, each a complete JSON
+    /// text.
+    pub fn messages(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.starts
+            .iter()
+            .zip(&self.ends)
+            .map(|(&s, &e)| &self.messages[s..e])
+    }
+
+    /// The same messages, each as a whole unmasked WebSocket text frame (header included),
+    /// ready for a server to write.
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         let mut start = 0;
         self.ends.iter().map(move |&e| {
-            let m = &self.messages[start..e];
+            let f = &self.messages[start..e];
             start = e;
-            m
+            f
         })
     }
 
-    /// Audio held back for want of a whole frame, in 8 kHz samples.
+    /// Audio held back for want of a whole frame, in 8 kHz samples (PCM or codes).
     pub fn pending_samples(&self) -> usize {
-        self.wire.len()
+        self.wire.len() + self.codes_rest.len()
     }
 
     pub fn latency_ms(&self) -> f64 {
         self.resampler.as_ref().map_or(0.0, |r| r.latency_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64_simd::STANDARD;
+    use proptest::prelude::*;
+
+    const SID: &str = "MZ1";
+
+    /// The payload codes of each message, checking each frame is its header then its message.
+    fn payloads(out: &Outbound) -> Vec<Vec<u8>> {
+        assert_eq!(out.frames().len(), out.messages().len());
+        out.frames()
+            .zip(out.messages())
+            .map(|(f, m)| {
+                let mut header = Vec::new();
+                crate::wire::ws::push_text_header(m.len(), &mut header);
+                assert_eq!(f, [&header[..], m].concat());
+                let text = std::str::from_utf8(m).unwrap();
+                let b64 = text
+                    .strip_prefix(r#"{"event":"media","streamSid":"MZ1","media":{"payload":""#)
+                    .and_then(|t| t.strip_suffix(r#""}}"#))
+                    .expect("a media message");
+                STANDARD.decode_to_vec(b64).unwrap()
+            })
+            .collect()
+    }
+
+    fn codes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 37 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn codes_are_framed_as_given_and_the_last_frame_padded_with_the_laws_silence() {
+        for (law, silence) in [(Law::Ulaw, 0xff), (Law::Alaw, 0xd5)] {
+            let mut out = Outbound::new(SID, 8000, law, 20).unwrap();
+            let c = codes(400);
+            assert_eq!(out.process_codes(&c, false), 2);
+            assert_eq!(payloads(&out), [c[..160].to_vec(), c[160..320].to_vec()]);
+            assert_eq!(out.pending_samples(), 80);
+            assert_eq!(out.process_codes(&[], true), 1);
+            let mut last = c[320..].to_vec();
+            last.resize(160, silence);
+            assert_eq!(payloads(&out), [last]);
+            assert_eq!(out.pending_samples(), 0);
+        }
+    }
+
+    #[test]
+    fn a_change_of_form_sends_what_waits_in_the_other_form_first() {
+        let mut out = Outbound::new(SID, 8000, Law::Ulaw, 20).unwrap();
+        let c = codes(100);
+        assert_eq!(out.process_codes(&c, false), 0);
+        // PCM after codes: the codes' frame (padded) first.
+        let pcm = vec![1000i16; 200];
+        assert_eq!(out.process(&pcm), 2);
+        let got = payloads(&out);
+        let mut first = c.clone();
+        first.resize(160, 0xff);
+        assert_eq!(got[0], first);
+        assert_eq!(got[1], vec![crate::g711::ulaw_encode_sample(1000); 160]);
+        // Codes after PCM: the PCM's partial frame (padded) first.
+        assert_eq!(out.process_codes(&c, true), 2);
+        let got = payloads(&out);
+        let mut pcm_tail = vec![crate::g711::ulaw_encode_sample(1000); 40];
+        pcm_tail.resize(160, 0xff);
+        assert_eq!(got, [pcm_tail, first]);
+    }
+
+    #[test]
+    fn reset_drops_waiting_codes_and_pcm() {
+        let mut out = Outbound::new(SID, 16000, Law::Ulaw, 20).unwrap();
+        out.process_codes(&codes(100), false);
+        out.process(&[1000; 100]);
+        out.reset();
+        assert_eq!(out.pending_samples(), 0);
+        assert_eq!(out.flush(), 0);
+    }
+
+    #[test]
+    fn a_resampler_with_nothing_in_it_adds_no_frame() {
+        // Codes through a 16 kHz outbound: no filter tail of silence between their frames.
+        let mut out = Outbound::new(SID, 16000, Law::Ulaw, 20).unwrap();
+        assert_eq!(out.process_codes(&codes(100), false), 0);
+        assert_eq!(out.process_codes(&codes(60), false), 1);
+        assert_eq!(out.flush(), 0);
+        // PCM then flush drains the tail once; a second flush has nothing to add.
+        // (320 samples at 16 kHz are one whole frame at once; the delay is in the content.)
+        assert_eq!(out.process(&[1000; 320]), 1);
+        assert_eq!(out.flush(), 1);
+        assert_eq!(out.flush(), 0);
+    }
+
+    proptest! {
+        /// Any split of a code stream gives the frames of the one-shot call.
+        #[test]
+        fn codes_are_chunking_invariant(cuts in prop::collection::vec(0usize..700, 0..6)) {
+            let c = codes(700);
+            let mut one = Outbound::new(SID, 8000, Law::Ulaw, 20).unwrap();
+            one.process_codes(&c, true);
+            let want = payloads(&one).concat();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let mut out = Outbound::new(SID, 8000, Law::Ulaw, 20).unwrap();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for &cut in cuts.iter().chain([&700]) {
+                out.process_codes(&c[at..cut], cut == 700);
+                got.extend(payloads(&out).concat());
+                at = cut;
+            }
+            prop_assert_eq!(got, want);
+        }
     }
 }

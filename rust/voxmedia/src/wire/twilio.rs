@@ -455,6 +455,14 @@ impl MediaMessageBuilder {
         let _ = STANDARD.encode(codes, Out::from_slice(&mut out[start..]));
         out.extend_from_slice(SUFFIX);
     }
+
+    /// [`MediaMessageBuilder::append`] behind its WebSocket text frame header (see
+    /// [`super::ws::push_text_header`]); pushes where the message starts to `starts`.
+    pub fn append_framed(&self, codes: &[u8], out: &mut Vec<u8>, starts: &mut Vec<usize>) {
+        super::ws::push_text_header(self.message_len(codes.len()), out);
+        starts.push(out.len());
+        self.append(codes, out);
+    }
 }
 
 #[cfg(test)]

@@ -155,6 +155,20 @@ impl FrameReader {
     }
 }
 
+/// Appends the RFC 6455 header of an unmasked text frame with FIN set, of `len` payload bytes:
+/// what a server writes before a message it sends whole (servers never mask).
+pub fn push_text_header(len: usize, out: &mut Vec<u8>) {
+    if len < 126 {
+        out.extend_from_slice(&[0x81, len as u8]);
+    } else if len < 65536 {
+        out.extend_from_slice(&[0x81, 126]);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.extend_from_slice(&[0x81, 127]);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
 /// XORs `data` with the repeating 4-byte masking key, eight bytes at a time.
 pub fn unmask(data: &mut [u8], key: [u8; 4]) {
     let k8 = u64::from_ne_bytes([
@@ -262,6 +276,20 @@ mod tests {
             assert_eq!(r.take_rest(), rest);
             assert_eq!(r.next_frame(), Next::Handoff);
         }
+    }
+
+    #[test]
+    fn text_headers_use_the_shortest_length_form() {
+        let header = |len| {
+            let mut h = Vec::new();
+            push_text_header(len, &mut h);
+            h
+        };
+        assert_eq!(header(0), [0x81, 0]);
+        assert_eq!(header(125), [0x81, 125]);
+        assert_eq!(header(126), [0x81, 126, 0, 126]);
+        assert_eq!(header(65535), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(header(65536), [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 
     #[test]
