@@ -109,6 +109,12 @@ def test_bad_configuration_is_refused(bad: dict[str, int]) -> None:
             "preroll_ms must be 0..2000 and keep_tail_ms 0..end_ms (500), got 200 and 600",
         ),
         ({"pause_ms": -3}, "pause_ms must be 0 (off) .. end_ms (500) - 1, got -3"),
+        ({"pause_ms": 2.5}, "pause_ms must be 0 (off) .. end_ms (500) - 1, got 2.5"),
+        ({"preroll_ms": True}, "preroll_ms must be an integer 0..2000, got True"),
+        ({"keep_tail_ms": "1"}, "keep_tail_ms must be an integer 0..end_ms (500), got '1'"),
+        ({"max_utterance_ms": 2**70}, f"max_utterance_ms must be a positive integer, got {2**70}"),
+        # Types are checked before ranges.
+        ({"end_ms": False, "rate": 0}, "end_ms must be a positive integer, got False"),
     ],
 )
 def test_bad_configuration_names_the_value_and_the_range(
@@ -184,6 +190,12 @@ def test_configure_checks_like_the_constructor() -> None:
         det.configure(pause_ms=1200)
     with pytest.raises(ValueError, match="barge_in_ms must be a positive integer"):
         det.configure(barge_in_ms=0)
+    with pytest.raises(ValueError, match=r"^end_ms must be a positive integer, got True$"):
+        det.configure(end_ms=True)
+    # The range named is the one the call would set up.
+    with pytest.raises(ValueError, match=r"^pause_ms must be 0 \(off\) \.\. end_ms \(900\)"):
+        det.configure(end_ms=900, pause_ms="100")
+    assert det.end_ms == 1200  # a refused call changes nothing
 
 
 # Steps: ("f", samples, speech) feeds a frame of that many samples (0 = the jitter buffer

@@ -1,7 +1,7 @@
 # Stubs for the compiled media engine; checked against the module by `python -m mypy.stubtest`.
-from typing import Any, Final, Self, final
+from typing import Any, Final, final
 
-from typing_extensions import Buffer, disjoint_base
+from typing_extensions import Buffer
 
 __version__: Final[str]
 
@@ -179,9 +179,9 @@ class WsReader:
     @property
     def stopped(self) -> bool: ...
 
-@disjoint_base
+@final
 class TurnDetector:
-    """Turn-taking over per-frame VAD decisions; see `voxrelay.turns`."""
+    """Turn-taking over per-frame VAD decisions; the flags are named in `voxrelay.turns`."""
 
     def __new__(
         cls,
@@ -194,7 +194,7 @@ class TurnDetector:
         max_utterance_ms: int = 30000,
         keep_tail_ms: int = 100,
         pause_ms: int = 0,
-    ) -> Self: ...
+    ) -> TurnDetector: ...
     def feed(self, pcm: Buffer, speech: bool) -> int: ...
     def end_after(self, silence_ms: float, token: int) -> int: ...
     def configure(

@@ -1,48 +1,95 @@
 //! `TurnDetector`: turn-taking over VAD decisions (see `voxmedia::turns`).
 //!
-//! Subclassable so that `voxrelay.turns.TurnDetector` can refuse bools and non-integers with
-//! its own messages while every per-frame method is Rust. Ranges are checked once, by
-//! `TurnConfig::from_ms` and `TurnDetector::configure` in voxmedia.
+//! Arguments are taken as Python objects and checked here for type only: a bool (which Python
+//! would pass as 0 or 1) or anything that is not an integer is refused with the same message a
+//! bad value gets. Ranges are checked once, by `TurnConfig::from_ms` and
+//! `TurnDetector::configure` in voxmedia.
 
 use crate::buffer::{pcm16_samples, Bytes};
 use crate::hotpath::pcm_bytes;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBool, PyBytes};
 use voxmedia::turns::{TurnConfig, TurnDetector};
 
-#[pyclass(module = "voxrelay.media", name = "TurnDetector", subclass)]
+/// Collects one caller utterance at a time between VAD onset and trailing silence.
+///
+/// `feed(pcm, speech) -> flags`; `utterance()` after ENDED; `audio_so_far()` while one is
+/// open; `end_after(silence_ms, token)` lets a transcript end the turn early;
+/// `configure(...)` changes timing mid-call. Properties: `in_speech`, `position_ms` (the
+/// detector's clock: audio fed so far), `speech_start_ms`, `onset_offset_ms`, `silence_ms`,
+/// `speech_run_ms`, `pause_count`, `run_token` (the current silence's pause token, -1 before
+/// `pause_ms`), `end_ms`. The flag values are in `voxrelay.turns`.
+#[pyclass(module = "voxrelay.media", name = "TurnDetector")]
 pub struct PyTurns {
     pub(crate) inner: TurnDetector,
 }
 
+/// `v` as an integer, or a ValueError "`name` must be `what`, got `repr(v)`".
+fn integer(v: &Bound<'_, PyAny>, name: &str, what: &str) -> PyResult<i64> {
+    let refuse = || -> PyErr {
+        let shown = v.repr().map_or_else(|_| "?".to_string(), |r| r.to_string());
+        PyValueError::new_err(format!("{name} must be {what}, got {shown}"))
+    };
+    if v.is_instance_of::<PyBool>() {
+        return Err(refuse());
+    }
+    v.extract::<i64>().map_err(|_| refuse())
+}
+
+fn positive(v: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+    integer(v, name, "a positive integer")
+}
+
+fn pause(v: &Bound<'_, PyAny>, end_ms: impl std::fmt::Display) -> PyResult<i64> {
+    integer(v, "pause_ms", &format!("0 (off) .. end_ms ({end_ms}) - 1"))
+}
+
 #[pymethods]
 impl PyTurns {
+    /// Omitted (or None) arguments take `TurnConfig::default()`'s values, which the signature
+    /// shows.
     #[new]
-    #[pyo3(signature = (*, rate=16000, start_ms=80, end_ms=500, barge_in_ms=150, preroll_ms=200,
-                        max_utterance_ms=30000, keep_tail_ms=100, pause_ms=0))]
+    #[pyo3(signature = (*, rate=None, start_ms=None, end_ms=None, barge_in_ms=None,
+                        preroll_ms=None, max_utterance_ms=None, keep_tail_ms=None, pause_ms=None))]
+    #[pyo3(
+        text_signature = "(*, rate=16000, start_ms=80, end_ms=500, barge_in_ms=150, \
+                             preroll_ms=200, max_utterance_ms=30000, keep_tail_ms=100, pause_ms=0)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        rate: i64,
-        start_ms: i64,
-        end_ms: i64,
-        barge_in_ms: i64,
-        preroll_ms: i64,
-        max_utterance_ms: i64,
-        keep_tail_ms: i64,
-        pause_ms: i64,
+        rate: Option<&Bound<'_, PyAny>>,
+        start_ms: Option<&Bound<'_, PyAny>>,
+        end_ms: Option<&Bound<'_, PyAny>>,
+        barge_in_ms: Option<&Bound<'_, PyAny>>,
+        preroll_ms: Option<&Bound<'_, PyAny>>,
+        max_utterance_ms: Option<&Bound<'_, PyAny>>,
+        keep_tail_ms: Option<&Bound<'_, PyAny>>,
+        pause_ms: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let cfg = TurnConfig::from_ms(
-            rate,
-            start_ms,
-            end_ms,
-            barge_in_ms,
-            preroll_ms,
-            max_utterance_ms,
-            keep_tail_ms,
-            pause_ms,
-        )
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let d = TurnConfig::default();
+        let or = |v: Option<&Bound<'_, PyAny>>,
+                  default: u32,
+                  check: &dyn Fn(&Bound<'_, PyAny>) -> PyResult<i64>| {
+            v.map_or(Ok(default as i64), check)
+        };
+        // Types first, in `from_ms`'s order; then `from_ms` checks the values.
+        let rate = or(rate, d.rate, &|v| positive(v, "rate"))?;
+        let start = or(start_ms, d.start_ms, &|v| positive(v, "start_ms"))?;
+        let end = or(end_ms, d.end_ms, &|v| positive(v, "end_ms"))?;
+        let barge = or(barge_in_ms, d.barge_in_ms, &|v| positive(v, "barge_in_ms"))?;
+        let preroll = or(preroll_ms, d.preroll_ms, &|v| {
+            integer(v, "preroll_ms", "an integer 0..2000")
+        })?;
+        let max = or(max_utterance_ms, d.max_utterance_ms, &|v| {
+            positive(v, "max_utterance_ms")
+        })?;
+        let tail = or(keep_tail_ms, d.keep_tail_ms, &|v| {
+            integer(v, "keep_tail_ms", &format!("an integer 0..end_ms ({end})"))
+        })?;
+        let pause_ms = or(pause_ms, d.pause_ms, &|v| pause(v, end))?;
+        let cfg = TurnConfig::from_ms(rate, start, end, barge, preroll, max, tail, pause_ms)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let inner = TurnDetector::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(PyTurns { inner })
     }
@@ -57,13 +104,20 @@ impl PyTurns {
         self.inner.end_after(silence_ms, token)
     }
 
+    /// Changes timing mid-call (the agent knows what it needs); checked like the constructor.
     #[pyo3(signature = (*, end_ms=None, pause_ms=None, barge_in_ms=None))]
     fn configure(
         &mut self,
-        end_ms: Option<i64>,
-        pause_ms: Option<i64>,
-        barge_in_ms: Option<i64>,
+        end_ms: Option<&Bound<'_, PyAny>>,
+        pause_ms: Option<&Bound<'_, PyAny>>,
+        barge_in_ms: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let end_ms = end_ms.map(|v| positive(v, "end_ms")).transpose()?;
+        let barge_in_ms = barge_in_ms
+            .map(|v| positive(v, "barge_in_ms"))
+            .transpose()?;
+        let end = end_ms.unwrap_or(self.inner.end_ms() as i64);
+        let pause_ms = pause_ms.map(|v| pause(v, end)).transpose()?;
         self.inner
             .configure(end_ms, pause_ms, barge_in_ms)
             .map_err(|e| PyValueError::new_err(e.to_string()))
