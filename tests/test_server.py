@@ -30,6 +30,7 @@ from voxrelay import media
 from voxrelay.agent import AgentEvent, BargeIn, CallControl, EchoAgent, SpeechEnded, SpeechStarted
 from voxrelay.protocols import twilio as tw
 from voxrelay.server import RelayServer
+from voxrelay.session import Session
 from voxrelay.settings import Settings
 from voxrelay.simulator import CallOptions, read_wav, run_call, speech_segments
 from websockets.asyncio.client import ClientConnection, connect
@@ -772,6 +773,45 @@ class PhoneRateListener:
         elif isinstance(event, SpeechEnded):
             self.ended.append(event)
             self.done.set()
+
+
+class EagerPhoneRateAgent:
+    """An 8 kHz agent that sets its turn timing in its constructor."""
+
+    input_rate = 8000
+    seen: ClassVar[list[tuple[int, int]]] = []
+    started: ClassVar[asyncio.Event]
+
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+        call.configure_turns(end_ms=900)
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if type(event).__name__ == "CallStarted":
+            session = self.call
+            assert isinstance(session, Session)
+            self.seen.append((session.agent_rate, session.turns.end_ms))
+            self.started.set()
+
+
+def test_turn_timing_set_by_an_agent_constructor_survives_its_input_rate() -> None:
+    """The session learns the agent's rate only once the agent exists, and then rebuilds
+    the turn detector for it: the timing the agent asked for must carry over."""
+    EagerPhoneRateAgent.seen = []
+
+    async def main() -> None:
+        EagerPhoneRateAgent.started = asyncio.Event()
+        server = RelayServer(Settings(port=0), EagerPhoneRateAgent)
+        await server.start()
+        try:
+            async with connect(ws_url(server)) as ws:
+                await start_call(ws)
+                await asyncio.wait_for(EagerPhoneRateAgent.started.wait(), 10)
+        finally:
+            await server.shutdown(drain_timeout_s=0.0)
+
+    run(main())
+    assert EagerPhoneRateAgent.seen == [(8000, 900)]
 
 
 def test_agent_at_the_phone_rate_gets_the_wire_audio_untouched(hello: bytes) -> None:

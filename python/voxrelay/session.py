@@ -99,6 +99,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self.state = StreamState(max_message_bytes=settings.max_message_bytes)
         self.bad_input = BadInputCounter(settings.bad_input_max, settings.bad_input_window_s)
+        self._turn_config: dict[str, int] = {}  # configure_turns' settings so far
         self._set_agent_rate(AGENT_RATE)
         self.tracker = PlayoutTracker()
         self._outbound: media.TwilioOutbound | None = None
@@ -158,6 +159,7 @@ class Session:
             max_utterance_ms=s.max_utterance_ms,
         )
         self._feed = self.turns.feed
+        self.turns.configure(**self._turn_config)
 
     # -- identity and counters ----------------------------------------------------------------
 
@@ -222,6 +224,10 @@ class Session:
         barge_in_ms: int | None = None,
     ) -> None:
         self.turns.configure(end_ms=end_ms, pause_ms=pause_ms, barge_in_ms=barge_in_ms)
+        # Kept so that a detector rebuilt for the agent's input rate (the agent is asked for
+        # it only once it exists) keeps what its constructor asked for.
+        given = {"end_ms": end_ms, "pause_ms": pause_ms, "barge_in_ms": barge_in_ms}
+        self._turn_config.update({k: v for k, v in given.items() if v is not None})
 
     def end_turn_after(self, silence_ms: float, token: int) -> bool:
         turns = self.turns
