@@ -287,10 +287,9 @@ impl TurnDetector {
         flags
     }
 
+    /// Ends the open utterance (callers check that one is open).
     fn close(&mut self) -> u32 {
-        if !self.in_speech {
-            return 0;
-        }
+        debug_assert!(self.in_speech);
         // Keep a short tail of the trailing silence: playback should not end abruptly, but
         // half a second of nothing is not part of what the caller said.
         let cut = (self.silence_run * self.bytes_per_ms) as i64 - self.tail_bytes as i64;

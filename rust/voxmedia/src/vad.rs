@@ -287,6 +287,16 @@ fn sum_sq(x: &[f32]) -> f32 {
     s
 }
 
+/// PCM16 as the analysis sees it, in [-1, 1) (the SSE2 loaders scale by the same constant).
+const PCM_SCALE: f32 = 1.0 / 32768.0;
+
+/// `src` scaled by [`PCM_SCALE`] into `dst` (the first `src.len()` items).
+fn pcm_to_unit(dst: &mut [f32], src: &[i16]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s as f32 * PCM_SCALE;
+    }
+}
+
 /// Inputs of the SSE2 half-band: f32 samples, or PCM16 scaled by 1/32768 as it is loaded, so
 /// the first stage reads the frame itself instead of a converted copy.
 #[cfg(target_arch = "x86_64")]
@@ -335,7 +345,7 @@ mod sse2 {
         }
         #[inline(always)]
         fn at(self, i: usize) -> f32 {
-            self[i] as f32 * (1.0 / 32768.0)
+            self[i] as f32 * super::PCM_SCALE
         }
         #[inline(always)]
         unsafe fn block(self, i: usize) -> [__m128; 4] {
@@ -343,7 +353,7 @@ mod sse2 {
             // exact conversion and the exact power-of-two scale that `at` does.
             // SAFETY (intrinsics): SSE and SSE2 are part of the x86_64 baseline.
             let widen = |v: __m128i| unsafe {
-                let k = _mm_set1_ps(1.0 / 32768.0);
+                let k = _mm_set1_ps(super::PCM_SCALE);
                 let lo = _mm_srai_epi32::<16>(_mm_unpacklo_epi16(v, v));
                 let hi = _mm_srai_epi32::<16>(_mm_unpackhi_epi16(v, v));
                 (
@@ -412,9 +422,7 @@ impl HalfBand {
         #[cfg(not(target_arch = "x86_64"))]
         {
             let conv = &mut conv[..inp.len()];
-            for (d, &s) in conv.iter_mut().zip(inp) {
-                *d = s as f32 * (1.0 / 32768.0);
-            }
+            pcm_to_unit(conv, inp);
             self.run_portable(conv, lo, e, o)
         }
     }
@@ -857,9 +865,7 @@ impl Vad {
                 );
             }
             24000 => {
-                for (d, &s) in self.b[..n].iter_mut().zip(frame) {
-                    *d = s as f32 * (1.0 / 32768.0);
-                }
+                pcm_to_unit(&mut self.b[..n], frame);
                 self.pre3
                     .run(&self.b[..n], &mut self.a[..an], &mut self.work);
             }
