@@ -15,9 +15,11 @@ pytest.importorskip("piper")
 pytest.importorskip("espeakng_loader")
 
 from voxrelay import media
+from voxrelay.conversation.phone_audio import PhoneEncoder
 from voxrelay.conversation.providers import (
     PCM16_16K,
     PCM16_22K,
+    ULAW_8K,
     AudioChunk,
     CancelToken,
     StreamingSTT,
@@ -74,6 +76,46 @@ def test_spoken_question_round_trips_through_whisper(stt: StreamingSTT, name: st
     assert result.confidence is not None and 0.0 < result.confidence <= 1.0
 
 
+@pytest.mark.parametrize("name", ["piper-local", "espeak-local"])
+def test_on_a_phone_leg_the_voices_speak_mulaw_8k(stt: StreamingSTT, name: str) -> None:
+    """What the conversation engine asks for: converted on the synthesis thread, and still
+    understood after the phone's mu-law and 8 kHz."""
+
+    async def run() -> tuple[Transcript, float]:
+        tts = make_tts(name, phone=True)
+        assert tts.output_format == ULAW_8K
+        chunks = [c async for c in tts.synthesize(QUESTION)]
+        await tts.close()
+        assert chunks
+        assert {(c.sample_rate, c.encoding) for c in chunks} == {(8000, "ulaw")}
+        codes = b"".join(c.pcm for c in chunks)
+        rs = media.Resampler(8000, 16000)
+        pcm16k = rs.process(media.ulaw_decode(codes)) + rs.flush()
+        await stt.start()
+        return await transcribe(stt, pcm16k), len(codes) / 8
+
+    result, ms = asyncio.run(run())
+    assert "sunday" in result.text.lower()
+    assert 500 < ms < 6000
+
+
+def test_espeak_on_a_phone_leg_is_one_whole_converted_clause() -> None:
+    """One chunk per clause, filter tail included: exactly as long as its native audio
+    converted. (espeak-ng varies its waveform from run to run, so not sample for sample;
+    `test_phone_audio` checks the conversion itself.)"""
+
+    async def run() -> tuple[bytes, list[AudioChunk]]:
+        native = make_tts("espeak-local")
+        phone = make_tts("espeak-local", output="ulaw8k")
+        pcm = b"".join([c.pcm async for c in native.synthesize(QUESTION)])
+        return pcm, [c async for c in phone.synthesize(QUESTION)]
+
+    pcm, chunks = asyncio.run(run())
+    enc = PhoneEncoder(22050)
+    assert len(chunks) == 1
+    assert len(chunks[0].pcm) == len(enc.encode(pcm) + enc.finish())
+
+
 def test_whisper_bookkeeping(stt: StreamingSTT) -> None:
     async def run() -> list[Transcript]:
         assert stt.input_format == PCM16_16K
@@ -102,6 +144,12 @@ def test_piper_cancelled_before_start_yields_nothing() -> None:
         return out
 
     assert asyncio.run(run()) == []
+
+
+def test_local_voices_refuse_an_unknown_output() -> None:
+    for name in ("piper-local", "espeak-local"):
+        with pytest.raises(ValueError, match="output 'wav' is not supported"):
+            make_tts(name, output="wav")
 
 
 def test_espeak_bad_arguments() -> None:

