@@ -248,8 +248,7 @@ impl PyOutbound {
         codes: &Bound<'py, PyAny>,
         last: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let b = Bytes::extract(codes, "codes")?;
-        self.inner.process_codes(b.as_slice(), last);
+        self.feed_codes(codes, last)?;
         self.take(py)
     }
 
@@ -260,8 +259,7 @@ impl PyOutbound {
         codes: &Bound<'py, PyAny>,
         last: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let b = Bytes::extract(codes, "codes")?;
-        self.inner.process_codes(b.as_slice(), last);
+        self.feed_codes(codes, last)?;
         self.take_frames(py)
     }
 
@@ -300,6 +298,12 @@ impl PyOutbound {
     fn feed(&mut self, pcm: &Bound<'_, PyAny>) -> PyResult<()> {
         let b = Bytes::extract(pcm, "pcm")?;
         self.inner.process(&pcm16_samples(b.as_slice())?);
+        Ok(())
+    }
+
+    fn feed_codes(&mut self, codes: &Bound<'_, PyAny>, last: bool) -> PyResult<()> {
+        let b = Bytes::extract(codes, "codes")?;
+        self.inner.process_codes(b.as_slice(), last);
         Ok(())
     }
 }
