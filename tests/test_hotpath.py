@@ -270,6 +270,22 @@ def test_outbound_codes_go_out_as_given_and_last_pads_with_silence(
     assert payloads(_unframe(rest)) == codes + bytes([silence]) * 128
 
 
+def test_outbound_flush_with_nothing_fed_sends_nothing() -> None:
+    """A resampler flushed empty would give a frame of silence; nothing went in, so none."""
+    out = media.TwilioOutbound(SID, 16000)
+    assert out.flush() == []
+    out.process(voiced(16000, 0.1).tobytes())
+    assert len(out.flush()) == 1  # the filter tail, padded
+    assert out.flush() == [] and out.flush_frames() == []
+
+
+def test_outbound_reset_drops_waiting_codes() -> None:
+    out = media.TwilioOutbound(SID, 8000)
+    assert out.process_codes(b"\x11" * 100, last=False) == []
+    out.reset()
+    assert payloads(out.process_codes(b"\x22" * 160, last=True)) == b"\x22" * 160
+
+
 def test_outbound_switching_between_codes_and_pcm_keeps_the_order() -> None:
     out = media.TwilioOutbound(SID, 8000)
     pcm = voiced(8000, 0.1).tobytes()  # 800 samples: 5 frames

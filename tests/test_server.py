@@ -754,6 +754,55 @@ def test_mulaw_agent_audio_goes_out_untouched() -> None:
     ]
 
 
+class MixedSpeaker:
+    """An agent that plays 16 kHz PCM, then mu-law codes, without ending the first."""
+
+    PCM = (np.sin(np.arange(1600) * 0.05) * 8000).astype(np.int16).tobytes()  # 100 ms
+    CODES = bytes(range(200))
+
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if type(event).__name__ == "CallStarted":
+            self.call.play(self.PCM, 16000, last=False)
+            self.call.play_ulaw(self.CODES, last=True)
+
+
+def test_pcm_then_mulaw_agent_audio_keeps_its_order() -> None:
+    async def body() -> list[bytes]:
+        server = RelayServer(Settings(port=0), MixedSpeaker)
+        await server.start()
+        try:
+            async with connect(ws_url(server)) as ws:
+                await start_call(ws)
+                payloads = []
+                while len(payloads) < 8:
+                    ev = await first(ws, lambda e: isinstance(e, tw.Media))
+                    assert isinstance(ev, tw.Media)
+                    payloads.append(base64.b64decode(ev.payload))
+                return payloads
+        finally:
+            await server.shutdown(drain_timeout_s=0.0)
+
+    payloads = run(body())
+    # 100 ms of PCM is 5 whole frames at once; its filter tail goes out next, padded with
+    # silence, before the codes; then the codes, the last frame padded.
+    out = media.TwilioOutbound("x", 16000)
+    pcm_codes = payloads_of(out.process(MixedSpeaker.PCM) + out.flush())
+    assert b"".join(payloads[:6]) == pcm_codes and len(pcm_codes) == 6 * 160
+    assert payloads[6:] == [MixedSpeaker.CODES[:160], MixedSpeaker.CODES[160:] + b"\xff" * 120]
+
+
+def payloads_of(messages: list[str]) -> bytes:
+    out = b""
+    for m in messages:
+        ev = tw.parse_message(m)
+        assert isinstance(ev, tw.Media)
+        out += base64.b64decode(ev.payload)
+    return out
+
+
 class PhoneRateListener:
     """An agent that takes the phone's own 8 kHz audio (as a mu-law recogniser would)."""
 

@@ -120,10 +120,17 @@ def test_bad_configuration_is_refused(bad: dict[str, int]) -> None:
 def test_bad_configuration_names_the_value_and_the_range(
     bad: dict[str, object], message: str
 ) -> None:
-    """Types are refused in Python, ranges once in the media engine: same messages either way."""
+    """Types are refused by the binding, ranges once by the media engine; each message names
+    the argument and its range."""
     with pytest.raises(ValueError) as e:
         TurnDetector(**bad)  # type: ignore[arg-type]
     assert str(e.value) == message
+
+
+def test_none_means_not_given() -> None:
+    """As in `configure`: an argument passed as None takes its default."""
+    det = TurnDetector(rate=None, end_ms=None, pause_ms=None)  # type: ignore[arg-type]
+    assert det.end_ms == 500 and det.run_token == -1
 
 
 @given(st.lists(st.booleans(), max_size=400))

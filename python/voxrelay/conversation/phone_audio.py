@@ -14,25 +14,23 @@ change), at the cost of the resampler's ~4 ms tail per clause, inside the clause
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias
+from typing import Final
 
 from voxrelay import media
+from voxrelay.conversation.providers import ULAW_8K
 
-__all__ = ["OUTPUTS", "Output", "PhoneEncoder", "check_output"]
+__all__ = ["OUTPUTS", "PHONE_RATE", "PhoneEncoder", "check_output"]
 
-PHONE_RATE: Final = 8000
+PHONE_RATE: Final = ULAW_8K.sample_rate
 
-Output: TypeAlias = Literal["native", "ulaw8k"]
-OUTPUTS: Final[tuple[Output, ...]] = ("native", "ulaw8k")
+OUTPUTS: Final = ("native", "ulaw8k")
 """What a local voice can deliver: its own PCM, or the phone leg's mu-law 8 kHz."""
 
 
-def check_output(output: str) -> Output:
-    if output == "native":
-        return "native"
-    if output == "ulaw8k":
-        return "ulaw8k"
-    raise ValueError(f"output {output!r} is not supported; valid: 'native' or 'ulaw8k'")
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"output {output!r} is not supported; valid: 'native' or 'ulaw8k'")
+    return output
 
 
 class PhoneEncoder:

@@ -394,7 +394,7 @@ def check_provider(kind: _Kind, name: str) -> ProviderSpec:
     return spec
 
 
-def _resolve(kind: _Kind, name: str) -> Callable[..., Any]:
+def _resolve(kind: _Kind, name: str) -> tuple[ProviderSpec, Callable[..., Any]]:
     spec = check_provider(kind, name)
     mod_name, _, attr_path = spec.target.partition(":")
     try:
@@ -414,12 +414,12 @@ def _resolve(kind: _Kind, name: str) -> Callable[..., Any]:
             )
     if not callable(obj):
         raise TypeError(f"{kind} provider {name!r}: {spec.target!r} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return spec, obj
 
 
 def make_stt(name: str, **opts: Any) -> StreamingSTT:
     """Build the STT engine called `name`; imports it now, not before."""
-    stt = _resolve("stt", name)(**opts)
+    stt = _resolve("stt", name)[1](**opts)
     if not isinstance(stt, StreamingSTT):
         raise TypeError(f"stt provider {name!r} built {type(stt).__name__}, not a StreamingSTT")
     return stt
@@ -427,7 +427,7 @@ def make_stt(name: str, **opts: Any) -> StreamingSTT:
 
 def make_llm(name: str, **opts: Any) -> ChatLLM:
     """Build the LLM called `name`; imports it now, not before."""
-    llm = _resolve("llm", name)(**opts)
+    llm = _resolve("llm", name)[1](**opts)
     if not isinstance(llm, ChatLLM):
         raise TypeError(f"llm provider {name!r} built {type(llm).__name__}, not a ChatLLM")
     return llm
@@ -436,9 +436,9 @@ def make_llm(name: str, **opts: Any) -> ChatLLM:
 def make_tts(name: str, *, phone: bool = False, **opts: Any) -> StreamingTTS:
     """Build the TTS engine called `name`; imports it now, not before. With `phone`, for calls
     on a phone leg: the provider's `phone_options` are added (explicit `opts` win)."""
-    factory = _resolve("tts", name)
+    spec, factory = _resolve("tts", name)
     if phone:
-        opts = {**dict(check_provider("tts", name).phone_options), **opts}
+        opts = {**dict(spec.phone_options), **opts}
     tts = factory(**opts)
     if not isinstance(tts, StreamingTTS):
         raise TypeError(f"tts provider {name!r} built {type(tts).__name__}, not a StreamingTTS")

@@ -120,29 +120,28 @@ class PiperTTS:
         while True:
             if cancel is not None and cancel.cancelled:
                 return
-            chunk = await loop.run_in_executor(self._pool, self._next, chunks, encoder)
+            chunk, done = await loop.run_in_executor(self._pool, self._next, chunks, encoder)
             if cancel is not None and cancel.cancelled:
                 return
-            if chunk is None:
-                if encoder is not None:
-                    tail = encoder.finish()
-                    if tail:
-                        yield AudioChunk(tail, PHONE_RATE, "ulaw")
+            if chunk is not None:
+                yield chunk
+            if done:
                 return
-            yield chunk
 
-    def _next(self, chunks: Iterator[Any], encoder: PhoneEncoder | None) -> AudioChunk | None:
-        """The next sentence's audio (None at the end); runs on the worker pool."""
+    def _next(
+        self, chunks: Iterator[Any], encoder: PhoneEncoder | None
+    ) -> tuple[AudioChunk | None, bool]:
+        """The next sentence's audio, and whether it was the last; runs on the worker pool
+        (with an encoder, the filter tail comes as the last chunk, converted here too)."""
         chunk: Any = next(chunks, _DONE)
         if chunk is _DONE:
-            return None
-        if int(chunk.sample_rate) != self._rate:
-            raise RuntimeError(
-                f"piper spoke at {chunk.sample_rate} Hz, not the voice's {self._rate}"
-            )
+            tail = encoder.finish() if encoder is not None else b""
+            return (AudioChunk(tail, PHONE_RATE, "ulaw") if tail else None), True
         if encoder is None:
-            return AudioChunk(chunk.audio_int16_bytes, self._rate, "pcm16")
-        return AudioChunk(encoder.encode(chunk.audio_int16_bytes), PHONE_RATE, "ulaw")
+            return AudioChunk(chunk.audio_int16_bytes, int(chunk.sample_rate), "pcm16"), False
+        if int(chunk.sample_rate) != self._rate:
+            raise RuntimeError(f"piper spoke at {chunk.sample_rate} Hz, not its {self._rate} Hz")
+        return AudioChunk(encoder.encode(chunk.audio_int16_bytes), PHONE_RATE, "ulaw"), False
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -150,11 +150,16 @@ impl PyInbound {
     }
 }
 
-/// Outbound half: agent PCM16 at `in_rate` -> Twilio `media` messages of one frame each.
+/// Outbound half: agent audio -> Twilio `media` messages of one frame each.
 ///
-/// `process(pcm)` returns the messages that are complete (partial frames wait for more audio);
-/// `flush()` ends an utterance, padding the last frame with silence; `reset()` drops what is
-/// pending (barge-in). Pace the returned messages at 1x real time.
+/// Audio is PCM16 at `in_rate` (`process(pcm)`), or G.711 codes of `codec` at 8 kHz
+/// (`process_codes(codes, last=True)`: no resampling or encoding). Each returns the messages
+/// that are complete (a partial frame waits for more audio); switching form sends what waits
+/// in the other form first, padded to a frame with silence. `flush()` ends an utterance,
+/// padding the last frame with silence; `reset()` drops what is pending (barge-in). The
+/// `*_frames` variants return each message as a whole unmasked WebSocket text frame
+/// (`bytes`, header included) for a server that writes its own frames. Pace the messages at
+/// 1x real time.
 #[pyclass(module = "voxrelay.media", name = "TwilioOutbound")]
 pub struct PyOutbound {
     inner: Outbound,

@@ -1,9 +1,10 @@
 //! `TurnDetector`: turn-taking over VAD decisions (see `voxmedia::turns`).
 //!
 //! Arguments are taken as Python objects and checked here for type only: a bool (which Python
-//! would pass as 0 or 1) or anything that is not an integer is refused with the same message a
-//! bad value gets. Ranges are checked once, by `TurnConfig::from_ms` and
-//! `TurnDetector::configure` in voxmedia.
+//! would pass as 0 or 1) or anything else that is not an integer is refused with a ValueError
+//! naming the argument and its range. Ranges are checked once, by `TurnConfig::from_ms` and
+//! `TurnDetector::configure` in voxmedia. None means "not given", as in `configure`: the
+//! default in the constructor, unchanged in `configure`.
 
 use crate::buffer::{pcm16_samples, Bytes};
 use crate::hotpath::pcm_bytes;
