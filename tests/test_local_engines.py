@@ -152,6 +152,26 @@ def test_local_voices_refuse_an_unknown_output() -> None:
             make_tts(name, output="wav")
 
 
+def test_piper_on_a_phone_leg_stops_at_a_cancel_without_its_tail() -> None:
+    text = "The first sentence is here. The second one is there."
+
+    async def run() -> tuple[list[AudioChunk], list[AudioChunk]]:
+        tts = make_tts("piper-local", phone=True)
+        whole = [c async for c in tts.synthesize(text)]
+        token = CancelToken()
+        cut = []
+        async for c in tts.synthesize(text, cancel=token):
+            cut.append(c)
+            token.cancel()
+        await tts.close()
+        return whole, cut
+
+    whole, cut = asyncio.run(run())
+    # A chunk per sentence, then the filter tail; a cancel after the first ends it there.
+    assert len(whole) == 3 and len(whole[2].pcm) < 80
+    assert len(cut) == 1 and cut[0].encoding == "ulaw" and len(cut[0].pcm) > 1600
+
+
 def test_espeak_bad_arguments() -> None:
     with pytest.raises(ValueError, match="espeak-ng voice 'xx-nope' is not available"):
         make_tts("espeak-local", voice="xx-nope")
