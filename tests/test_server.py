@@ -728,15 +728,17 @@ class UlawSpeaker:
             self.call.play_ulaw(self.CODES[200:], last=True)
 
 
-def test_mulaw_agent_audio_goes_out_untouched() -> None:
+def first_payloads(agent: Callable[[CallControl], Any], n: int) -> list[bytes]:
+    """The audio of the first `n` media messages a call with `agent` sends, decoded."""
+
     async def body() -> list[bytes]:
-        server = RelayServer(Settings(port=0), UlawSpeaker)
+        server = RelayServer(Settings(port=0), agent)
         await server.start()
         try:
             async with connect(ws_url(server)) as ws:
                 await start_call(ws)
                 payloads = []
-                while len(payloads) < 3:
+                while len(payloads) < n:
                     ev = await first(ws, lambda e: isinstance(e, tw.Media))
                     assert isinstance(ev, tw.Media)
                     payloads.append(base64.b64decode(ev.payload))
@@ -744,7 +746,11 @@ def test_mulaw_agent_audio_goes_out_untouched() -> None:
         finally:
             await server.shutdown(drain_timeout_s=0.0)
 
-    payloads = run(body())
+    return run(body())
+
+
+def test_mulaw_agent_audio_goes_out_untouched() -> None:
+    payloads = first_payloads(UlawSpeaker, 3)
     # No decode/resample/encode on the way: the codes arrive as sent, in 20 ms frames, the
     # last one padded with mu-law silence.
     assert payloads == [
@@ -770,22 +776,7 @@ class MixedSpeaker:
 
 
 def test_pcm_then_mulaw_agent_audio_keeps_its_order() -> None:
-    async def body() -> list[bytes]:
-        server = RelayServer(Settings(port=0), MixedSpeaker)
-        await server.start()
-        try:
-            async with connect(ws_url(server)) as ws:
-                await start_call(ws)
-                payloads = []
-                while len(payloads) < 8:
-                    ev = await first(ws, lambda e: isinstance(e, tw.Media))
-                    assert isinstance(ev, tw.Media)
-                    payloads.append(base64.b64decode(ev.payload))
-                return payloads
-        finally:
-            await server.shutdown(drain_timeout_s=0.0)
-
-    payloads = run(body())
+    payloads = first_payloads(MixedSpeaker, 8)
     # 100 ms of PCM is 5 whole frames at once; its filter tail goes out next, padded with
     # silence, before the codes; then the codes, the last frame padded.
     out = media.TwilioOutbound("x", 16000)
