@@ -737,7 +737,7 @@ def first_payloads(agent: Callable[[CallControl], Any], n: int) -> list[bytes]:
         try:
             async with connect(ws_url(server)) as ws:
                 await start_call(ws)
-                payloads = []
+                payloads: list[bytes] = []
                 while len(payloads) < n:
                     ev = await first(ws, lambda e: isinstance(e, tw.Media))
                     assert isinstance(ev, tw.Media)
