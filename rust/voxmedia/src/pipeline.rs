@@ -295,11 +295,54 @@ pub struct Outbound {
     /// have a filter tail to drain (a resampler flushed with nothing in it gives a frame of
     /// silence).
     fed: bool,
-    /// Concatenated frames (header, then message) of the last call: frame `i` starts where
-    /// frame `i - 1` ends, its message at `starts[i]`, and both end at `ends[i]`.
-    messages: Vec<u8>,
+    /// The messages of the last call.
+    out: Frames,
+}
+
+/// Framed messages, concatenated: frame `i` starts where frame `i - 1` ends, its message (the
+/// JSON after the header) at `starts[i]`, and both end at `ends[i]`.
+struct Frames {
+    bytes: Vec<u8>,
     starts: Vec<usize>,
     ends: Vec<usize>,
+}
+
+impl Frames {
+    fn new() -> Self {
+        Frames {
+            bytes: Vec::with_capacity(KEEP_MESSAGE_BYTES),
+            starts: Vec::with_capacity(KEEP_MESSAGES),
+            ends: Vec::with_capacity(KEEP_MESSAGES),
+        }
+    }
+
+    /// Appends the media message for one frame of `codes`.
+    fn push(&mut self, builder: &MediaMessageBuilder, codes: &[u8]) {
+        self.starts
+            .push(builder.append_framed(codes, &mut self.bytes));
+        self.ends.push(self.bytes.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.starts.clear();
+        self.ends.clear();
+    }
+
+    /// Gives back what a bulk call grew (see `Outbound::begin`).
+    fn shrink(&mut self) {
+        if self.bytes.capacity() > KEEP_MESSAGE_BYTES {
+            self.bytes.shrink_to(KEEP_MESSAGE_BYTES);
+        }
+        if self.ends.capacity() > KEEP_MESSAGES {
+            self.starts.shrink_to(KEEP_MESSAGES);
+            self.ends.shrink_to(KEEP_MESSAGES);
+        }
+    }
 }
 
 impl Outbound {
@@ -339,9 +382,7 @@ impl Outbound {
             codes_rest: Vec::with_capacity(frame_len),
             silence: silence[0],
             fed: false,
-            messages: Vec::with_capacity(KEEP_MESSAGE_BYTES),
-            starts: Vec::with_capacity(KEEP_MESSAGES),
-            ends: Vec::with_capacity(KEEP_MESSAGES),
+            out: Frames::new(),
         })
     }
 
@@ -353,16 +394,8 @@ impl Outbound {
     /// state is 20 ms chunks, and a reply handed over whole (an echo, a TTS clause) must not
     /// pin its size for the rest of the call. Shrinking reallocates only after such a call.
     fn begin(&mut self) {
-        self.messages.clear();
-        self.starts.clear();
-        self.ends.clear();
-        if self.messages.capacity() > KEEP_MESSAGE_BYTES {
-            self.messages.shrink_to(KEEP_MESSAGE_BYTES);
-        }
-        if self.ends.capacity() > KEEP_MESSAGES {
-            self.starts.shrink_to(KEEP_MESSAGES);
-            self.ends.shrink_to(KEEP_MESSAGES);
-        }
+        self.out.clear();
+        self.out.shrink();
         let keep_wire = self.frame_len * KEEP_MESSAGES;
         if self.wire.capacity() > keep_wire {
             self.wire.shrink_to(keep_wire);
@@ -386,7 +419,7 @@ impl Outbound {
             None => self.wire.extend_from_slice(pcm),
         }
         self.emit_whole_frames();
-        self.ends.len()
+        self.out.len()
     }
 
     /// End of an utterance: drain the resampler and pad the last partial frame (PCM or codes)
@@ -395,7 +428,7 @@ impl Outbound {
         self.begin();
         self.finish_codes();
         self.finish_pcm();
-        self.ends.len()
+        self.out.len()
     }
 
     /// Add G.711 codes of this outbound's law at 8 kHz (no resampling, no encoding); with
@@ -411,23 +444,19 @@ impl Outbound {
             self.codes_rest.extend_from_slice(&codes[..take]);
             codes = &codes[take..];
             if self.codes_rest.len() == self.frame_len {
-                self.builder
-                    .append_framed(&self.codes_rest, &mut self.messages, &mut self.starts);
-                self.ends.push(self.messages.len());
+                self.out.push(&self.builder, &self.codes_rest);
                 self.codes_rest.clear();
             }
         }
         let mut frames = codes.chunks_exact(self.frame_len);
         for f in &mut frames {
-            self.builder
-                .append_framed(f, &mut self.messages, &mut self.starts);
-            self.ends.push(self.messages.len());
+            self.out.push(&self.builder, f);
         }
         self.codes_rest.extend_from_slice(frames.remainder());
         if last {
             self.finish_codes();
         }
-        self.ends.len()
+        self.out.len()
     }
 
     /// Pads waiting codes to a whole frame with silence and emits it.
@@ -436,9 +465,7 @@ impl Outbound {
             return;
         }
         self.codes_rest.resize(self.frame_len, self.silence);
-        self.builder
-            .append_framed(&self.codes_rest, &mut self.messages, &mut self.starts);
-        self.ends.push(self.messages.len());
+        self.out.push(&self.builder, &self.codes_rest);
         self.codes_rest.clear();
     }
 
@@ -463,9 +490,7 @@ impl Outbound {
     pub fn reset(&mut self) {
         self.wire.clear();
         self.codes_rest.clear();
-        self.messages.clear();
-        self.starts.clear();
-        self.ends.clear();
+        self.out.clear();
         self.fed = false;
         if let Some(r) = &mut self.resampler {
             r.reset();
@@ -477,9 +502,7 @@ impl Outbound {
         for f in self.wire[..whole].chunks_exact(self.frame_len) {
             // Sizes are equal by construction, so encoding cannot fail.
             let _ = self.law.encode_into(f, &mut self.codes);
-            self.builder
-                .append_framed(&self.codes, &mut self.messages, &mut self.starts);
-            self.ends.push(self.messages.len());
+            self.out.push(&self.builder, &self.codes);
         }
         self.wire.drain(..whole);
     }
@@ -487,18 +510,20 @@ impl Outbound {
     /// Messages produced by the last `process`/`flush`/`process_codes`, each a complete JSON
     /// text.
     pub fn messages(&self) -> impl ExactSizeIterator<Item = &[u8]> {
-        self.starts
+        let out = &self.out;
+        out.starts
             .iter()
-            .zip(&self.ends)
-            .map(|(&s, &e)| &self.messages[s..e])
+            .zip(&out.ends)
+            .map(|(&s, &e)| &out.bytes[s..e])
     }
 
     /// The same messages, each as a whole unmasked WebSocket text frame (header included),
     /// ready for a server to write.
     pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        let out = &self.out;
         let mut start = 0;
-        self.ends.iter().map(move |&e| {
-            let f = &self.messages[start..e];
+        out.ends.iter().map(move |&e| {
+            let f = &out.bytes[start..e];
             start = e;
             f
         })

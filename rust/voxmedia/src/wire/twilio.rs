@@ -457,11 +457,12 @@ impl MediaMessageBuilder {
     }
 
     /// [`MediaMessageBuilder::append`] behind its WebSocket text frame header (see
-    /// [`super::ws::push_text_header`]); pushes where the message starts to `starts`.
-    pub fn append_framed(&self, codes: &[u8], out: &mut Vec<u8>, starts: &mut Vec<usize>) {
+    /// [`super::ws::push_text_header`]); returns where the message starts in `out`.
+    pub fn append_framed(&self, codes: &[u8], out: &mut Vec<u8>) -> usize {
         super::ws::push_text_header(self.message_len(codes.len()), out);
-        starts.push(out.len());
+        let start = out.len();
         self.append(codes, out);
+        start
     }
 }
 
