@@ -166,6 +166,18 @@ pub struct PyOutbound {
 }
 
 impl PyOutbound {
+    fn feed(&mut self, pcm: &Bound<'_, PyAny>) -> PyResult<()> {
+        let b = Bytes::extract(pcm, "pcm")?;
+        self.inner.process(&pcm16_samples(b.as_slice())?);
+        Ok(())
+    }
+
+    fn feed_codes(&mut self, codes: &Bound<'_, PyAny>, last: bool) -> PyResult<()> {
+        let b = Bytes::extract(codes, "codes")?;
+        self.inner.process_codes(b.as_slice(), last);
+        Ok(())
+    }
+
     /// The messages of the last call as a list of `str`. Per 20 ms frame this is most of the
     /// boundary's cost beyond the call itself, so: the list is created at its final size (no
     /// growth), and each string is made by the ASCII codec, which copies without the UTF-8
@@ -296,20 +308,6 @@ impl PyOutbound {
     #[getter]
     fn latency_ms(&self) -> f64 {
         self.inner.latency_ms()
-    }
-}
-
-impl PyOutbound {
-    fn feed(&mut self, pcm: &Bound<'_, PyAny>) -> PyResult<()> {
-        let b = Bytes::extract(pcm, "pcm")?;
-        self.inner.process(&pcm16_samples(b.as_slice())?);
-        Ok(())
-    }
-
-    fn feed_codes(&mut self, codes: &Bound<'_, PyAny>, last: bool) -> PyResult<()> {
-        let b = Bytes::extract(codes, "codes")?;
-        self.inner.process_codes(b.as_slice(), last);
-        Ok(())
     }
 }
 
