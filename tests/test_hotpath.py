@@ -306,6 +306,22 @@ def test_outbound_odd_length_raises() -> None:
         media.TwilioOutbound(SID, 16000).process(b"abc")
 
 
+def test_outbound_frames_refuse_bad_input_and_lose_nothing() -> None:
+    out = media.TwilioOutbound(SID, 8000)
+    assert out.process_codes_frames(b"\x11" * 100, last=False) == []
+    with pytest.raises(media.MediaError, match="odd length of 3 bytes"):
+        out.process_frames(b"abc")
+    with pytest.raises(TypeError, match="codes must be a bytes-like object"):
+        out.process_codes_frames("not codes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="pcm must be a bytes-like object"):
+        out.process(12)  # type: ignore[arg-type]
+    # The codes waiting before the refused calls are still there.
+    assert out.pending_ms == 12.5
+    assert payloads(_unframe(out.process_codes_frames(b"\x22" * 60))) == (
+        b"\x11" * 100 + b"\x22" * 60
+    )
+
+
 # --- fuzz: any input gives a result or FrameError, and the call goes on ---
 
 _json_scalars = st.one_of(
