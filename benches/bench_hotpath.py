@@ -19,7 +19,9 @@ import pytest
 import soxr
 import webrtcvad
 from voxrelay import media
+from voxrelay.conversation.phone_audio import PhoneEncoder
 from voxrelay.protocols.twilio import media_message
+from voxrelay.session import _text_header
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -97,7 +99,14 @@ def test_inbound_frame(benchmark, impl: str) -> None:  # type: ignore[no-untyped
 
 @pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100, 48000])
 @pytest.mark.parametrize(
-    "impl", ["voxrelay", "voxrelay-ws-frames", "python-best-libs", "harness-only"]
+    "impl",
+    [
+        "voxrelay",
+        "voxrelay-ws-frames",
+        "voxrelay-python-framed",
+        "python-best-libs",
+        "harness-only",
+    ],
 )
 def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignore[no-untyped-def]
     pcm = speechlike(rate, 60.0, seed=2).tobytes()
@@ -121,6 +130,17 @@ def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignor
 
         def one() -> object:
             return process_frames(next(it))
+    elif impl == "voxrelay-python-framed":
+        # How the server framed them before the frames came from Rust (sessions 1-4).
+        process_str = media.TwilioOutbound(SID, rate).process
+
+        def one() -> object:
+            out = []
+            for text in process_str(next(it)):
+                data = text.encode()
+                out.append(_text_header(len(data)))
+                out.append(data)
+            return out
     else:
         rs = soxr.ResampleStream(rate, 8000, 1, dtype="int16", quality="HQ")
         pending = bytearray()
@@ -168,3 +188,30 @@ def test_outbound_frame_from_phone_format_tts(benchmark, impl: str) -> None:  # 
 
     benchmark.group = "hot path outbound from mu-law 8 kHz TTS, per 20 ms frame"
     benchmark.pedantic(one, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=0)
+
+
+@pytest.mark.parametrize("impl", ["loop-pcm-22050", "loop-ulaw-codes", "worker-phone-encoder"])
+def test_tts_sentence(benchmark, impl: str) -> None:  # type: ignore[no-untyped-def]
+    """A 2 s sentence of piper's 22.05 kHz voice: what the event loop pays to send it as PCM,
+    or as the mu-law 8 kHz codes the voice now delivers on phone calls, and what the voice's
+    worker thread pays to convert it."""
+    pcm = speechlike(22050, 2.0, seed=4).tobytes()
+    enc = PhoneEncoder(22050)
+    codes = enc.encode(pcm) + enc.finish()
+    if impl == "loop-pcm-22050":
+        out = media.TwilioOutbound(SID, 22050)
+
+        def one() -> object:
+            return out.process_frames(pcm) + out.flush_frames()
+    elif impl == "loop-ulaw-codes":
+        out = media.TwilioOutbound(SID, 8000)
+
+        def one() -> object:
+            return out.process_codes_frames(codes, last=True)
+    else:
+
+        def one() -> object:
+            return enc.encode(pcm) + enc.finish()
+
+    benchmark.group = "a 2 s TTS sentence at 22.05 kHz, whole"
+    benchmark.pedantic(one, rounds=50, iterations=5, warmup_rounds=1)
