@@ -5,6 +5,10 @@ Inbound: Twilio media JSON -> 16 kHz PCM + VAD decision. Outbound: 20 ms of TTS 
 TTS rate -> one ready-to-send Twilio media JSON text; or 20 ms of TTS that is already mu-law
 8 kHz (what the local voices and a cloud TTS asked for it deliver on phone calls) -> the same.
 Goal: <= 2 us per frame each way.
+
+The outbound rows resample at `TwilioOutbound`'s default, the phone quality (flat to 3.4 kHz,
+80 dB from 4.6 kHz: G.711's noise hides the rest); `voxrelay-ws-frames-voice` is the same call
+at the voice quality (~91 dB from 4.2 kHz), the default before session 6.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ def test_inbound_frame(benchmark, impl: str) -> None:  # type: ignore[no-untyped
     [
         "voxrelay",
         "voxrelay-ws-frames",
+        "voxrelay-ws-frames-voice",
         "voxrelay-python-framed",
         "python-best-libs",
         "harness-only",
@@ -127,6 +132,11 @@ def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignor
     elif impl == "voxrelay-ws-frames":
         # What the server sends: the same messages as whole WebSocket frames (bytes).
         process_frames = media.TwilioOutbound(SID, rate).process_frames
+
+        def one() -> object:
+            return process_frames(next(it))
+    elif impl == "voxrelay-ws-frames-voice":
+        process_frames = media.TwilioOutbound(SID, rate, quality="voice").process_frames
 
         def one() -> object:
             return process_frames(next(it))

@@ -213,6 +213,66 @@ def test_outbound_tone_survives_resampling_and_ulaw() -> None:
     assert abs(np.argmax(spec) * 8000 / 6400 - 440) < 2
 
 
+def _band_db(x: np.ndarray) -> float:
+    """Power of 8 kHz `x` in the telephone band, 300-3400 Hz, in dB."""
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    band = spec[round(300 * len(x) / 8000) : round(3400 * len(x) / 8000)]
+    return float(10 * np.log10(np.sum(band)))
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100, 48000])
+@pytest.mark.parametrize("quality", ["phone", "voice"])
+def test_outbound_aliases_are_far_under_the_codec_noise(rate: int, quality: str) -> None:
+    # What a caller hears of the resampler's aliases, against what mu-law adds anyway: a ~1 kHz
+    # tone with six loud tones above 4.6 kHz (each would alias to its own in-band frequency:
+    # 4.7k -> 3.3k, 5.3k -> 2.7k, 6.1k -> 1.9k, 7.3k -> 700 Hz, 9.7k -> 1.7k, 10.9k -> 2.9k).
+    # The aliases are the output with the loud tones minus the output without them (same
+    # filter, same delay). The phone quality's 80 dB keeps them ~40 dB under the codec's noise,
+    # as the voice quality's ~91 dB does; a 60 dB design would leave them only ~20 dB under.
+    t = np.arange(rate * 2) / rate
+    inband = 0.3 * np.sin(2 * np.pi * 1013.7 * t)
+    loud = sum(
+        0.1 * np.sin(2 * np.pi * f * t + f)
+        for f in (4701.3, 5303.9, 6107.1, 7309.3, 9711.7, 10913.1)
+        if f < 0.48 * rate
+    )
+
+    def to_phone_rate(x: np.ndarray) -> np.ndarray:
+        pcm = np.round(x * 32767).astype(np.int16).tobytes()
+        y = media.Resampler(rate, 8000, quality=quality).process(pcm)
+        return np.frombuffer(y, np.int16)[800:15200].astype(float)
+
+    both, clean = to_phone_rate(inband + loud), to_phone_rate(inband)
+    coded = np.frombuffer(media.ulaw_decode(media.ulaw_encode(both.astype(np.int16))), np.int16)
+    codec_noise = _band_db(coded - both)
+    aliases = _band_db(both - clean)
+    assert _band_db(both) - codec_noise > 33.0  # mu-law's SNR, nothing worse
+    assert codec_noise - aliases > 35.0, (codec_noise, aliases)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])
+def test_outbound_resamples_at_the_phone_quality(rate: int) -> None:
+    # TwilioOutbound's codes are mu-law of the phone-quality resampler's output, chunk by chunk.
+    pcm = voiced(rate, 0.6).tobytes()
+    out = media.TwilioOutbound(SID, rate)
+    step = rate // 50 * 2
+    msgs = [m for i in range(0, len(pcm), step) for m in out.process(pcm[i : i + step])]
+    rs = media.Resampler(rate, 8000, quality="phone")
+    expected = media.ulaw_encode(rs.process(pcm) + rs.flush())
+    sent = payloads(msgs + out.flush())
+    assert sent[: len(expected)] == expected and set(sent[len(expected) :]) <= {0xFF}
+
+
+def test_outbound_quality_is_chosen_and_reported() -> None:
+    assert media.TwilioOutbound(SID, 24000).quality == "phone"
+    voice = media.TwilioOutbound(SID, 24000, quality="voice")
+    assert voice.quality == "voice"
+    assert media.TwilioOutbound(SID, 24000).latency_ms < voice.latency_ms - 0.7
+    assert media.TwilioOutbound(SID, 8000).quality is None  # nothing to resample
+    with pytest.raises(media.MediaError, match=r"'best'.*'voice', 'high', 'phone'"):
+        media.TwilioOutbound(SID, 24000, quality="best")
+
+
 def test_outbound_partial_frame_waits_and_reset_drops_it() -> None:
     out = media.TwilioOutbound(SID, 8000)
     assert out.process(b"\x00\x00" * 80) == []

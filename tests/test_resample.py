@@ -69,6 +69,30 @@ def test_images_are_rejected(a: int, b: int) -> None:
         assert db(amps[1] / amps[0]) < -85, (f, db(amps[1] / amps[0]))
 
 
+PHONE = [16000, 22050, 24000, 44100, 48000]  # TTS rates, to the 8 kHz phone leg
+
+
+@pytest.mark.parametrize("a", PHONE)
+def test_phone_quality_is_flat_to_3400_hz_and_80_db_down_from_4600(a: int) -> None:
+    for f in (300.0, 1000.0, 3400.0):
+        y = stream(media.Resampler(a, 8000, quality="phone"), tone(f, a, a), a // 50)
+        (amp,), res = fit(y, 8000, [f])
+        assert abs(db(amp / 0.5)) < 0.08, (f, db(amp / 0.5))
+        assert db(res / (amp / np.sqrt(2))) < -80, (f, db(res / amp))
+    for f in np.linspace(4600, 0.97 * a / 2, 5):
+        y = stream(media.Resampler(a, 8000, quality="phone"), tone(f, a, a // 2), a // 50)
+        y = y[len(y) // 4 : -len(y) // 8]
+        level = db(np.sqrt(np.mean(y**2)) / (0.5 / np.sqrt(2)))
+        assert level < -80, (f, level)
+
+
+@pytest.mark.parametrize("a", PHONE)
+def test_phone_quality_is_sooner_than_voice(a: int) -> None:
+    phone = media.Resampler(a, 8000, quality="phone")
+    assert phone.quality == "phone"
+    assert phone.latency_ms < media.Resampler(a, 8000).latency_ms - 0.7
+
+
 @pytest.mark.parametrize(("a", "b"), HOT)
 def test_latency_is_the_impulse_delay_and_nothing_is_withheld(a: int, b: int) -> None:
     r = media.Resampler(a, b)
@@ -139,7 +163,7 @@ def test_reset_equals_fresh() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     pair=st.tuples(st.sampled_from(RATES), st.sampled_from(RATES)),
-    quality=st.sampled_from(["voice", "high"]),
+    quality=st.sampled_from(["voice", "high", "phone"]),
     data=st.binary(min_size=0, max_size=4000).map(lambda b: b[: len(b) // 2 * 2]),
     cuts=st.lists(st.integers(0, 2000), max_size=10),
 )
@@ -190,7 +214,7 @@ def test_bad_rate_names_value_and_valid_set(bad: int) -> None:
 
 
 def test_bad_quality_names_value_and_valid_set() -> None:
-    with pytest.raises(ValueError, match=r"'best'.*'voice', 'high'"):
+    with pytest.raises(ValueError, match=r"'best'.*'voice', 'high', 'phone'"):
         media.Resampler(8000, 16000, quality="best")
     with pytest.raises(TypeError):
         media.Resampler(8000, 16000, "voice")  # type: ignore[misc]

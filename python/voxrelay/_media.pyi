@@ -139,11 +139,17 @@ class TwilioOutbound:
     (`process_codes`: no resampling or encoding). Switching form sends what waits in the other
     form first, padded to a frame with silence. The `*_frames` variants return each message as
     a whole unmasked WebSocket text frame (`bytes`, header included) for a server that writes
-    its own frames.
+    its own frames. PCM is resampled at `quality` ("phone" unless given; see `Resampler`).
     """
 
     def __new__(
-        cls, stream_sid: str, in_rate: int, *, codec: str = "ulaw", frame_ms: int = 20
+        cls,
+        stream_sid: str,
+        in_rate: int,
+        *,
+        codec: str = "ulaw",
+        frame_ms: int = 20,
+        quality: str = "phone",
     ) -> TwilioOutbound: ...
     def process(self, pcm: Buffer) -> list[str]: ...
     def process_frames(self, pcm: Buffer) -> list[bytes]: ...
@@ -156,6 +162,8 @@ class TwilioOutbound:
     def pending_ms(self) -> float: ...
     @property
     def in_rate(self) -> int: ...
+    @property
+    def quality(self) -> str | None: ...
     @property
     def latency_ms(self) -> float: ...
 

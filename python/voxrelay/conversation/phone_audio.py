@@ -39,7 +39,10 @@ class PhoneEncoder:
     __slots__ = ("_resampler",)
 
     def __init__(self, rate: int) -> None:
-        self._resampler = None if rate == PHONE_RATE else media.Resampler(rate, PHONE_RATE)
+        # The quality `TwilioOutbound` resamples at, so the codes are the ones it would send.
+        self._resampler = (
+            None if rate == PHONE_RATE else media.Resampler(rate, PHONE_RATE, quality="phone")
+        )
 
     def encode(self, pcm: bytes) -> bytes:
         rs = self._resampler

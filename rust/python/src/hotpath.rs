@@ -1,13 +1,14 @@
 //! The per-message hot path: `TwilioInbound` and `TwilioOutbound`, one Rust call per message.
 
 use crate::buffer::{pcm16_samples, Bytes};
-use crate::errors::FrameError;
+use crate::errors::{media_err, FrameError};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use voxmedia::g711::Law;
 use voxmedia::pipeline::{Inbound, InboundConfig, Outbound, WIRE_RATE};
+use voxmedia::resample::Quality;
 use voxmedia::wire::twilio::Event;
 
 fn parse_law(codec: &str) -> PyResult<Law> {
@@ -160,6 +161,10 @@ impl PyInbound {
 /// `*_frames` variants return each message as a whole unmasked WebSocket text frame
 /// (`bytes`, header included) for a server that writes its own frames. Pace the messages at
 /// 1x real time.
+///
+/// PCM at another rate than 8 kHz is resampled at `quality`, `"phone"` unless given: the
+/// codec's own noise hides the difference from `"voice"`, and it costs ~20% less per frame and
+/// ~1 ms less delay (see `Resampler`).
 #[pyclass(module = "voxrelay.media", name = "TwilioOutbound")]
 pub struct PyOutbound {
     inner: Outbound,
@@ -233,9 +238,16 @@ fn new_list<'py, 'a>(
 #[pymethods]
 impl PyOutbound {
     #[new]
-    #[pyo3(signature = (stream_sid, in_rate, *, codec="ulaw", frame_ms=20))]
-    fn new(stream_sid: &str, in_rate: u32, codec: &str, frame_ms: u32) -> PyResult<Self> {
-        let inner = Outbound::new(stream_sid, in_rate, parse_law(codec)?, frame_ms)
+    #[pyo3(signature = (stream_sid, in_rate, *, codec="ulaw", frame_ms=20, quality="phone"))]
+    fn new(
+        stream_sid: &str,
+        in_rate: u32,
+        codec: &str,
+        frame_ms: u32,
+        quality: &str,
+    ) -> PyResult<Self> {
+        let q = Quality::from_name(quality).map_err(media_err)?;
+        let inner = Outbound::new(stream_sid, in_rate, parse_law(codec)?, frame_ms, q)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(PyOutbound { inner })
     }
@@ -303,6 +315,12 @@ impl PyOutbound {
     #[getter]
     fn in_rate(&self) -> u32 {
         self.inner.in_rate()
+    }
+
+    /// The resampler's quality name, or `None` for PCM at 8 kHz (nothing to resample).
+    #[getter]
+    fn quality(&self) -> Option<&'static str> {
+        self.inner.quality().map(Quality::name)
     }
 
     #[getter]

@@ -12,7 +12,10 @@ use voxmedia::resample::{Quality, ResampleError, Resampler, Sample, SUPPORTED_RA
 /// Output is emitted as soon as its input has arrived, so a 20 ms chunk in gives 20 ms out and
 /// the only delay is the filter's (`latency_ms`). Any split of a stream into chunks gives the
 /// same bytes as converting it in one call. `quality="voice"` (about 96 dB rejection, under
-/// 6 ms) suits PCM16 telephony; `"high"` (about 130 dB) is for float pipelines.
+/// 6 ms) suits PCM16 telephony; `"high"` (about 130 dB) is for float pipelines; `"phone"`
+/// (flat to 0.85 x the lower Nyquist, 80 dB down from 1.15 x: 3.4 and 4.6 kHz at 8 kHz) is for
+/// audio that goes on to G.711, whose noise hides the difference, at ~20-40% less work and
+/// ~1 ms less delay than `"voice"` to 8 kHz.
 #[pyclass(module = "voxrelay.media", name = "Resampler")]
 pub struct PyResampler {
     inner: Resampler,

@@ -140,19 +140,23 @@ fn main() {
     for rate in [16000u32, 24000, 22050, 44100, 48000, 32000] {
         let src = speechlike(rate, (rate as usize / 50) * (N + 1000));
         let step = rate as usize / 50;
-        let mut down = Resampler::new(rate, 8000, Quality::Voice).unwrap();
-        let mut o8 = vec![0i16; 400];
-        time(&format!("resample {}->8k", rate), |i| {
-            black_box(
-                down.process_into(&src[i * step..(i + 1) * step], &mut o8)
-                    .unwrap(),
-            );
-        });
-        let mut ob =
-            Outbound::new("MZ18ad3ab5a668481ce02b83e7395059f0", rate, Law::Ulaw, 20).unwrap();
-        time(&format!("OUTBOUND whole from {rate}"), |i| {
-            black_box(ob.process(&src[i * step..(i + 1) * step]));
-        });
+        for q in [Quality::Voice, Quality::Phone] {
+            let name = q.name();
+            let mut down = Resampler::new(rate, 8000, q).unwrap();
+            let mut o8 = vec![0i16; 400];
+            time(&format!("resample {rate}->8k {name}"), |i| {
+                black_box(
+                    down.process_into(&src[i * step..(i + 1) * step], &mut o8)
+                        .unwrap(),
+                );
+            });
+            let mut ob =
+                Outbound::new("MZ18ad3ab5a668481ce02b83e7395059f0", rate, Law::Ulaw, 20, q)
+                    .unwrap();
+            time(&format!("OUTBOUND whole from {rate} {name}"), |i| {
+                black_box(ob.process(&src[i * step..(i + 1) * step]));
+            });
+        }
     }
     let mut msg = Vec::new();
     time("ulaw encode + base64 + JSON", |i| {

@@ -2,6 +2,8 @@
 //! prints the time per 20 ms of input.
 //!
 //!     cargo run -p voxmedia --profile profiling --example rs_profile -- 48000 8000 [chunk_ms]
+//!
+//! The quality is `voice` unless the environment sets `QUALITY` (`phone`, `high`).
 use std::hint::black_box;
 use voxmedia::resample::{Quality, Resampler};
 fn main() {
@@ -18,7 +20,9 @@ fn main() {
     let pcm: Vec<i16> = (0..chunk * 500)
         .map(|i| ((i * 7919) % 20000 - 10000) as i16)
         .collect();
-    let mut rs = Resampler::new(src, dst, Quality::Voice).unwrap();
+    let quality = std::env::var("QUALITY").unwrap_or_else(|_| "voice".into());
+    let quality = Quality::from_name(&quality).expect("a quality name");
+    let mut rs = Resampler::new(src, dst, quality).unwrap();
     let mut o = vec![0i16; rs.output_len_max(chunk)];
     let t = std::time::Instant::now();
     let rounds = 40_000 / ms as usize;
@@ -28,5 +32,6 @@ fn main() {
         }
     }
     let ns = t.elapsed().as_nanos() as f64 / (rounds * 500) as f64 * 20.0 / ms as f64;
-    eprintln!("{src} -> {dst} in {ms} ms chunks: {ns:.0} ns per 20 ms");
+    let q = quality.name();
+    eprintln!("{src} -> {dst} ({q}) in {ms} ms chunks: {ns:.0} ns per 20 ms");
 }

@@ -346,11 +346,14 @@ impl Frames {
 }
 
 impl Outbound {
+    /// `quality` designs the resampler from `in_rate` to the 8 kHz wire: `Quality::Phone` is
+    /// made for this (see its doc: G.711 hides the difference, and it is cheaper and sooner).
     pub fn new(
         stream_sid: &str,
         in_rate: u32,
         law: Law,
         frame_ms: u32,
+        quality: Quality,
     ) -> Result<Self, PipelineError> {
         if !matches!(frame_ms, 10 | 20 | 30 | 40 | 60 | 100) {
             return Err(PipelineError::Setting {
@@ -362,10 +365,7 @@ impl Outbound {
         let resampler = if in_rate == WIRE_RATE {
             None
         } else {
-            Some(
-                Resampler::new(in_rate, WIRE_RATE, Quality::Voice)
-                    .map_err(PipelineError::Resample)?,
-            )
+            Some(Resampler::new(in_rate, WIRE_RATE, quality).map_err(PipelineError::Resample)?)
         };
         let frame_len = (WIRE_RATE * frame_ms / 1000) as usize;
         let mut silence = [0u8];
@@ -388,6 +388,11 @@ impl Outbound {
 
     pub fn in_rate(&self) -> u32 {
         self.in_rate
+    }
+
+    /// The resampler's design (`None` when the agent speaks at the wire rate).
+    pub fn quality(&self) -> Option<Quality> {
+        self.resampler.as_ref().map(Resampler::quality)
     }
 
     /// Clears the last call's messages, and gives back what a bulk call grew: a call's steady
@@ -573,7 +578,7 @@ mod tests {
     #[test]
     fn codes_are_framed_as_given_and_the_last_frame_padded_with_the_laws_silence() {
         for (law, silence) in [(Law::Ulaw, 0xff), (Law::Alaw, 0xd5)] {
-            let mut out = Outbound::new(SID, 8000, law, 20).unwrap();
+            let mut out = Outbound::new(SID, 8000, law, 20, Quality::Phone).unwrap();
             let c = codes(400);
             assert_eq!(out.process_codes(&c, false), 2);
             assert_eq!(payloads(&out), [c[..160].to_vec(), c[160..320].to_vec()]);
@@ -588,7 +593,7 @@ mod tests {
 
     #[test]
     fn a_change_of_form_sends_what_waits_in_the_other_form_first() {
-        let mut out = Outbound::new(SID, 8000, Law::Ulaw, 20).unwrap();
+        let mut out = Outbound::new(SID, 8000, Law::Ulaw, 20, Quality::Phone).unwrap();
         let c = codes(100);
         assert_eq!(out.process_codes(&c, false), 0);
         // PCM after codes: the codes' frame (padded) first.
@@ -609,7 +614,7 @@ mod tests {
 
     #[test]
     fn reset_drops_waiting_codes_and_pcm() {
-        let mut out = Outbound::new(SID, 16000, Law::Ulaw, 20).unwrap();
+        let mut out = Outbound::new(SID, 16000, Law::Ulaw, 20, Quality::Phone).unwrap();
         out.process_codes(&codes(100), false);
         out.process(&[1000; 100]);
         out.reset();
@@ -620,7 +625,7 @@ mod tests {
     #[test]
     fn a_resampler_with_nothing_in_it_adds_no_frame() {
         // Codes through a 16 kHz outbound: no filter tail of silence between their frames.
-        let mut out = Outbound::new(SID, 16000, Law::Ulaw, 20).unwrap();
+        let mut out = Outbound::new(SID, 16000, Law::Ulaw, 20, Quality::Phone).unwrap();
         assert_eq!(out.process_codes(&codes(100), false), 0);
         assert_eq!(out.process_codes(&codes(60), false), 1);
         assert_eq!(out.flush(), 0);
@@ -636,12 +641,12 @@ mod tests {
         #[test]
         fn codes_are_chunking_invariant(cuts in prop::collection::vec(0usize..700, 0..6)) {
             let c = codes(700);
-            let mut one = Outbound::new(SID, 8000, Law::Ulaw, 20).unwrap();
+            let mut one = Outbound::new(SID, 8000, Law::Ulaw, 20, Quality::Phone).unwrap();
             one.process_codes(&c, true);
             let want = payloads(&one).concat();
             let mut cuts = cuts;
             cuts.sort_unstable();
-            let mut out = Outbound::new(SID, 8000, Law::Ulaw, 20).unwrap();
+            let mut out = Outbound::new(SID, 8000, Law::Ulaw, 20, Quality::Phone).unwrap();
             let mut got = Vec::new();
             let mut at = 0;
             for &cut in cuts.iter().chain([&700]) {

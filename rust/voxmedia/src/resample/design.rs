@@ -17,6 +17,10 @@
 
 use super::{tables, Bank, Lanes, Quality};
 
+/// Kaiser design target of the `phone` quality's run-time designs, dB (its tables are
+/// least-squares designs to -81 dB; see `gen_tables.py`).
+const PHONE_KAISER_ATTEN: f64 = 82.0;
+
 struct Spec {
     /// Stopband attenuation target, dB.
     atten: f64,
@@ -32,7 +36,20 @@ fn spec(in_rate: u32, out_rate: u32, quality: Quality) -> Spec {
     let atten = match quality {
         Quality::Voice => 96.0,
         Quality::High => 130.0,
+        // Kaiser's formula lands right at its target; the goal is 80 dB.
+        Quality::Phone => PHONE_KAISER_ATTEN,
     };
+    if quality == Quality::Phone {
+        // Flat to 0.85 ny, stopband (or the images of tones up to 0.85 ny) from 1.15 ny: the
+        // transition is centred on the lower Nyquist either way, so an upsampler's prototype
+        // is an L-th band filter with a trivial phase.
+        return Spec {
+            atten,
+            cutoff: 1.0,
+            half_width: 0.15,
+            nyquist: out_rate > in_rate,
+        };
+    }
     if out_rate > in_rate {
         Spec {
             atten,
@@ -133,6 +150,8 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         (Quality::Voice, 1, 2) => Some(&tables::DECIM2),
         (Quality::Voice, 1, 3) => Some(&tables::DECIM3),
         (Quality::Voice, 2, 1) => Some(&tables::INTERP2),
+        (Quality::Phone, 1, 2) => Some(&tables::PHONE_DECIM2),
+        (Quality::Phone, 1, 3) => Some(&tables::PHONE_DECIM3),
         _ => None,
     };
     let (h, centre) = match (table, quality, in_rate, out_rate) {
@@ -141,6 +160,7 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         // half-band pre-decimators: a near-minimax seed interpolated onto the 320-phase grid,
         // 63 taps per phase instead of the Kaiser design's 79 (see `seeded`).
         (None, Quality::Voice, 11025, 8000) => seeded(&tables::SEED_11025_8000, 22050, proto),
+        (None, Quality::Phone, 11025, 8000) => seeded(&tables::PHONE_SEED_11025_8000, 22050, proto),
         _ => kaiser(&sp, ny, proto, l),
     };
     polyphase(&h, centre, l, m)
@@ -214,12 +234,12 @@ fn seeded(seed: &[f64], seed_rate: u32, proto: f64) -> (Vec<f64>, f64) {
 /// the later stages pass, is cheap (wide transition, every other tap zero), and the main stage
 /// then needs half the taps in input samples: 22.05k -> 8k becomes 22.05k -> 11.025k -> 8k,
 /// 44.1k two halvings then 11.025k -> 8k, 48k -> 24k then the 3:1 table. Only for the phone
-/// rate at voice quality: the `high` designs and the other pairs are unchanged. Not ahead of a
+/// rate at the voice and phone qualities: the `high` designs and the other pairs are unchanged. Not ahead of a
 /// 2:1 main stage (32k -> 8k stays one 4:1 direct-form pass): there the half-band's leak and
 /// the 2:1 table's stopband add up to an alias of one test tone at 85.8 dB, under the margin.
 pub(super) fn cascade(in_rate: u32, out_rate: u32, quality: Quality) -> Vec<u32> {
     let mut rates = Vec::new();
-    if quality != Quality::Voice || out_rate != 8000 {
+    if quality == Quality::High || out_rate != 8000 {
         return rates;
     }
     let mut r = in_rate;
@@ -245,11 +265,30 @@ const HALFBAND_ATTEN: f64 = 96.0;
 /// fold onto `[0, pass]` after halving. Tones that fold higher land in a later stage's
 /// stopband (each later half-band has the same `pass`). A Kaiser half-band, designed at run
 /// time, because the edges differ per input rate and the filter is a small part of the work.
-pub(super) fn halfband(in_rate: u32, out_rate: u32) -> Bank {
-    let pass = 1.05 * out_rate as f64 / 2.0;
+///
+/// At the phone quality the main stage's stopband starts at 1.15 x the output Nyquist, so the
+/// half-band is flat to there instead, to 80 dB: least-squares tables for the rates a cascade
+/// reaches (48, 44.1 and 22.05 kHz).
+pub(super) fn halfband(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
+    let (edge, atten) = match quality {
+        Quality::Phone => {
+            let table: Option<&[f64]> = match (in_rate, out_rate) {
+                (48000, 8000) => Some(&tables::PHONE_HALFBAND_48000),
+                (44100, 8000) => Some(&tables::PHONE_HALFBAND_44100),
+                (22050, 8000) => Some(&tables::PHONE_HALFBAND_22050),
+                _ => None,
+            };
+            if let Some(t) = table {
+                return polyphase(t, ((t.len() - 1) / 2) as f64, 1, 2);
+            }
+            (1.15, PHONE_KAISER_ATTEN)
+        }
+        _ => (1.05, HALFBAND_ATTEN),
+    };
+    let pass = edge * out_rate as f64 / 2.0;
     let quarter = in_rate as f64 / 4.0;
     let sp = Spec {
-        atten: HALFBAND_ATTEN,
+        atten,
         cutoff: 1.0,
         half_width: 1.0 - pass / quarter,
         nyquist: true,

@@ -12,6 +12,8 @@ fn all_pairs() -> Vec<(u32, u32)> {
     v
 }
 
+const QUALITIES: [Quality; 3] = [Quality::Voice, Quality::High, Quality::Phone];
+
 fn kernels() -> Vec<Kernel> {
     let mut k = vec![Kernel::Scalar];
     let d = Kernel::detect();
@@ -228,7 +230,7 @@ fn output_rate_is_exact_per_chunk() {
 #[test]
 fn dc_gain_is_unity() {
     for (a, b) in all_pairs() {
-        for q in [Quality::Voice, Quality::High] {
+        for q in QUALITIES {
             let y = resample_f32(a, b, q, &vec![0.5f32; a as usize / 5]);
             for &v in &y[y.len() / 2..] {
                 assert!((v - 0.5).abs() < 1e-4, "{a}->{b} {q:?}: {v}");
@@ -241,17 +243,22 @@ fn dc_gain_is_unity() {
 fn tones_pass_flat_and_at_the_right_frequency() {
     for (a, b) in all_pairs() {
         let ny = a.min(b) as f64 / 2.0;
-        for frac in [0.05, 0.3, 0.6, 0.85] {
+        for (q, frac) in [Quality::Voice, Quality::Phone]
+            .into_iter()
+            .flat_map(|q| [0.05, 0.3, 0.6, 0.85].map(|frac| (q, frac)))
+        {
             let f = frac * ny;
-            let y = resample_f32(a, b, Quality::Voice, &tone(f, a, a as usize / 4, 0.5));
+            let y = resample_f32(a, b, q, &tone(f, a, a as usize / 4, 0.5));
             let (amps, res) = fit(&y, b, &[f]);
             let amp = amps[0];
             let g = db(amp / 0.5);
-            assert!(g.abs() < 0.08, "{a}->{b} at {f} Hz: {g} dB");
-            // Nothing else of note: the residual is far below the tone.
+            assert!(g.abs() < 0.08, "{a}->{b} {q:?} at {f} Hz: {g} dB");
+            // Nothing else of note: the residual is far below the tone (for an upsampler, the
+            // image of a tone at 0.85 ny is at the phone quality's 1.15 ny stopband edge).
+            let floor = if q == Quality::Phone { -80.0 } else { -85.0 };
             assert!(
-                db(res / amp) < -85.0,
-                "{a}->{b} at {f} Hz: residual {} dB",
+                db(res / amp) < floor,
+                "{a}->{b} {q:?} at {f} Hz: residual {} dB",
                 db(res / amp)
             );
         }
@@ -270,18 +277,27 @@ fn aliases_and_images_are_rejected() {
         } else {
             -90.0
         };
-        for (q, limit) in [(Quality::Voice, voice), (Quality::High, -120.0)] {
+        // The phone quality's stopband starts at 1.15 x the lower Nyquist (4.6 kHz for 8 kHz),
+        // and it only has to clear the images of tones up to 0.85 x.
+        for (q, limit, stop, top) in [
+            (Quality::Voice, voice, 1.05, 0.9),
+            (Quality::High, -120.0, 1.05, 0.9),
+            (Quality::Phone, -80.0, 1.15, 0.85),
+        ] {
             let ny = a.min(b) as f64 / 2.0;
             for i in 0..6 {
-                if b < a {
-                    // Everything from 1.05 x the output Nyquist up to the input Nyquist is gone.
-                    let f = 1.05 * ny + (0.97 * a as f64 / 2.0 - 1.05 * ny) * i as f64 / 5.0;
+                if b < a && stop * ny >= 0.97 * a as f64 / 2.0 {
+                    // No stopband below the input Nyquist (24k -> 22.05k at the phone quality).
+                    break;
+                } else if b < a {
+                    // Everything from the stopband edge up to the input Nyquist is gone.
+                    let f = stop * ny + (0.97 * a as f64 / 2.0 - stop * ny) * i as f64 / 5.0;
                     let y = resample_f32(a, b, q, &tone(f, a, a as usize / 4, 0.5));
                     let lvl = db(rms(&y) * 2f64.sqrt() / 0.5);
                     assert!(lvl < limit, "{a}->{b} {q:?} alias of {f} Hz: {lvl} dB");
                 } else {
-                    // The first image of a tone at up to 0.9 x the input Nyquist.
-                    let f = 0.1 * ny + 0.8 * ny * i as f64 / 5.0;
+                    // The first image of a tone at up to `top` x the input Nyquist.
+                    let f = 0.1 * ny + (top - 0.1) * ny * i as f64 / 5.0;
                     let y = resample_f32(a, b, q, &tone(f, a, a as usize / 4, 0.5));
                     let lvl = db(fit(&y, b, &[f, a as f64 - f]).0[1] / 0.5);
                     assert!(lvl < limit, "{a}->{b} {q:?} image of {f} Hz: {lvl} dB");
@@ -294,7 +310,7 @@ fn aliases_and_images_are_rejected() {
 #[test]
 fn latency_matches_impulse_position() {
     for (a, b) in all_pairs() {
-        for q in [Quality::Voice, Quality::High] {
+        for q in QUALITIES {
             let mut x = vec![0f32; a as usize / 10];
             let p = a as usize / 20 + 3;
             x[p] = 0.5;
@@ -317,7 +333,7 @@ fn latency_matches_impulse_position() {
                 (measured - lat).abs() < 0.5 * 1000.0 / b as f64,
                 "{a}->{b}: {measured} vs {lat}"
             );
-            if q == Quality::Voice {
+            if q != Quality::High {
                 assert!(lat <= 6.0, "{a}->{b}: {lat} ms");
             }
         }
@@ -404,11 +420,10 @@ fn int16_output_saturates_and_rounds() {
 fn check_chunking(
     a: u32,
     b: u32,
-    high: bool,
+    q: Quality,
     x: &[i16],
     mut cuts: Vec<usize>,
 ) -> Result<(), TestCaseError> {
-    let q = if high { Quality::High } else { Quality::Voice };
     cuts.sort_unstable();
     for k in kernels() {
         let whole = run_split(&mut make(a, b, q, k), x, &[]);
@@ -428,21 +443,20 @@ proptest! {
     #[test]
     fn chunking_invariance_i16(
         (a, b) in pair_strategy(),
-        high in any::<bool>(),
+        q in prop::sample::select(QUALITIES.to_vec()),
         x in prop::collection::vec(any::<i16>(), 0..3000),
         cuts in prop::collection::vec(0..3000usize, 0..12),
     ) {
-        check_chunking(a, b, high, &x, cuts)?;
+        check_chunking(a, b, q, &x, cuts)?;
     }
 
     #[test]
     fn chunking_invariance_f32(
         (a, b) in pair_strategy(),
-        high in any::<bool>(),
+        q in prop::sample::select(QUALITIES.to_vec()),
         x in prop::collection::vec(-1.5f32..1.5, 0..3000),
         mut cuts in prop::collection::vec(0..3000usize, 0..12),
     ) {
-        let q = if high { Quality::High } else { Quality::Voice };
         cuts.sort_unstable();
         for k in kernels() {
             let whole = run_split(&mut make(a, b, q, k), &x, &[]);
@@ -748,11 +762,11 @@ proptest! {
     #[test]
     fn grouped_kernel_chunking_invariance(
         (a, b) in grouped_pair_strategy(),
-        high in any::<bool>(),
+        q in prop::sample::select(QUALITIES.to_vec()),
         x in prop::collection::vec(any::<i16>(), 0..3000),
         cuts in prop::collection::vec(0..3000usize, 0..24),
     ) {
-        check_chunking(a, b, high, &x, cuts)?;
+        check_chunking(a, b, q, &x, cuts)?;
     }
 }
 
@@ -768,10 +782,12 @@ fn tts_rates_to_the_phone_leg_are_cascades() {
         (32000, 0, 32000),
         (11025, 0, 11025),
     ] {
-        let r = Resampler::new(a, 8000, Quality::Voice).unwrap();
-        assert_eq!(r.pre.len(), stages, "{a}");
-        let (bank, _) = r.core.as_ref().unwrap();
-        assert_eq!(main as usize * bank.l, 8000 * bank.m, "{a}");
+        for q in [Quality::Voice, Quality::Phone] {
+            let r = Resampler::new(a, 8000, q).unwrap();
+            assert_eq!(r.pre.len(), stages, "{a} {q:?}");
+            let (bank, _) = r.core.as_ref().unwrap();
+            assert_eq!(main as usize * bank.l, 8000 * bank.m, "{a} {q:?}");
+        }
         // High quality keeps the single-stage designs.
         assert!(Resampler::new(a, 8000, Quality::High)
             .unwrap()
@@ -783,6 +799,37 @@ fn tts_rates_to_the_phone_leg_are_cascades() {
         .unwrap()
         .pre
         .is_empty());
+}
+
+#[test]
+fn phone_quality_is_shorter_and_sooner_to_the_phone_leg() {
+    // What the phone quality is for: every TTS rate to 8 kHz with fewer taps per output (the
+    // work per frame) and less delay than the voice designs.
+    for a in [11025, 16000, 22050, 24000, 32000, 44100, 48000] {
+        let voice = Resampler::new(a, 8000, Quality::Voice).unwrap();
+        let phone = Resampler::new(a, 8000, Quality::Phone).unwrap();
+        // Multiply-adds per output sample over the stages: a pre-decimator emits m / l of the
+        // next stage's inputs per output of that stage, and so on down the cascade.
+        let work = |r: &Resampler| -> f64 {
+            let stages: Vec<_> = r.stages().collect();
+            let mut per_out = 0.0;
+            let mut outputs = 1.0;
+            for (b, _) in stages.iter().rev() {
+                // Non-zero taps per output of this stage (the kernels skip a half-band's zeros).
+                let nonzero = (0..b.l)
+                    .map(|p| b.phase(p).iter().filter(|&&c| c != 0.0).count())
+                    .sum::<usize>() as f64
+                    / b.l as f64;
+                per_out += outputs * nonzero;
+                outputs *= b.m as f64 / b.l as f64;
+            }
+            per_out
+        };
+        let (wv, wp) = (work(&voice), work(&phone));
+        assert!(wp < 0.87 * wv, "{a}: {wp} vs {wv} taps per output");
+        let (lv, lp) = (voice.latency_ms(), phone.latency_ms());
+        assert!(lp < lv - 0.7, "{a}: {lp} vs {lv} ms");
+    }
 }
 
 #[test]
@@ -812,10 +859,18 @@ fn seeded_prototype_keeps_the_seed_response_and_its_phases_agree() {
     // The 11.025k -> 8k bank is the least-squares seed interpolated onto a 320-phase grid; the
     // interpolation must neither raise its stopband anywhere up to the prototype's Nyquist nor
     // make the phases disagree (a phase-dependent error is a spur on every tone).
-    let bank = super::design::bank(11025, 8000, Quality::Voice);
+    check_seeded(Quality::Voice, 4200.0, -91.0, 64, -95.0);
+    check_seeded(Quality::Phone, 4600.0, -80.0, 48, -84.0);
+}
+
+/// The seeded 11.025k -> 8k bank of quality `q`: flat to 3.4 kHz, under `floor` dB from `stop`
+/// Hz to the prototype's Nyquist, at most `max_taps` per phase, and its phases within `agree`
+/// dB of each other at 1 kHz.
+fn check_seeded(q: Quality, stop: f64, floor: f64, max_taps: usize, agree: f64) {
+    let bank = super::design::bank(11025, 8000, q);
     let (l, taps) = (bank.l, bank.taps);
     assert_eq!(l, 320);
-    assert!(taps <= 64, "{taps} taps per phase");
+    assert!(taps <= max_taps, "{q:?}: {taps} taps per phase");
     // Rebuild the prototype from the bank: phase p's coefficient k (time-reversed in storage)
     // is prototype sample k * l + p.
     let mut h = vec![0f64; l * taps];
@@ -835,13 +890,13 @@ fn seeded_prototype_keeps_the_seed_response_and_its_phases_agree() {
         let g = db(gain(f));
         assert!(g.abs() < 0.07, "passband at {f} Hz: {g} dB");
     }
-    // Everything from 4.2 kHz to the prototype's Nyquist, densely near the edge, then across
-    // the whole band (the seed's images would sit around multiples of 22.05 kHz).
-    let edge = (0..200).map(|i| 4200.0 + i as f64 * 10.0);
-    let wide = (0..400).map(|i| 6200.0 + i as f64 * (11025.0 * 160.0 - 6200.0) / 400.0);
+    // Everything from the stopband edge to the prototype's Nyquist, densely near the edge,
+    // then across the whole band (the seed's images would sit around multiples of 22.05 kHz).
+    let edge = (0..200).map(|i| stop + i as f64 * 10.0);
+    let wide = (0..400).map(|i| stop + 2000.0 + i as f64 * (11025.0 * 160.0 - stop) / 400.0);
     for f in edge.chain(wide) {
         let g = db(gain(f));
-        assert!(g < -91.0, "stopband at {f} Hz: {g} dB");
+        assert!(g < floor, "{q:?} stopband at {f} Hz: {g} dB");
     }
     // Every phase delays a 1 kHz tone by its own fraction of a sample, all at the same gain
     // (the passband ripple at 1 kHz is common to all of them).
@@ -862,12 +917,12 @@ fn seeded_prototype_keeps_the_seed_response_and_its_phases_agree() {
         (s.0 + r.0 / l as f64, s.1 + r.1 / l as f64)
     });
     assert!(
-        db(mean.0).abs() < 0.07 && db(mean.1.abs()) < -95.0,
-        "{mean:?}"
+        db(mean.0).abs() < 0.07 && db(mean.1.abs()) < agree,
+        "{q:?}: {mean:?}"
     );
     for (slot, r) in rel.iter().enumerate() {
         let err = db(((r.0 - mean.0).powi(2) + (r.1 - mean.1).powi(2)).sqrt());
-        assert!(err < -95.0, "slot {slot}: {err} dB from the others");
+        assert!(err < agree, "{q:?} slot {slot}: {err} dB from the others");
     }
 }
 
