@@ -53,13 +53,31 @@ def test_in_order_call_equals_decode_then_resample() -> None:
     inb = media.TwilioInbound(out_rate=16000)
     outs = [inb.process(m)[1] for m in MSGS]
     assert all(len(o) == 640 for o in outs)  # every 20 ms message releases 20 ms at 16 kHz
-    rs = media.Resampler(8000, 16000)
+    rs = media.Resampler(8000, 16000, quality="phone")  # the inbound's default
     delay = round((inb.latency_ms - rs.latency_ms) * 8)  # jitter buffer / concealment delay
     assert 0 <= delay <= 80
     decoded = np.frombuffer(media.ulaw_decode(media.ulaw_encode(SPEECH.tobytes())), np.int16)
     delayed = np.concatenate([np.zeros(delay, np.int16), decoded])[: len(decoded)]
     want = b"".join(rs.process(delayed[i : i + 160].tobytes()) for i in range(0, len(delayed), 160))
     assert b"".join(outs) == want
+
+
+def test_inbound_quality_is_chosen_and_reported() -> None:
+    phone = media.TwilioInbound()
+    voice = media.TwilioInbound(quality="voice")
+    assert (phone.quality, voice.quality) == ("phone", "voice")
+    # The phone design to 16 kHz is ~1.4 ms sooner (65 taps instead of 109).
+    assert phone.latency_ms < voice.latency_ms - 1.2
+    assert media.TwilioInbound(out_rate=8000).quality is None  # nothing to resample
+    with pytest.raises(media.MediaError, match=r"'best'.*'voice', 'high', 'phone'"):
+        media.TwilioInbound(quality="best")
+    # Same audio, each through its own resampler.
+    rs = media.Resampler(8000, 16000, quality="voice")
+    decoded = media.ulaw_decode(media.ulaw_encode(SPEECH.tobytes()))
+    got = b"".join(voice.process(m)[1] for m in MSGS)
+    want = rs.process(decoded)
+    skip = round((voice.latency_ms - rs.latency_ms) * 16) * 2  # the jitter buffer's delay
+    assert got[skip:] == want[: len(got) - skip]
 
 
 def test_out_rate_8000_is_the_decoded_audio() -> None:

@@ -112,7 +112,10 @@ class Concealer:
 
 @final
 class TwilioInbound:
-    """One Twilio media message in -> (event, PCM16 at out_rate, VAD decision of the last frame)."""
+    """One Twilio media message in -> (event, PCM16 at out_rate, VAD decision of the last frame).
+
+    The PCM is resampled at `quality` ("phone" unless given; see `Resampler`).
+    """
 
     def __new__(
         cls,
@@ -122,12 +125,15 @@ class TwilioInbound:
         frame_ms: int = 20,
         max_message_bytes: int = 65536,
         reorder_window: int = 2,
+        quality: str = "phone",
     ) -> TwilioInbound: ...
     def process(self, message: str | Buffer) -> tuple[str, bytes, bool | None]: ...
     def stats(self) -> dict[str, int | float]: ...
     def reset(self) -> None: ...
     @property
     def out_rate(self) -> int: ...
+    @property
+    def quality(self) -> str | None: ...
     @property
     def latency_ms(self) -> float: ...
 

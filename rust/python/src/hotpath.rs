@@ -73,7 +73,9 @@ pub(crate) fn pcm_bytes<'py>(py: Python<'py>, pcm: &[i16]) -> PyResult<Bound<'py
 /// `(event, pcm, speech)`: the event name, the PCM16 at `out_rate` that the message released
 /// (empty for non-media events, or while the jitter buffer waits for a reordered frame), and
 /// the VAD decision of the last released frame (`None` when none was released). Non-media
-/// messages are only classified: parse them with your JSON library.
+/// messages are only classified: parse them with your JSON library. The PCM is resampled at
+/// `quality`, `"phone"` unless given (see `Resampler`: G.711's noise hides the difference from
+/// `"voice"`, and it is sooner).
 #[pyclass(module = "voxrelay.media", name = "TwilioInbound")]
 pub struct PyInbound {
     inner: Inbound,
@@ -83,7 +85,7 @@ pub struct PyInbound {
 #[pymethods]
 impl PyInbound {
     #[new]
-    #[pyo3(signature = (*, out_rate=16000, codec="ulaw", frame_ms=20, max_message_bytes=65536, reorder_window=2))]
+    #[pyo3(signature = (*, out_rate=16000, codec="ulaw", frame_ms=20, max_message_bytes=65536, reorder_window=2, quality="phone"))]
     fn new(
         py: Python<'_>,
         out_rate: u32,
@@ -91,6 +93,7 @@ impl PyInbound {
         frame_ms: u32,
         max_message_bytes: usize,
         reorder_window: u32,
+        quality: &str,
     ) -> PyResult<Self> {
         let cfg = InboundConfig {
             out_rate,
@@ -98,6 +101,7 @@ impl PyInbound {
             law: parse_law(codec)?,
             max_message_bytes,
             reorder_window,
+            quality: Quality::from_name(quality).map_err(media_err)?,
             ..InboundConfig::default()
         };
         let inner = Inbound::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -143,6 +147,12 @@ impl PyInbound {
     #[getter]
     fn out_rate(&self) -> u32 {
         self.inner.out_rate()
+    }
+
+    /// The resampler's quality name, or `None` for output at 8 kHz (nothing to resample).
+    #[getter]
+    fn quality(&self) -> Option<&'static str> {
+        self.inner.quality().map(Quality::name)
     }
 
     #[getter]

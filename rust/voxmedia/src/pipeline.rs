@@ -57,6 +57,10 @@ pub struct InboundConfig {
     pub vad: VadConfig,
     /// Frames that may arrive after a missing one before it is concealed.
     pub reorder_window: u32,
+    /// The resampler's design, from the wire to `out_rate`. `Quality::Phone` by default: the
+    /// audio is G.711, whose noise hides what the voice design adds, and it is ~1.4 ms sooner
+    /// and ~40% less work to 16 kHz.
+    pub quality: Quality,
 }
 
 impl Default for InboundConfig {
@@ -68,6 +72,7 @@ impl Default for InboundConfig {
             max_message_bytes: 64 * 1024,
             vad: VadConfig::default(),
             reorder_window: 2,
+            quality: Quality::Phone,
         }
     }
 }
@@ -141,7 +146,7 @@ impl Inbound {
             None
         } else {
             Some(
-                Resampler::new(WIRE_RATE, cfg.out_rate, Quality::Voice)
+                Resampler::new(WIRE_RATE, cfg.out_rate, cfg.quality)
                     .map_err(PipelineError::Resample)?,
             )
         };
@@ -243,6 +248,11 @@ impl Inbound {
 
     pub fn jitter(&self) -> &JitterBuffer {
         &self.jitter
+    }
+
+    /// The resampler's design (`None` when the output is at the wire rate).
+    pub fn quality(&self) -> Option<Quality> {
+        self.resampler.as_ref().map(Resampler::quality)
     }
 
     pub fn out_rate(&self) -> u32 {

@@ -152,6 +152,7 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         (Quality::Voice, 2, 1) => Some(&tables::INTERP2),
         (Quality::Phone, 1, 2) => Some(&tables::PHONE_DECIM2),
         (Quality::Phone, 1, 3) => Some(&tables::PHONE_DECIM3),
+        (Quality::Phone, 2, 1) => Some(&tables::PHONE_INTERP2),
         _ => None,
     };
     let (h, centre) = match (table, quality, in_rate, out_rate) {
