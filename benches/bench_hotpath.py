@@ -6,9 +6,9 @@ TTS rate -> one ready-to-send Twilio media JSON text; or 20 ms of TTS that is al
 8 kHz (what the local voices and a cloud TTS asked for it deliver on phone calls) -> the same.
 Goal: <= 2 us per frame each way.
 
-The outbound rows resample at `TwilioOutbound`'s default, the phone quality (flat to 3.4 kHz,
-80 dB from 4.6 kHz: G.711's noise hides the rest); `voxrelay-ws-frames-voice` is the same call
-at the voice quality (~91 dB from 4.2 kHz), the default before session 6.
+The voxrelay rows resample at the default, the phone quality (flat to 3.4 kHz, 80 dB from
+4.6 kHz: G.711's noise hides the rest); `voxrelay-voice` and `voxrelay-ws-frames-voice` are the
+same calls at the voice quality (~91 dB from 4.2 kHz), the default before session 6.
 """
 
 from __future__ import annotations
@@ -76,11 +76,11 @@ def python_inbound() -> Callable[[str], tuple[bytes, bool]]:
     return step
 
 
-def voxrelay_inbound() -> Callable[[str], tuple[str, bytes, bool | None]]:
-    return media.TwilioInbound(out_rate=16000).process
+def voxrelay_inbound(quality: str = "phone") -> Callable[[str], tuple[str, bytes, bool | None]]:
+    return media.TwilioInbound(out_rate=16000, quality=quality).process
 
 
-@pytest.mark.parametrize("impl", ["voxrelay", "python-best-libs", "harness-only"])
+@pytest.mark.parametrize("impl", ["voxrelay", "voxrelay-voice", "python-best-libs", "harness-only"])
 def test_inbound_frame(benchmark, impl: str) -> None:  # type: ignore[no-untyped-def]
     """`harness-only` times the scaffolding every row pays (the closure, taking the next
     message, and calling a C function on it: `len`), so a step's own cost is its row minus
@@ -89,7 +89,11 @@ def test_inbound_frame(benchmark, impl: str) -> None:  # type: ignore[no-untyped
     if impl == "harness-only":
         step = len
     else:
-        step = voxrelay_inbound() if impl == "voxrelay" else python_inbound()
+        step = {
+            "voxrelay": voxrelay_inbound,
+            "voxrelay-voice": lambda: voxrelay_inbound("voice"),
+            "python-best-libs": python_inbound,
+        }[impl]()
     msgs = iter(MESSAGES)
 
     def one() -> object:
