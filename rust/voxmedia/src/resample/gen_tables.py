@@ -175,8 +175,8 @@ def phone() -> None:
     4.6 kHz, which is where G.712 asks a PCM channel for its 25 dB of alias rejection) at 80 dB,
     for audio on its way to G.711. Mu-law's own quantising noise sits ~38 dB under the signal,
     so an alias 80 dB under it is ~40 dB below what the codec adds anyway, while the wider
-    transition (1.2 kHz instead of 0.8) and the shallower depth cut the taps by ~40%: the
-    per-frame cost and the group delay of every TTS stream sent to a phone."""
+    transition (1.2 kHz instead of 0.8) and the shallower depth cut the taps by about a third:
+    the per-frame cost and the group delay of every TTS stream sent to a phone."""
     ratios = np.geomspace(3, 3000, 25)
     for m in (2, 3):
         wp, ws = np.pi * 0.85 / m, np.pi * 1.15 / m

@@ -68,9 +68,10 @@ pub enum Quality {
     /// For audio on its way to (or from) a G.711 phone leg: flat to 0.85 x the lower Nyquist
     /// (3.4 kHz for 8 kHz) and 80 dB down from 1.15 x (4.6 kHz, where ITU-T G.712 asks a PCM
     /// channel for 25 dB). Mu-law adds noise ~38 dB under the signal, so aliases 80 dB under it
-    /// cannot be heard or measured in the coded audio; the wider, shallower design has ~40%
-    /// fewer taps than `Voice` to 8 kHz, which is that much less work per frame and ~1 ms less
-    /// delay. Not for audio that stays PCM16: its 1.0-1.15 ny band may alias.
+    /// cannot be heard or measured in the coded audio; the wider, shallower design has a third
+    /// fewer taps than `Voice` to 8 kHz from 16, 24, 32 and 48 kHz (a sixth from the 44.1 kHz
+    /// family, whose pre-decimator must stay long), and 0.8-1.2 ms less delay. Not for audio
+    /// that stays PCM16: its 1.0-1.15 ny band may alias.
     Phone,
 }
 
