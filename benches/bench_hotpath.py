@@ -178,6 +178,26 @@ def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignor
     benchmark.pedantic(one, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=0)
 
 
+@pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100, 48000])
+def test_outbound_tts_chunks(benchmark, rate: int) -> None:  # type: ignore[no-untyped-def]
+    """The server's call as a streaming TTS feeds it: 100 ms of PCM per call, five frames out.
+    Divide the row by five for the cost per frame (the call's fixed cost is shared by five)."""
+    pcm = speechlike(rate, 60.0, seed=2).tobytes()
+    step = rate // 10 * 2
+    chunks = [pcm[i : i + step] for i in range(0, len(pcm) - step + 1, step)]
+    assert len(chunks) >= 100 * 5
+    it = iter(chunks)
+    process_frames = media.TwilioOutbound(SID, rate).process_frames
+
+    def one() -> object:
+        frames = process_frames(next(it))
+        assert len(frames) >= 4
+        return frames
+
+    benchmark.group = "hot path outbound, TTS in 100 ms chunks, per call of 5 frames"
+    benchmark.pedantic(one, rounds=100, iterations=5, warmup_rounds=0)
+
+
 @pytest.mark.parametrize("impl", ["voxrelay", "voxrelay-ws-frames", "python-best-libs"])
 def test_outbound_frame_from_phone_format_tts(benchmark, impl: str) -> None:  # type: ignore[no-untyped-def]
     codes = media.ulaw_encode(speechlike(8000, 60.0, seed=3).tobytes())
