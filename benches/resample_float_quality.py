@@ -2,7 +2,7 @@
 """The measurements of ../shared/tools/resampler_quality.py on float32 I/O (process_float), for
 quality "high", whose ~130 dB stopband is below what int16 I/O can show. 20 ms chunks.
 
-    python benches/resample_float_quality.py [voice|high]
+    python benches/resample_float_quality.py [voice|high|phone]
 """
 
 import sys

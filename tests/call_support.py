@@ -40,10 +40,11 @@ def silence(seconds: float, rate: int = 8000) -> bytes:
 
 
 def phone_leg(pcm_22k: bytes, rate: int = 16000) -> bytes:
-    """Piper's 22.05 kHz -> 8 kHz mu-law -> `rate`, like a call's inbound leg."""
-    down = media.Resampler(22050, 8000)
+    """Piper's 22.05 kHz -> 8 kHz mu-law -> `rate`, like a call's inbound leg (at the phone
+    quality, as `TwilioOutbound` and `TwilioInbound` resample)."""
+    down = media.Resampler(22050, 8000, quality="phone")
     law = media.ulaw_encode(down.process(pcm_22k) + down.flush())
-    up = media.Resampler(8000, rate)
+    up = media.Resampler(8000, rate, quality="phone")
     pcm = media.ulaw_decode(law)
     return up.process(pcm) + up.flush()
 

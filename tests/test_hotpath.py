@@ -66,7 +66,7 @@ def test_inbound_quality_is_chosen_and_reported() -> None:
     phone = media.TwilioInbound()
     voice = media.TwilioInbound(quality="voice")
     assert (phone.quality, voice.quality) == ("phone", "voice")
-    # The phone design to 16 kHz is ~1.4 ms sooner (65 taps instead of 109).
+    # The phone design to 16 kHz is 1.25 ms sooner (69 taps instead of 109).
     assert phone.latency_ms < voice.latency_ms - 1.2
     assert media.TwilioInbound(out_rate=8000).quality is None  # nothing to resample
     with pytest.raises(media.MediaError, match=r"'best'.*'voice', 'high', 'phone'"):

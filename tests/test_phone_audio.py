@@ -21,14 +21,19 @@ def payloads(messages: list[str]) -> bytes:
 
 
 @pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100, 48000])
-def test_codes_are_what_the_outbound_path_would_have_sent(rate: int) -> None:
+@pytest.mark.parametrize("quality", [None, "voice"])
+def test_codes_are_what_the_outbound_path_would_have_sent(rate: int, quality: str | None) -> None:
     """Same resampler, same encoder: moving the conversion off the loop changes no sample.
-    (The outbound path then pads the last frame with mu-law silence.)"""
+    (The outbound path then pads the last frame with mu-law silence.) Both default to the
+    phone quality."""
     pcm = tone(rate, 0.73)
-    enc = PhoneEncoder(rate)
+    enc = PhoneEncoder(rate) if quality is None else PhoneEncoder(rate, quality)
     codes = b"".join(enc.encode(pcm[i : i + 3000]) for i in range(0, len(pcm), 3000))
     codes += enc.finish()
-    out = media.TwilioOutbound("MZ1", rate)
+    if quality is None:
+        out = media.TwilioOutbound("MZ1", rate)
+    else:
+        out = media.TwilioOutbound("MZ1", rate, quality=quality)
     sent = payloads(out.process(pcm) + out.flush())
     assert len(codes) > 0.73 * 8000
     assert sent[: len(codes)] == codes

@@ -38,10 +38,10 @@ class PhoneEncoder:
 
     __slots__ = ("_resampler",)
 
-    def __init__(self, rate: int) -> None:
-        # The quality `TwilioOutbound` resamples at, so the codes are the ones it would send.
+    def __init__(self, rate: int, quality: str = "phone") -> None:
+        # `TwilioOutbound`'s default quality, so the codes are the ones it would send.
         self._resampler = (
-            None if rate == PHONE_RATE else media.Resampler(rate, PHONE_RATE, quality="phone")
+            None if rate == PHONE_RATE else media.Resampler(rate, PHONE_RATE, quality=quality)
         )
 
     def encode(self, pcm: bytes) -> bytes:

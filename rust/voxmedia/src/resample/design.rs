@@ -226,6 +226,20 @@ fn seeded(seed: &[f64], seed_rate: u32, proto: f64) -> (Vec<f64>, f64) {
     (h, half as f64)
 }
 
+/// The G.711 phone leg's rate: the `Phone` designs are for pairs with it on one side.
+const PHONE_RATE: u32 = 8000;
+
+/// The design `quality` stands for between `in_rate` and `out_rate`: the phone quality's
+/// relaxed band edges are only safe where the audio is G.711 on one side (its noise hides what
+/// they let through), so other pairs get the voice design.
+pub(super) fn design_quality(in_rate: u32, out_rate: u32, quality: Quality) -> Quality {
+    if quality == Quality::Phone && in_rate != PHONE_RATE && out_rate != PHONE_RATE {
+        Quality::Voice
+    } else {
+        quality
+    }
+}
+
 /// Input rates of the 2:1 pre-decimators that run ahead of the main stage of `in -> out`
 /// (outermost first); the main stage then converts from the last of them halved.
 ///

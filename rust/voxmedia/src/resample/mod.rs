@@ -69,9 +69,11 @@ pub enum Quality {
     /// (3.4 kHz for 8 kHz) and 80 dB down from 1.15 x (4.6 kHz, where ITU-T G.712 asks a PCM
     /// channel for 25 dB). Mu-law adds noise ~38 dB under the signal, so aliases 80 dB under it
     /// cannot be heard or measured in the coded audio; the wider, shallower design has a third
-    /// fewer taps than `Voice` to 8 kHz from 16, 24, 32 and 48 kHz (a sixth from the 44.1 kHz
-    /// family, whose pre-decimator must stay long), and 0.8-1.2 ms less delay. Not for audio
-    /// that stays PCM16: its 1.0-1.15 ny band may alias.
+    /// fewer taps than `Voice` to 8 kHz from 16, 24, 32 and 48 kHz (a sixth from 22.05 and
+    /// 44.1 kHz, whose 22.05 kHz half-band must stay flat to 4.6 kHz and so is longer than the
+    /// voice one), and 0.8-1.2 ms less delay (1.25 ms from 8 kHz to 16 kHz). Its 1.0-1.15 ny
+    /// band may alias, so it is only for a G.711 leg: a pair without 8 kHz gets the `Voice`
+    /// design (`Resampler::quality` still says `Phone`).
     Phone,
 }
 
@@ -344,10 +346,12 @@ impl Resampler {
             let state = State::new(&bank);
             (bank, state)
         };
-        let rates = design::cascade(in_rate, out_rate, quality);
+        // What the filters are designed for; `quality` is what the caller asked for.
+        let design = design::design_quality(in_rate, out_rate, quality);
+        let rates = design::cascade(in_rate, out_rate, design);
         let pre: Vec<_> = rates
             .iter()
-            .map(|&r| with_state(shared_bank(r, out_rate, quality, true)))
+            .map(|&r| with_state(shared_bank(r, out_rate, design, true)))
             .collect();
         let mut mid = Vec::new();
         let mut n = PIECE;
@@ -357,7 +361,7 @@ impl Resampler {
         }
         let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
         let core = (in_rate != out_rate)
-            .then(|| with_state(shared_bank(main_rate, out_rate, quality, false)));
+            .then(|| with_state(shared_bank(main_rate, out_rate, design, false)));
         Ok(Resampler {
             in_rate,
             out_rate,

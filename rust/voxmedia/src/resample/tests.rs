@@ -278,18 +278,21 @@ fn aliases_and_images_are_rejected() {
             -90.0
         };
         // The phone quality's stopband starts at 1.15 x the lower Nyquist (4.6 kHz for 8 kHz),
-        // and it only has to clear the images of tones up to 0.85 x.
+        // and it only has to clear the images of tones up to 0.85 x; pairs without 8 kHz get
+        // the voice design.
+        let phone = if a == 8000 || b == 8000 {
+            (Quality::Phone, -80.0, 1.15, 0.85)
+        } else {
+            (Quality::Phone, voice, 1.05, 0.9)
+        };
         for (q, limit, stop, top) in [
             (Quality::Voice, voice, 1.05, 0.9),
             (Quality::High, -120.0, 1.05, 0.9),
-            (Quality::Phone, -80.0, 1.15, 0.85),
+            phone,
         ] {
             let ny = a.min(b) as f64 / 2.0;
             for i in 0..6 {
-                if b < a && stop * ny >= 0.97 * a as f64 / 2.0 {
-                    // No stopband below the input Nyquist (24k -> 22.05k at the phone quality).
-                    break;
-                } else if b < a {
+                if b < a {
                     // Everything from the stopband edge up to the input Nyquist is gone.
                     let f = stop * ny + (0.97 * a as f64 / 2.0 - stop * ny) * i as f64 / 5.0;
                     let y = resample_f32(a, b, q, &tone(f, a, a as usize / 4, 0.5));
@@ -829,6 +832,35 @@ fn phone_quality_is_shorter_and_sooner_to_the_phone_leg() {
         assert!(wp < 0.87 * wv, "{a}: {wp} vs {wv} taps per output");
         let (lv, lp) = (voice.latency_ms(), phone.latency_ms());
         assert!(lp < lv - 0.7, "{a}: {lp} vs {lv} ms");
+    }
+}
+
+#[test]
+fn phone_quality_is_the_voice_design_without_a_phone_leg() {
+    // The phone design's 1.0-1.15 ny band may alias: only G.711 hides that, so a pair without
+    // 8 kHz is converted exactly as at the voice quality (and still reports phone).
+    let x: Vec<i16> = (0..6000)
+        .map(|i| ((i * 7919 % 20000) as i32 - 10000) as i16)
+        .collect();
+    for (a, b) in all_pairs() {
+        if a == b || a == 8000 || b == 8000 {
+            continue;
+        }
+        let mut phone = Resampler::new(a, b, Quality::Phone).unwrap();
+        assert_eq!(phone.quality(), Quality::Phone);
+        let mut voice = Resampler::new(a, b, Quality::Voice).unwrap();
+        assert_eq!(phone.latency_ms(), voice.latency_ms(), "{a}->{b}");
+        assert_eq!(
+            run_split(&mut phone, &x, &[777]),
+            run_split(&mut voice, &x, &[777]),
+            "{a}->{b}"
+        );
+    }
+    // With the phone leg on either side it is the phone design.
+    for (a, b) in [(8000, 16000), (48000, 8000)] {
+        let phone = Resampler::new(a, b, Quality::Phone).unwrap();
+        let voice = Resampler::new(a, b, Quality::Voice).unwrap();
+        assert!(phone.latency_ms() < voice.latency_ms(), "{a}->{b}");
     }
 }
 
