@@ -840,7 +840,7 @@ fn phone_quality_is_the_voice_design_without_a_phone_leg() {
     // The phone design's 1.0-1.15 ny band may alias: only G.711 hides that, so a pair without
     // 8 kHz is converted exactly as at the voice quality (and still reports phone).
     let x: Vec<i16> = (0..6000)
-        .map(|i| ((i * 7919 % 20000) as i32 - 10000) as i16)
+        .map(|i: i32| (i * 7919 % 20000 - 10000) as i16)
         .collect();
     for (a, b) in all_pairs() {
         if a == b || a == 8000 || b == 8000 {
