@@ -173,7 +173,7 @@ impl PyInbound {
 /// 1x real time.
 ///
 /// PCM at another rate than 8 kHz is resampled at `quality`, `"phone"` unless given: the
-/// codec's own noise hides the difference from `"voice"`, and it costs 5-20% less per frame
+/// codec's own noise hides the difference from `"voice"`, and it costs 7-16% less per frame
 /// and ~1 ms less delay (see `Resampler`).
 #[pyclass(module = "voxrelay.media", name = "TwilioOutbound")]
 pub struct PyOutbound {
