@@ -3,9 +3,9 @@ by `TwilioOutbound` at the phone and the voice qualities, beside mu-law alone.
 
 The speech is piper's local voice (22.05 kHz), converted to each TTS rate by the `high`
 resampler. The reference is that speech at 8 kHz by the `high` resampler, not coded; each row
-scores the mu-law a phone would receive. If the phone quality's shorter filters cost anything
-audible, its column falls below the voice column; both sit under "mu-law alone", which codes
-the reference itself (the codec's own cost).
+scores the mu-law a phone would receive. "mu-law alone" codes the reference itself: the codec's
+own cost, which neither filter can beat. If the phone quality's shorter filters cost anything
+audible, its column falls below the other two; if not, all three agree to PESQ's own noise.
 
 Needs the `local` and `test` extras (piper, pesq):
 
@@ -34,12 +34,13 @@ SENTENCES = [
 async def piper_speech() -> tuple[bytes, int]:
     tts = make_tts("piper-local")
     await tts.warmup()
+    rate = tts.output_format.sample_rate
     pcm = b""
     for text in SENTENCES:
         pcm += b"".join([c.pcm async for c in tts.synthesize(text)])
-        pcm += bytes(2 * 22050 // 2)  # half a second between sentences
+        pcm += bytes(2 * rate // 2)  # half a second between sentences
     await tts.close()
-    return pcm, tts.output_format.sample_rate
+    return pcm, rate
 
 
 def convert(pcm: bytes, a: int, b: int) -> bytes:

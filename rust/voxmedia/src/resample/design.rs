@@ -249,9 +249,10 @@ pub(super) fn design_quality(in_rate: u32, out_rate: u32, quality: Quality) -> Q
 /// the later stages pass, is cheap (wide transition, every other tap zero), and the main stage
 /// then needs half the taps in input samples: 22.05k -> 8k becomes 22.05k -> 11.025k -> 8k,
 /// 44.1k two halvings then 11.025k -> 8k, 48k -> 24k then the 3:1 table. Only for the phone
-/// rate at the voice and phone qualities: the `high` designs and the other pairs are unchanged. Not ahead of a
-/// 2:1 main stage (32k -> 8k stays one 4:1 direct-form pass): there the half-band's leak and
-/// the 2:1 table's stopband add up to an alias of one test tone at 85.8 dB, under the margin.
+/// rate at the voice and phone qualities: the `high` designs and the other pairs are
+/// unchanged. Not ahead of a 2:1 main stage (32k -> 8k stays one 4:1 direct-form pass): there
+/// the half-band's leak and the 2:1 table's stopband add up to an alias of one test tone at
+/// 85.8 dB, under the margin.
 pub(super) fn cascade(in_rate: u32, out_rate: u32, quality: Quality) -> Vec<u32> {
     let mut rates = Vec::new();
     if quality == Quality::High || out_rate != 8000 {
