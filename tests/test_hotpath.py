@@ -245,8 +245,10 @@ def test_outbound_aliases_are_far_under_the_codec_noise(rate: int, quality: str)
     # tone with six loud tones above 4.6 kHz (each would alias to its own in-band frequency:
     # 4.7k -> 3.3k, 5.3k -> 2.7k, 6.1k -> 1.9k, 7.3k -> 700 Hz, 9.7k -> 1.7k, 10.9k -> 2.9k).
     # The aliases are the output with the loud tones minus the output without them (same
-    # filter, same delay). The phone quality's 80 dB keeps them ~40 dB under the codec's noise,
-    # as the voice quality's ~91 dB does; a 60 dB design would leave them only ~20 dB under.
+    # filter, same delay; PCM16 rounding of the two sets a floor ~47 dB under the codec's
+    # noise). The phone quality's 80 dB keeps them 45-47 dB under it, the voice quality's ~91 dB
+    # 47-49 dB; by the same arithmetic a 60 dB design would leave them only ~25 dB under.
+    # `TwilioOutbound` uses this resampler (`test_outbound_resamples_at_the_phone_quality`).
     t = np.arange(rate * 2) / rate
     inband = 0.3 * np.sin(2 * np.pi * 1013.7 * t)
     loud = sum(
