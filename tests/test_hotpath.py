@@ -71,6 +71,8 @@ def test_inbound_quality_is_chosen_and_reported() -> None:
     assert media.TwilioInbound(out_rate=8000).quality is None  # nothing to resample
     with pytest.raises(media.MediaError, match=r"'best'.*'voice', 'high', 'phone'"):
         media.TwilioInbound(quality="best")
+    with pytest.raises(TypeError, match="quality"):
+        media.TwilioInbound(quality=None)  # type: ignore[arg-type]
     # Same audio, each through its own resampler.
     rs = media.Resampler(8000, 16000, quality="voice")
     decoded = media.ulaw_decode(media.ulaw_encode(SPEECH.tobytes()))
@@ -291,6 +293,8 @@ def test_outbound_quality_is_chosen_and_reported() -> None:
     assert media.TwilioOutbound(SID, 8000).quality is None  # nothing to resample
     with pytest.raises(media.MediaError, match=r"'best'.*'voice', 'high', 'phone'"):
         media.TwilioOutbound(SID, 24000, quality="best")
+    with pytest.raises(TypeError, match="quality"):
+        media.TwilioOutbound(SID, 24000, quality=5)  # type: ignore[arg-type]
 
 
 def test_outbound_partial_frame_waits_and_reset_drops_it() -> None:
