@@ -71,9 +71,14 @@ class PiperTTS:
         config_path: str | None = None,
         workers: int = 1,
         length_scale: float | None = None,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
         threads: int = 2,
         output: str = "native",
     ) -> None:
+        """`noise_scale` and `noise_w_scale` are piper's (None: the voice's own). Piper draws
+        fresh noise for every sentence, so the same text never sounds quite the same; 0.0 for
+        both makes it repeatable, for tests that must hear the same audio every run."""
         from piper import SynthesisConfig  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         if model_path is None or config_path is None:
@@ -89,11 +94,19 @@ class PiperTTS:
             raise ValueError(f"workers {workers} out of range [1, 8]")
         if not 1 <= threads <= 16:
             raise ValueError(f"threads {threads} out of range [1, 16]")
+        for name, value in (("noise_scale", noise_scale), ("noise_w_scale", noise_w_scale)):
+            if value is not None and not 0.0 <= value <= 2.0:
+                raise ValueError(f"{name} {value} out of range [0.0, 2.0]")
         self._phone = check_output(output) == "ulaw8k"
         self._voice = _load_voice(str(model_path), str(config_path), threads)
         # Loudness normalisation would change the level clause by clause; the phone path
         # wants one steady level, so it is off.
-        self._config = SynthesisConfig(normalize_audio=False, length_scale=length_scale)
+        self._config = SynthesisConfig(
+            normalize_audio=False,
+            length_scale=length_scale,
+            noise_scale=noise_scale,
+            noise_w_scale=noise_w_scale,
+        )
         self._rate = int(self._voice.config.sample_rate)
         self._format = ULAW_8K if self._phone else AudioFormat("pcm16", self._rate)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="piper")
