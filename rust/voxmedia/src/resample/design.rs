@@ -18,7 +18,7 @@
 use super::{tables, Bank, Lanes, Quality};
 
 /// Kaiser design target of the `phone` quality's run-time designs, dB (its tables are
-/// least-squares designs to -81 dB; see `gen_tables.py`).
+/// least-squares designs to -82 dB; see `gen_tables.py`).
 const PHONE_KAISER_ATTEN: f64 = 82.0;
 
 struct Spec {
