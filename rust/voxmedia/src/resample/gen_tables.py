@@ -92,11 +92,13 @@ def halfband_design(k: int, wp: float, iters: int = 300, grid: int = 40) -> np.n
     return h
 
 
-def check_interp(h: np.ndarray) -> tuple[float, float]:
+def check_interp(h: np.ndarray, stop: float = 1.1) -> tuple[float, float]:
+    """Passband ripple to 0.85 and image peak from `stop`, in units of the input Nyquist, of
+    the taps as stored (f32)."""
     n = 1 << 18
     mag = np.abs(np.fft.rfft(h.astype(np.float32).astype(np.float64), n))
     f = np.fft.rfftfreq(n, 1.0) * 4  # units of the input Nyquist
-    return np.abs(20 * np.log10(mag[f <= 0.85])).max(), 20 * np.log10(mag[f >= 1.1] + 1e-20).max()
+    return np.abs(20 * np.log10(mag[f <= 0.85])).max(), 20 * np.log10(mag[f >= stop] + 1e-20).max()
 
 
 def shortest(
@@ -220,10 +222,7 @@ def phone() -> None:
     wp = np.pi * 0.85 / 2
     for k in range(4, 40):
         h = halfband_design(k, wp)
-        n = 1 << 18
-        f = np.fft.rfftfreq(n, 1.0) * 4  # units of the input Nyquist
-        db = 20 * np.log10(np.abs(np.fft.rfft(h.astype(np.float32).astype(np.float64), n)) + 1e-20)
-        ripple, stop = np.abs(db[f <= 0.85]).max(), db[f >= 1.15].max()
+        ripple, stop = check_interp(h, 1.15)
         if stop <= -PHONE_DEPTH:
             break
     doc = (
