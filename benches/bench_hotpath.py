@@ -133,14 +133,10 @@ def test_outbound_frame(benchmark, impl: str, rate: int) -> None:  # type: ignor
 
         def one() -> object:
             return process(next(it))
-    elif impl == "voxrelay-ws-frames":
+    elif impl.startswith("voxrelay-ws-frames"):
         # What the server sends: the same messages as whole WebSocket frames (bytes).
-        process_frames = media.TwilioOutbound(SID, rate).process_frames
-
-        def one() -> object:
-            return process_frames(next(it))
-    elif impl == "voxrelay-ws-frames-voice":
-        process_frames = media.TwilioOutbound(SID, rate, quality="voice").process_frames
+        quality = "voice" if impl.endswith("-voice") else "phone"
+        process_frames = media.TwilioOutbound(SID, rate, quality=quality).process_frames
 
         def one() -> object:
             return process_frames(next(it))
