@@ -86,6 +86,19 @@ pub(super) trait Vec8: Copy {
             }
         }
     }
+    /// Splits 24 f32 samples into three runs of 8 (sample `3j + i` to `d[i][j]`).
+    ///
+    /// # Safety
+    /// `x` valid for 24 reads, each `d[i]` for eight writes; the CPU supports the
+    /// implementation's instructions.
+    #[inline(always)]
+    unsafe fn unzip3(x: *const f32, d: [*mut f32; 3]) {
+        for j in 0..8 {
+            for (i, p) in d.iter().enumerate() {
+                *p.add(j) = *x.add(3 * j + i);
+            }
+        }
+    }
     /// [`Vec8::zip2`] then `i16::from_f32`.
     ///
     /// # Safety
@@ -217,8 +230,8 @@ pub(super) mod avx2 {
         }
         #[inline(always)]
         unsafe fn unzip3_i16(x: *const i16, d: [*mut f32; 3]) {
-            // The inverse of `zip3`: quads x0..3 | x12..15, x4..7 | x16..19, x8..11 | x20..23
-            // as f32 (exact: k / 32768), blended to a0 a3 a2 a1 etc. and rotated back.
+            // Quads x0..3 | x12..15, x4..7 | x16..19, x8..11 | x20..23 as f32 (exact:
+            // k / 32768), then as `unzip3`.
             let sc = _mm256_set1_ps(1.0 / 32768.0);
             let quad = |o: usize| {
                 let v = _mm_unpacklo_epi64(
@@ -227,13 +240,18 @@ pub(super) mod avx2 {
                 );
                 _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(v)), sc)
             };
-            let (r0, r1, r2) = (quad(0), quad(4), quad(8));
-            let a = _mm256_blend_ps(_mm256_blend_ps(r0, r1, 0b0100_0100), r2, 0b0010_0010);
-            let b = _mm256_blend_ps(_mm256_blend_ps(r1, r0, 0b0010_0010), r2, 0b0100_0100);
-            let c = _mm256_blend_ps(_mm256_blend_ps(r2, r1, 0b0010_0010), r0, 0b0100_0100);
-            _mm256_storeu_ps(d[0], _mm256_permute_ps(a, 0b01_10_11_00));
-            _mm256_storeu_ps(d[1], _mm256_permute_ps(b, 0b10_11_00_01));
-            _mm256_storeu_ps(d[2], _mm256_permute_ps(c, 0b11_00_01_10));
+            unzip3_quads([quad(0), quad(4), quad(8)], d);
+        }
+        #[inline(always)]
+        unsafe fn unzip3(x: *const f32, d: [*mut f32; 3]) {
+            let quad = |o: usize| {
+                _mm256_insertf128_ps(
+                    _mm256_castps128_ps256(_mm_loadu_ps(x.add(o))),
+                    _mm_loadu_ps(x.add(o + 12)),
+                    1,
+                )
+            };
+            unzip3_quads([quad(0), quad(4), quad(8)], d);
         }
         #[inline(always)]
         unsafe fn zip2_i16(a: *const f32, b: *const f32, dst: *mut i16) {
@@ -267,6 +285,19 @@ pub(super) mod avx2 {
             _mm_storeu_ps(dst.add(8), _mm256_extractf128_ps(lo, 1));
             _mm_storeu_ps(dst.add(12), _mm256_extractf128_ps(hi, 1));
         }
+    }
+
+    /// The inverse of `zip3` on quads `r` = x0..3 | x12..15, x4..7 | x16..19, x8..11 | x20..23:
+    /// blended to a0 a3 a2 a1 etc. and rotated back, all within 128-bit lanes.
+    #[inline(always)]
+    unsafe fn unzip3_quads(r: [__m256; 3], d: [*mut f32; 3]) {
+        let [r0, r1, r2] = r;
+        let a = _mm256_blend_ps(_mm256_blend_ps(r0, r1, 0b0100_0100), r2, 0b0010_0010);
+        let b = _mm256_blend_ps(_mm256_blend_ps(r1, r0, 0b0010_0010), r2, 0b0100_0100);
+        let c = _mm256_blend_ps(_mm256_blend_ps(r2, r1, 0b0010_0010), r0, 0b0100_0100);
+        _mm256_storeu_ps(d[0], _mm256_permute_ps(a, 0b01_10_11_00));
+        _mm256_storeu_ps(d[1], _mm256_permute_ps(b, 0b10_11_00_01));
+        _mm256_storeu_ps(d[2], _mm256_permute_ps(c, 0b11_00_01_10));
     }
 }
 

@@ -644,21 +644,28 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
             let (a, b, c) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &mut c[t0..t0 + g]);
             let x = &x[..3 * g];
             let mut t = 0;
-            if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() {
-                // Eight groups of three at a time with in-lane shuffles.
-                let x16 = x.as_ptr().cast::<i16>();
+            // Eight groups of three at a time with in-lane shuffles.
+            let is = |id| std::any::TypeId::of::<S>() == id;
+            let (i16_in, f32_in) = (
+                is(std::any::TypeId::of::<i16>()),
+                is(std::any::TypeId::of::<f32>()),
+            );
+            if i16_in || f32_in {
                 while t + 8 <= g {
-                    // SAFETY: S is i16; 24 samples from 3t are in `x`; 8 items from t in each
-                    // of a, b, c; this runs only in code compiled for V's instruction set.
+                    let d = [
+                        a[t..].as_mut_ptr(),
+                        b[t..].as_mut_ptr(),
+                        c[t..].as_mut_ptr(),
+                    ];
+                    // SAFETY: S is i16 or f32 as tested; 24 samples from 3t are in `x`; 8
+                    // items from t in each of a, b, c; this runs only in code compiled for
+                    // V's instruction set.
                     unsafe {
-                        V::unzip3_i16(
-                            x16.add(3 * t),
-                            [
-                                a[t..].as_mut_ptr(),
-                                b[t..].as_mut_ptr(),
-                                c[t..].as_mut_ptr(),
-                            ],
-                        )
+                        if i16_in {
+                            V::unzip3_i16(x.as_ptr().cast::<i16>().add(3 * t), d)
+                        } else {
+                            V::unzip3(x.as_ptr().cast::<f32>().add(3 * t), d)
+                        }
                     };
                     t += 8;
                 }

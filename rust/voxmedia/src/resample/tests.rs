@@ -609,6 +609,26 @@ fn simd_interleaves_match_scalar() {
             assert_eq!(v, pcm[3 * j + i] as f32 / 32768.0);
         }
     }
+    let (mut g, mut w) = ([[0f32; 8]; 3], [[0f32; 8]; 3]);
+    // SAFETY: the CPU has AVX2; 24 samples in, three runs of 8 out.
+    unsafe {
+        let [g0, g1, g2] = &mut g;
+        A8::unzip3(
+            x.as_ptr(),
+            [g0.as_mut_ptr(), g1.as_mut_ptr(), g2.as_mut_ptr()],
+        );
+        let [w0, w1, w2] = &mut w;
+        P8::unzip3(
+            x.as_ptr(),
+            [w0.as_mut_ptr(), w1.as_mut_ptr(), w2.as_mut_ptr()],
+        );
+    }
+    assert_eq!(g, w);
+    for (i, run) in w.iter().enumerate() {
+        for (j, &v) in run.iter().enumerate() {
+            assert_eq!(v, x[3 * j + i]);
+        }
+    }
     let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
     // SAFETY: as above, two runs of 8, 16 outputs.
     unsafe {
