@@ -86,6 +86,19 @@ pub(super) trait Vec8: Copy {
             }
         }
     }
+    /// Splits 48 PCM16 samples into six runs of 8 (sample `6j + i` to `d[i][j]`), as f32.
+    ///
+    /// # Safety
+    /// `x` valid for 48 reads, each `d[i]` for eight writes; the CPU supports the
+    /// implementation's instructions.
+    #[inline(always)]
+    unsafe fn unzip6_i16(x: *const i16, d: [*mut f32; 6]) {
+        for j in 0..8 {
+            for (i, p) in d.iter().enumerate() {
+                *p.add(j) = (*x.add(6 * j + i)).to_f32();
+            }
+        }
+    }
     /// Splits 24 f32 samples into three runs of 8 (sample `3j + i` to `d[i][j]`).
     ///
     /// # Safety
@@ -243,6 +256,28 @@ pub(super) mod avx2 {
             unzip3_quads([quad(0), quad(4), quad(8)], d);
         }
         #[inline(always)]
+        unsafe fn unzip6_i16(x: *const i16, d: [*mut f32; 6]) {
+            // Sample pairs (6j + 2r, 6j + 2r + 1) as 32-bit items split three ways like
+            // `unzip3`, then each pair's low and high halves sign-extended.
+            let x = x.cast::<f32>();
+            let quad = |o: usize| {
+                _mm256_insertf128_ps(
+                    _mm256_castps128_ps256(_mm_loadu_ps(x.add(o))),
+                    _mm_loadu_ps(x.add(o + 12)),
+                    1,
+                )
+            };
+            let sc = _mm256_set1_ps(1.0 / 32768.0);
+            let split = unzip3_regs([quad(0), quad(4), quad(8)]);
+            for (r, p) in split.into_iter().enumerate() {
+                let p = _mm256_castps_si256(p);
+                let lo = _mm256_srai_epi32(_mm256_slli_epi32(p, 16), 16);
+                let hi = _mm256_srai_epi32(p, 16);
+                _mm256_storeu_ps(d[2 * r], _mm256_mul_ps(_mm256_cvtepi32_ps(lo), sc));
+                _mm256_storeu_ps(d[2 * r + 1], _mm256_mul_ps(_mm256_cvtepi32_ps(hi), sc));
+            }
+        }
+        #[inline(always)]
         unsafe fn unzip3(x: *const f32, d: [*mut f32; 3]) {
             let quad = |o: usize| {
                 _mm256_insertf128_ps(
@@ -291,13 +326,23 @@ pub(super) mod avx2 {
     /// blended to a0 a3 a2 a1 etc. and rotated back, all within 128-bit lanes.
     #[inline(always)]
     unsafe fn unzip3_quads(r: [__m256; 3], d: [*mut f32; 3]) {
+        for (p, v) in d.into_iter().zip(unzip3_regs(r)) {
+            _mm256_storeu_ps(p, v);
+        }
+    }
+
+    /// [`unzip3_quads`] into registers (32-bit items of any kind).
+    #[inline(always)]
+    unsafe fn unzip3_regs(r: [__m256; 3]) -> [__m256; 3] {
         let [r0, r1, r2] = r;
         let a = _mm256_blend_ps(_mm256_blend_ps(r0, r1, 0b0100_0100), r2, 0b0010_0010);
         let b = _mm256_blend_ps(_mm256_blend_ps(r1, r0, 0b0010_0010), r2, 0b0100_0100);
         let c = _mm256_blend_ps(_mm256_blend_ps(r2, r1, 0b0010_0010), r0, 0b0100_0100);
-        _mm256_storeu_ps(d[0], _mm256_permute_ps(a, 0b01_10_11_00));
-        _mm256_storeu_ps(d[1], _mm256_permute_ps(b, 0b10_11_00_01));
-        _mm256_storeu_ps(d[2], _mm256_permute_ps(c, 0b11_00_01_10));
+        [
+            _mm256_permute_ps(a, 0b01_10_11_00),
+            _mm256_permute_ps(b, 0b10_11_00_01),
+            _mm256_permute_ps(c, 0b11_00_01_10),
+        ]
     }
 }
 

@@ -5,6 +5,7 @@
 //! `((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7))`. The grouped and single paths therefore return the
 //! same bits, which is what makes the output independent of input chunking.
 
+use super::fused::Fused;
 use super::{emit_with, ingest_with, Bank, Sample, State};
 
 /// Windows computed at once by [`Dot::dot8`] (outputs of one phase sharing coefficients).
@@ -192,6 +193,17 @@ impl Kernel {
         }
     }
 
+    /// Runs a fused half-band into the next stage's streams (see `fused.rs`).
+    #[inline]
+    pub(super) fn fused(self, f: &Fused, hb: &mut State, next: &mut State) -> usize {
+        match self {
+            Kernel::Scalar => f.emit::<super::direct::P8>(hb, next),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only selected when the CPU reports AVX2 and FMA.
+            Kernel::Avx2 => unsafe { fused_avx2(f, hb, next) },
+        }
+    }
+
     #[inline]
     pub(super) fn emit<S: Sample>(self, bank: &Bank, st: &mut State, out: &mut [S]) -> usize {
         match self {
@@ -213,4 +225,10 @@ unsafe fn emit_avx2<S: Sample>(bank: &Bank, st: &mut State, out: &mut [S]) -> us
 #[target_feature(enable = "avx2,fma")]
 unsafe fn ingest_avx2<S: Sample>(m: usize, st: &mut State, x: &[S]) {
     ingest_with::<S, super::direct::avx2::A8>(m, st, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fused_avx2(f: &Fused, hb: &mut State, next: &mut State) -> usize {
+    f.emit::<super::direct::avx2::A8>(hb, next)
 }

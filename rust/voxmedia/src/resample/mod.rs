@@ -38,6 +38,7 @@
 mod bcast;
 mod design;
 mod direct;
+mod fused;
 mod kernel;
 mod tables;
 
@@ -278,14 +279,23 @@ struct State {
 
 impl State {
     fn new(bank: &Bank) -> Self {
-        let (taps, l, m) = (bank.taps, bank.l, bank.m);
-        let cap = taps - 1 + BLOCK;
-        let stride = match &bank.direct {
-            Some(d) if d.streams > 1 => cap.div_ceil(m) + direct::PAD,
+        let streams = match &bank.direct {
+            Some(d) if d.streams > 1 => bank.m,
             _ => 0,
         };
+        Self::with_streams(bank, streams)
+    }
+
+    /// History kept as `streams` deinterleaved streams (linear for 0).
+    fn with_streams(bank: &Bank, streams: usize) -> Self {
+        let (taps, l) = (bank.taps, bank.l);
+        let cap = taps - 1 + BLOCK;
+        let stride = match streams {
+            0 => 0,
+            m => cap.div_ceil(m) + direct::PAD,
+        };
         let len = if stride > 0 {
-            stride * m
+            stride * streams
         } else {
             cap + direct::PAD.max(bcast::PAD)
         };
@@ -325,6 +335,9 @@ pub struct Resampler {
     mid: Vec<Vec<f32>>,
     /// The main (or only) stage; `None` for equal rates (passthrough copy).
     core: Option<(Arc<Bank>, State)>,
+    /// Set when the only pre-decimator writes straight into the main stage's streams (see
+    /// `fused.rs`); its history then has `fused.streams()` streams.
+    fused: Option<fused::Fused>,
     kernel: Kernel,
 }
 
@@ -349,7 +362,7 @@ impl Resampler {
         // What the filters are designed for; `quality` is what the caller asked for.
         let design = design::design_quality(in_rate, out_rate, quality);
         let rates = design::cascade(in_rate, out_rate, design);
-        let pre: Vec<_> = rates
+        let mut pre: Vec<_> = rates
             .iter()
             .map(|&r| with_state(shared_bank(r, out_rate, design, true)))
             .collect();
@@ -362,6 +375,12 @@ impl Resampler {
         let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
         let core = (in_rate != out_rate)
             .then(|| with_state(shared_bank(main_rate, out_rate, design, false)));
+        let fused = match (&mut pre[..], &core) {
+            ([(hb, st)], Some((main, _))) => fused::Fused::new(hb, main).inspect(|f| {
+                *st = State::with_streams(hb, f.streams());
+            }),
+            _ => None,
+        };
         Ok(Resampler {
             in_rate,
             out_rate,
@@ -369,6 +388,7 @@ impl Resampler {
             pre,
             mid,
             core,
+            fused,
             kernel: Kernel::detect(),
         })
     }
@@ -517,6 +537,12 @@ impl Resampler {
         if self.pre.is_empty() {
             return Ok(run_stage(bank, st, kernel, input, out));
         }
+        if let Some(f) = &self.fused {
+            let (hb_bank, hb) = &mut self.pre[0];
+            let written = run_fused(f, (hb_bank, hb), (bank, st), kernel, input, out);
+            debug_assert_eq!(written, needed);
+            return Ok(written);
+        }
         // A cascade: each piece goes through every stage before the next is read, in f32
         // (no rounding between stages). Every stage sees the same stream whatever the caller's
         // chunking, and each stage is chunking-invariant, so the cascade is too.
@@ -565,30 +591,74 @@ fn run_stage<I: Sample, O: Sample>(
         kernel.ingest(bank.m, st, &rest[..take]);
         st.fill += take;
         rest = &rest[take..];
+        written += drain(bank, st, kernel, &mut out[written..]);
+    }
+    written
+}
+
+/// Writes every output of one stage whose input is staged to `out`, then drops the history no
+/// later output needs; returns how many.
+fn drain<O: Sample>(bank: &Bank, st: &mut State, kernel: Kernel, out: &mut [O]) -> usize {
+    let mut written = 0;
+    loop {
+        let k = kernel.emit(bank, st, &mut out[written..]);
+        written += k;
+        // No output can be ready once the next one needs an input not yet staged.
+        if k == 0 || st.next >= st.fill {
+            break;
+        }
+    }
+    // Keep only the history the next output needs (from its group's first window when
+    // outputs are computed in groups).
+    let back = bank.bcast.as_ref().map_or(0, |b| b.back(st.phase));
+    compact(st, st.next + 1 - bank.taps - back, bank.m);
+    written
+}
+
+/// Drops history before `keep_from`; `streams` is the number of deinterleaved streams when
+/// the history has them (`keep_from` is then rounded down to a whole round of them).
+fn compact(st: &mut State, keep_from: usize, streams: usize) {
+    let keep_from = keep_from.min(st.fill);
+    let keep_from = if st.stride > 0 {
+        let (from, to) = (keep_from / streams, st.fill.div_ceil(streams));
+        for s in 0..streams {
+            let b = s * st.stride;
+            st.buf.copy_within(b + from..b + to, b);
+        }
+        from * streams
+    } else {
+        st.buf.copy_within(keep_from..st.fill, 0);
+        keep_from
+    };
+    st.fill -= keep_from;
+    st.next -= keep_from;
+}
+
+/// [`run_stage`] for a half-band fused into the main stage (see `fused.rs`): the half-band's
+/// outputs go straight into the main stage's streams, which then emit into `out`.
+fn run_fused<I: Sample, O: Sample>(
+    f: &fused::Fused,
+    (hb_bank, hb): (&Bank, &mut State),
+    (bank, st): (&Bank, &mut State),
+    kernel: Kernel,
+    input: &[I],
+    out: &mut [O],
+) -> usize {
+    let mut written = 0;
+    let mut rest = input;
+    while !rest.is_empty() {
+        let take = rest.len().min(hb.cap - hb.fill);
+        kernel.ingest(f.streams(), hb, &rest[..take]);
+        hb.fill += take;
+        rest = &rest[take..];
         loop {
-            let k = kernel.emit(bank, st, &mut out[written..]);
-            written += k;
-            // No output can be ready once the next one needs an input not yet staged.
-            if k == 0 || st.next >= st.fill {
+            let k = kernel.fused(f, hb, st);
+            written += drain(bank, st, kernel, &mut out[written..]);
+            if k == 0 || hb.next >= hb.fill {
                 break;
             }
         }
-        // Keep only the history the next output needs (from its group's first window when
-        // outputs are computed in groups).
-        let back = bank.bcast.as_ref().map_or(0, |b| b.back(st.phase));
-        let keep_from = (st.next + 1 - bank.taps - back).min(st.fill);
-        if st.stride > 0 {
-            // keep_from is a multiple of m (window starts advance by m from 0).
-            let (from, to) = (keep_from / bank.m, st.fill.div_ceil(bank.m));
-            for s in 0..bank.m {
-                let b = s * st.stride;
-                st.buf.copy_within(b + from..b + to, b);
-            }
-        } else {
-            st.buf.copy_within(keep_from..st.fill, 0);
-        }
-        st.fill -= keep_from;
-        st.next -= keep_from;
+        compact(hb, hb.next + 1 - hb_bank.taps, f.streams());
     }
     written
 }
@@ -674,6 +744,27 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
                 a[t] = x[3 * t].to_f32();
                 b[t] = x[3 * t + 1].to_f32();
                 c[t] = x[3 * t + 2].to_f32();
+            }
+        }
+        6 if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() => {
+            // A fused half-band's history ahead of a 3:1 stage (48 kHz -> 8 kHz).
+            let x16 = x.as_ptr().cast::<i16>();
+            let base = buf.as_mut_ptr();
+            let mut t = 0;
+            while t + 8 <= g {
+                // SAFETY: S is i16; 48 samples from 6t are in `x` (6g of them); stream q's
+                // items t0 + t .. t0 + t + 8 are inside its stride (the caller stages at most
+                // the capacity); this runs only in code compiled for V's instruction set.
+                unsafe {
+                    let d = std::array::from_fn(|q| base.add(q * stride + t0 + t));
+                    V::unzip6_i16(x16.add(6 * t), d);
+                }
+                t += 8;
+            }
+            for t in t..g {
+                for q in 0..6 {
+                    buf[q * stride + t0 + t] = x[6 * t + q].to_f32();
+                }
             }
         }
         _ => {

@@ -1,0 +1,244 @@
+//! A 2:1 half-band pre-decimator that writes straight into the next stage's streams.
+//!
+//! Why: ahead of the 48 kHz -> 8 kHz main stage (3:1, three deinterleaved streams) the
+//! half-band cost about three times its arithmetic as a direct-form stage of its own. Its taps
+//! sit at odd distances from each other, so with eight consecutive outputs in a vector every
+//! tap is a load of its own (most of them split across cache lines), and its output was staged,
+//! copied and split again into the main stage's streams.
+//!
+//! Here the half-band's history is kept as `2 M` deinterleaved streams, `M` the next stage's
+//! decimation. The output that becomes item `v` of the next stage's stream `s` (its input
+//! sample `M v + s`) reads every tap from item `v + shift` of one of those streams, so each of
+//! the `M` rows of a block is eight contiguous outputs, written straight into the next stage's
+//! history, and the rows of one block share their input vectors: for the 17-tap phone
+//! half-band at 48 kHz, 13 loads for 24 outputs instead of 27.
+//!
+//! Chunking invariance: every output is `centre * x` and then one multiply-add per tap pair,
+//! nearest the centre first, whatever block or call it falls in; an output alone at the start
+//! of a call is computed in the lanes of the same vector operations.
+
+use super::direct::{Vec8, PAD};
+use super::{Bank, State};
+
+/// Most tap pairs either side of the centre (the kernel is unrolled for each count).
+const MAX_PAIRS: usize = 8;
+/// Most rows: the next stage's decimation (3 for 24 kHz -> 8 kHz).
+const MAX_ROWS: usize = 3;
+/// Distinct odd-distance input vectors one block reads.
+const MAX_ODD: usize = MAX_ROWS + 2 * MAX_PAIRS - 1;
+
+/// The half-band's taps, split for the fused kernel.
+#[derive(Debug, Clone)]
+pub(super) struct Fused {
+    /// The next stage's decimation; the half-band's history has twice as many streams.
+    pub(super) rows: usize,
+    centre: f32,
+    /// Coefficient of each pair of taps at odd distances from the centre, nearest first.
+    pairs: Vec<f32>,
+    /// How far the centre tap is behind an output's newest input sample.
+    kc: usize,
+}
+
+impl Fused {
+    /// The plan for half-band `hb` feeding `next`, when `next` is a direct-form decimator by 2
+    /// or 3 and `hb` has the half-band shape (non-zero centre, zeros at even distances from
+    /// it, mirrored pairs at odd distances).
+    pub(super) fn new(hb: &Bank, next: &Bank) -> Option<Fused> {
+        let streams = next.direct.as_ref()?.streams;
+        if hb.l != 1 || hb.m != 2 || next.l != 1 || !(2..=MAX_ROWS).contains(&next.m) {
+            return None;
+        }
+        if streams != next.m {
+            return None;
+        }
+        // Tap k (distance behind the newest input) is window index taps - 1 - k.
+        let c = hb.phase(0);
+        let h = |k: usize| c[hb.taps - 1 - k];
+        let first = (0..hb.taps).find(|&k| h(k) != 0.0)?;
+        let last = (0..hb.taps).rev().find(|&k| h(k) != 0.0)?;
+        let span = last - first;
+        if span % 4 != 2 {
+            return None;
+        }
+        let kc = first + span / 2;
+        let n = (span + 2) / 4;
+        if !(1..=MAX_PAIRS).contains(&n) || h(kc) == 0.0 {
+            return None;
+        }
+        let peak = (first..=last).map(|k| h(k).abs()).fold(0f32, f32::max);
+        for d in 1..=span / 2 {
+            let (a, b) = (h(kc + d), h(kc - d));
+            let ok = if d % 2 == 0 {
+                a == 0.0 && b == 0.0
+            } else {
+                (a - b).abs() <= peak * 1e-6
+            };
+            if !ok {
+                return None;
+            }
+        }
+        Some(Fused {
+            rows: next.m,
+            centre: h(kc),
+            pairs: (0..n).map(|j| h(kc - 2 * j - 1)).collect(),
+            kc,
+        })
+    }
+
+    /// Streams of the half-band's history.
+    pub(super) fn streams(&self) -> usize {
+        2 * self.rows
+    }
+
+    /// Computes every half-band output whose input has arrived (as many as `next` has room
+    /// for) into `next`'s streams; returns how many.
+    #[inline(always)]
+    pub(super) fn emit<V: Vec8>(&self, hb: &mut State, next: &mut State) -> usize {
+        macro_rules! dispatch {
+            ($($n:literal)*) => {
+                match (self.pairs.len(), self.rows) {
+                    $(($n, 2) => self.emit_n::<V, $n, 2>(hb, next),
+                      ($n, 3) => self.emit_n::<V, $n, 3>(hb, next),)*
+                    _ => 0,
+                }
+            };
+        }
+        dispatch!(1 2 3 4 5 6 7 8)
+    }
+
+    #[inline(always)]
+    fn emit_n<V: Vec8, const N: usize, const R: usize>(
+        &self,
+        hb: &mut State,
+        next: &mut State,
+    ) -> usize {
+        let s_in = 2 * R;
+        if hb.stride == 0 || next.stride == 0 || hb.buf.len() < s_in * hb.stride {
+            return 0;
+        }
+        let ready = if hb.next < hb.fill {
+            (hb.fill - 1 - hb.next) / 2 + 1
+        } else {
+            0
+        };
+        let count = ready.min(next.cap - next.fill);
+        if count == 0 {
+            return 0;
+        }
+        // Output that becomes next-stage sample p = R v + s reads half-band sample
+        // 2 p - d - k for tap k, d fixed by where both histories stand (both compact by whole
+        // rounds of their streams, so its residue never changes).
+        let (p0, p_end) = (next.fill, next.fill + count);
+        let d = 2 * p0 as isize - hb.next as isize;
+        let src = hb.buf.as_ptr();
+        let at = |o: isize| {
+            let (q, shift) = (o.rem_euclid(s_in as isize), o.div_euclid(s_in as isize));
+            // Only in-bounds items are ever read through these (see `SAFETY` below); the bases
+            // themselves may lie before the stream.
+            src.wrapping_offset(q * hb.stride as isize + shift)
+        };
+        let kc = self.kc as isize;
+        let base = -d - kc - 2 * N as isize + 1;
+        let mut odd = [src; MAX_ODD];
+        for (e, p) in odd.iter_mut().enumerate().take(R + 2 * N - 1) {
+            *p = at(base + 2 * e as isize);
+        }
+        let mut cen = [src; MAX_ROWS];
+        for (s, p) in cen.iter_mut().enumerate().take(R) {
+            *p = at(2 * s as isize - d - kc);
+        }
+        if next.buf.len() < R * next.stride || PAD < 8 {
+            return 0;
+        }
+        let out = next.buf.as_mut_ptr();
+        // SAFETY: stream s of R starts at s * stride, inside the buffer (checked above).
+        let dst: [*mut f32; MAX_ROWS] =
+            std::array::from_fn(|s| unsafe { out.add(s.min(R - 1) * next.stride) });
+        let pairs: &[f32; N] = self.pairs[..].try_into().expect("N pairs");
+        // Outputs before the first whole row group, one by one in lane 0.
+        let v_first = p0.div_ceil(R);
+        let mut lone = [0f32; 8];
+        for p in p0..p_end.min(v_first * R) {
+            let (v, s) = (p / R, p % R);
+            // SAFETY: output p's taps are half-band samples from hb.next + 1 - taps on, all
+            // in the history; `lone` has 8 items; dst[s] + v is item v of stream s, within
+            // its stride.
+            unsafe {
+                one::<V, N>(&odd, cen[s], self.centre, pairs, s, v, lone.as_mut_ptr());
+                *dst[s].add(v) = lone[0];
+            }
+        }
+        let mut v = v_first;
+        while R * v < p_end {
+            // SAFETY: the rows' valid lanes read samples of the history, as above; lanes past
+            // p_end read at most 8 items past the newest sample of a stream, inside its PAD,
+            // and write at most 8 items past the next stage's newest, inside its PAD
+            // (p_end <= next.cap).
+            unsafe { block::<V, N, R>(&odd, &cen, self.centre, pairs, v, &dst) };
+            v += 8;
+        }
+        hb.next += 2 * count;
+        next.fill = p_end;
+        count
+    }
+}
+
+/// Eight outputs `v..v + 8` of each of the `R` rows.
+///
+/// # Safety
+/// Every pointer plus `v` must be valid for eight reads (eight writes for `dst`), lane by lane
+/// as described in [`Fused::emit_n`].
+#[inline(always)]
+unsafe fn block<V: Vec8, const N: usize, const R: usize>(
+    odd: &[*const f32; MAX_ODD],
+    cen: &[*const f32; MAX_ROWS],
+    centre: f32,
+    pairs: &[f32; N],
+    v: usize,
+    dst: &[*mut f32; MAX_ROWS],
+) {
+    let c0 = V::splat(&centre);
+    let mut acc: [V; R] = std::array::from_fn(|s| V::madd(c0, V::load(cen[s].add(v)), V::zero()));
+    for (j, g) in pairs.iter().enumerate() {
+        let g = V::splat(g);
+        for (s, a) in acc.iter_mut().enumerate() {
+            // Row s, pair j: the older tap is vector s + N - 1 - j, the newer s + N + j.
+            let x = V::add(
+                V::load(odd[s + N - 1 - j].add(v)),
+                V::load(odd[s + N + j].add(v)),
+            );
+            *a = V::madd(g, x, *a);
+        }
+    }
+    for (s, a) in acc.iter().enumerate() {
+        a.store(dst[s].add(v));
+    }
+}
+
+/// Output `R v + s` alone, in every lane of `out` (the same operations as its lane in
+/// [`block`]).
+///
+/// # Safety
+/// The output's taps (one item of each pointer plus `v`) must be valid reads; `out` valid for
+/// eight writes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn one<V: Vec8, const N: usize>(
+    odd: &[*const f32; MAX_ODD],
+    cen: *const f32,
+    centre: f32,
+    pairs: &[f32; N],
+    s: usize,
+    v: usize,
+    out: *mut f32,
+) {
+    let mut a = V::madd(V::splat(&centre), V::splat(cen.add(v)), V::zero());
+    for (j, g) in pairs.iter().enumerate() {
+        let x = V::add(
+            V::splat(odd[s + N - 1 - j].add(v)),
+            V::splat(odd[s + N + j].add(v)),
+        );
+        a = V::madd(V::splat(g), x, a);
+    }
+    a.store(out);
+}
