@@ -206,15 +206,11 @@ pub(super) mod avx2 {
             // second operand on NaN), and cvtps2dq rounds half to even like the 1.5 * 2^23
             // trick; the saturating pack then needs no further clamping.
             let n = dst.len().min(src.len());
-            let (lo, hi, sc) = (
-                _mm256_set1_ps(-32768.0),
-                _mm256_set1_ps(32767.0),
-                _mm256_set1_ps(32768.0),
-            );
+            let (lo, hi) = (_mm256_set1_ps(-32768.0), _mm256_set1_ps(32767.0));
             let mut i = 0;
             while i + 16 <= n {
-                let a = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i)), sc);
-                let b = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i + 8)), sc);
+                let a = _mm256_loadu_ps(src.as_ptr().add(i));
+                let b = _mm256_loadu_ps(src.as_ptr().add(i + 8));
                 let a = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(a, lo), hi));
                 let b = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(b, lo), hi));
                 let p = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0b11_01_10_00);
@@ -243,15 +239,14 @@ pub(super) mod avx2 {
         }
         #[inline(always)]
         unsafe fn unzip3_i16(x: *const i16, d: [*mut f32; 3]) {
-            // Quads x0..3 | x12..15, x4..7 | x16..19, x8..11 | x20..23 as f32 (exact:
-            // k / 32768), then as `unzip3`.
-            let sc = _mm256_set1_ps(1.0 / 32768.0);
+            // Quads x0..3 | x12..15, x4..7 | x16..19, x8..11 | x20..23 as f32, then as
+            // `unzip3`.
             let quad = |o: usize| {
                 let v = _mm_unpacklo_epi64(
                     _mm_loadl_epi64(x.add(o).cast()),
                     _mm_loadl_epi64(x.add(o + 12).cast()),
                 );
-                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(v)), sc)
+                _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(v))
             };
             unzip3_quads([quad(0), quad(4), quad(8)], d);
         }
@@ -267,14 +262,13 @@ pub(super) mod avx2 {
                     1,
                 )
             };
-            let sc = _mm256_set1_ps(1.0 / 32768.0);
             let split = unzip3_regs([quad(0), quad(4), quad(8)]);
             for (r, p) in split.into_iter().enumerate() {
                 let p = _mm256_castps_si256(p);
                 let lo = _mm256_srai_epi32(_mm256_slli_epi32(p, 16), 16);
                 let hi = _mm256_srai_epi32(p, 16);
-                _mm256_storeu_ps(d[2 * r], _mm256_mul_ps(_mm256_cvtepi32_ps(lo), sc));
-                _mm256_storeu_ps(d[2 * r + 1], _mm256_mul_ps(_mm256_cvtepi32_ps(hi), sc));
+                _mm256_storeu_ps(d[2 * r], _mm256_cvtepi32_ps(lo));
+                _mm256_storeu_ps(d[2 * r + 1], _mm256_cvtepi32_ps(hi));
             }
         }
         #[inline(always)]
@@ -292,13 +286,8 @@ pub(super) mod avx2 {
         unsafe fn zip2_i16(a: *const f32, b: *const f32, dst: *mut i16) {
             // As `to_i16`; the in-lane pack gives a0..a3 b0..b3 | a4..a7 b4..b7 and an in-lane
             // byte shuffle interleaves that to a0 b0 .. a3 b3 | a4 b4 .. a7 b7: output order.
-            let (lo, hi, sc) = (
-                _mm256_set1_ps(-32768.0),
-                _mm256_set1_ps(32767.0),
-                _mm256_set1_ps(32768.0),
-            );
-            let a = _mm256_mul_ps(_mm256_loadu_ps(a), sc);
-            let b = _mm256_mul_ps(_mm256_loadu_ps(b), sc);
+            let (lo, hi) = (_mm256_set1_ps(-32768.0), _mm256_set1_ps(32767.0));
+            let (a, b) = (_mm256_loadu_ps(a), _mm256_loadu_ps(b));
             let a = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(a, lo), hi));
             let b = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(b, lo), hi));
             let idx = _mm256_setr_epi8(

@@ -147,8 +147,11 @@ fn rates_list() -> String {
     SUPPORTED_RATES.map(|r| r.to_string()).join(", ")
 }
 
-/// A sample type the resampler can read and write; all arithmetic is f32 in [-1, 1) scale, so
-/// i16 and f32 calls on one object share one state.
+/// A sample type the resampler can read and write. All arithmetic is f32 in PCM16 units, so
+/// i16 and f32 calls on one object share one state, and PCM16, the hot format, is converted
+/// without a multiply either way. The f32 API's [-1, 1) is scaled by 2^15 on the way in and
+/// back on the way out, which is exact: a filter's outputs come out with the same bits as if
+/// it had worked at the f32 API's scale.
 pub trait Sample: Copy + Send + Sync + 'static {
     const ZERO: Self;
     fn to_f32(self) -> f32;
@@ -166,7 +169,7 @@ impl Sample for i16 {
     const ZERO: Self = 0;
     #[inline(always)]
     fn to_f32(self) -> f32 {
-        self as f32 * (1.0 / 32768.0)
+        self as f32
     }
     #[inline(always)]
     fn from_f32(y: f32) -> Self {
@@ -174,7 +177,7 @@ impl Sample for i16 {
         // 1.5 * 2^23 trick: plain arithmetic, so it vectorises and needs neither SSE4.1 nor a
         // libm call on baseline x86_64.
         #[allow(clippy::manual_clamp)] // clamp keeps NaN, which the unchecked cast must not see
-        let v = (y * 32768.0).max(-32768.0).min(32767.0);
+        let v = y.max(-32768.0).min(32767.0);
         let r = (v + 12_582_912.0) - 12_582_912.0;
         // SAFETY: `r` is a finite integer in [-32768, 32767].
         unsafe { r.to_int_unchecked::<i32>() as i16 }
@@ -185,11 +188,28 @@ impl Sample for f32 {
     const ZERO: Self = 0.0;
     #[inline(always)]
     fn to_f32(self) -> f32 {
-        self
+        self * 32768.0
     }
     #[inline(always)]
     fn from_f32(y: f32) -> Self {
-        y
+        y * (1.0 / 32768.0)
+    }
+}
+
+/// A sample in the filters' own units, passed between the stages of a cascade as is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(transparent)]
+struct Unit(f32);
+
+impl Sample for Unit {
+    const ZERO: Self = Unit(0.0);
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self.0
+    }
+    #[inline(always)]
+    fn from_f32(y: f32) -> Self {
+        Unit(y)
     }
 }
 
@@ -332,7 +352,7 @@ pub struct Resampler {
     /// empty for most pairs.
     pre: Vec<(Arc<Bank>, State)>,
     /// f32 staging after each pre-decimator, sized for one [`PIECE`] of input.
-    mid: Vec<Vec<f32>>,
+    mid: Vec<Vec<Unit>>,
     /// The main (or only) stage; `None` for equal rates (passthrough copy).
     core: Option<(Arc<Bank>, State)>,
     /// Set when the only pre-decimator writes straight into the main stage's streams (see
@@ -370,7 +390,7 @@ impl Resampler {
         let mut n = PIECE;
         for (b, _) in &pre {
             n = ceil_div(n as u128 * b.l as u128, b.m as u128);
-            mid.push(vec![0.0; n]);
+            mid.push(vec![Unit::ZERO; n]);
         }
         let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
         let core = (in_rate != out_rate)
@@ -693,13 +713,13 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
                 && std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>()
             {
                 // A pair of PCM16 samples read as one i32 splits with two shifts, which
-                // vectorises far better than a strided gather (same values: k / 32768).
+                // vectorises far better than a strided gather (same values).
                 let w = x.as_ptr().cast::<i32>();
                 for t in 0..g {
                     // SAFETY: S is i16, so `x` holds 2 * g i16 = g unaligned i32.
                     let v = unsafe { w.add(t).read_unaligned() };
-                    a[t] = ((v << 16) >> 16) as f32 * (1.0 / 32768.0);
-                    b[t] = (v >> 16) as f32 * (1.0 / 32768.0);
+                    a[t] = ((v << 16) >> 16) as f32;
+                    b[t] = (v >> 16) as f32;
                 }
             } else {
                 for t in 0..g {
@@ -716,20 +736,20 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
             let mut t = 0;
             // Eight groups of three at a time with in-lane shuffles.
             let is = |id| std::any::TypeId::of::<S>() == id;
-            let (i16_in, f32_in) = (
+            let (i16_in, unit_in) = (
                 is(std::any::TypeId::of::<i16>()),
-                is(std::any::TypeId::of::<f32>()),
+                is(std::any::TypeId::of::<Unit>()),
             );
-            if i16_in || f32_in {
+            if i16_in || unit_in {
                 while t + 8 <= g {
                     let d = [
                         a[t..].as_mut_ptr(),
                         b[t..].as_mut_ptr(),
                         c[t..].as_mut_ptr(),
                     ];
-                    // SAFETY: S is i16 or f32 as tested; 24 samples from 3t are in `x`; 8
-                    // items from t in each of a, b, c; this runs only in code compiled for
-                    // V's instruction set.
+                    // SAFETY: S is i16 or Unit (a transparent f32) as tested; 24 samples
+                    // from 3t are in `x`; 8 items from t in each of a, b, c; this runs only in
+                    // code compiled for V's instruction set.
                     unsafe {
                         if i16_in {
                             V::unzip3_i16(x.as_ptr().cast::<i16>().add(3 * t), d)

@@ -402,14 +402,15 @@ fn reset_equals_fresh() {
 
 #[test]
 fn int16_output_saturates_and_rounds() {
-    assert_eq!(i16::from_f32(2.0), 32767);
-    assert_eq!(i16::from_f32(-2.0), -32768);
+    // The filters work in PCM16 units.
+    assert_eq!(i16::from_f32(65536.0), 32767);
+    assert_eq!(i16::from_f32(-65536.0), -32768);
     // NaN (only reachable through the float API) saturates instead of panicking.
     assert_eq!(i16::from_f32(f32::NAN), -32768);
-    assert_eq!(i16::from_f32(0.5 / 32768.0), 0);
-    assert_eq!(i16::from_f32(1.5 / 32768.0), 2);
-    assert_eq!(i16::from_f32(-1.5 / 32768.0), -2);
-    assert_eq!(i16::from_f32(100.4 / 32768.0), 100);
+    assert_eq!(i16::from_f32(0.5), 0);
+    assert_eq!(i16::from_f32(1.5), 2);
+    assert_eq!(i16::from_f32(-1.5), -2);
+    assert_eq!(i16::from_f32(100.4), 100);
     // Full-scale square waves overshoot (Gibbs) and must clip, not wrap.
     let x: Vec<i16> = (0..4000)
         .map(|i| if (i / 20) % 2 == 0 { 32767 } else { -32768 })
@@ -526,15 +527,15 @@ fn simd_pcm16_conversion_matches_scalar() {
     }
     // Halves (round to even), the clip edges, beyond them, NaN and infinities, and a sweep.
     let mut x: Vec<f32> = vec![
-        0.5 / 32768.0,
-        1.5 / 32768.0,
-        2.5 / 32768.0,
-        -0.5 / 32768.0,
-        -1.5 / 32768.0,
-        32767.5 / 32768.0,
-        -32768.5 / 32768.0,
-        1.0,
-        -1.0,
+        0.5,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        32767.5,
+        -32768.5,
+        32768.0,
+        -32768.0,
         1e30,
         -1e30,
         f32::NAN,
@@ -543,7 +544,7 @@ fn simd_pcm16_conversion_matches_scalar() {
         f32::NEG_INFINITY,
         -0.0,
     ];
-    x.extend((0..5000).map(|i| (i as f32 - 2500.0) * 0.000_517));
+    x.extend((0..5000).map(|i| (i as f32 - 2500.0) * 16.94));
     let mut want = vec![0i16; x.len()];
     i16::from_f32_slice(&mut want, &x);
     for start in 0..3 {
@@ -606,7 +607,7 @@ fn simd_interleaves_match_scalar() {
     assert_eq!(g, w);
     for (i, run) in w.iter().enumerate() {
         for (j, &v) in run.iter().enumerate() {
-            assert_eq!(v, pcm[3 * j + i] as f32 / 32768.0);
+            assert_eq!(v, pcm[3 * j + i] as f32);
         }
     }
     let (mut g, mut w) = ([[0f32; 8]; 3], [[0f32; 8]; 3]);
@@ -643,7 +644,7 @@ fn simd_interleaves_match_scalar() {
     assert_eq!(g, w);
     for (i, run) in w.iter().enumerate() {
         for (j, &v) in run.iter().enumerate() {
-            assert_eq!(v, pcm[6 * j + i] as f32 / 32768.0);
+            assert_eq!(v, pcm[6 * j + i] as f32);
         }
     }
     let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
