@@ -14,8 +14,7 @@
 //! half-band at 48 kHz, 13 loads for 24 outputs instead of 27.
 //!
 //! Chunking invariance: every output is `centre * x` and then one multiply-add per tap pair,
-//! nearest the centre first, whatever block or call it falls in; an output alone at the start
-//! of a call is computed in the lanes of the same vector operations.
+//! nearest the centre first, in one lane, whatever block, row or call it falls in.
 
 use super::direct::{Vec8, PAD};
 use super::{Bank, State};
@@ -125,11 +124,11 @@ impl Fused {
         if count == 0 {
             return 0;
         }
-        // Output that becomes next-stage sample p = R v + s reads half-band sample
-        // 2 p - d - k for tap k, d fixed by where both histories stand (both compact by whole
-        // rounds of their streams, so its residue never changes).
-        let (p0, p_end) = (next.fill, next.fill + count);
-        let d = 2 * p0 as isize - hb.next as isize;
+        // Row s of a block holds next-stage samples p0 + s, p0 + s + R, ...: the call's
+        // outputs in order, R at a time, whatever p0 is (so no output is ever alone). Output
+        // p0 + R u + s has its newest input at half-band sample hb.next + 2 R u + 2 s, and tap
+        // k is the sample k before that: item u + shift of one of the 2R streams.
+        let p0 = next.fill;
         let src = hb.buf.as_ptr();
         let at = |o: isize| {
             let (q, shift) = (o.rem_euclid(s_in as isize), o.div_euclid(s_in as isize));
@@ -137,56 +136,47 @@ impl Fused {
             // themselves may lie before the stream.
             src.wrapping_offset(q * hb.stride as isize + shift)
         };
-        let kc = self.kc as isize;
-        let base = -d - kc - 2 * N as isize + 1;
+        let (n0, kc) = (hb.next as isize, self.kc as isize);
+        let base = n0 - kc - 2 * N as isize + 1;
         let mut odd = [src; MAX_ODD];
         for (e, p) in odd.iter_mut().enumerate().take(R + 2 * N - 1) {
             *p = at(base + 2 * e as isize);
         }
         let mut cen = [src; MAX_ROWS];
         for (s, p) in cen.iter_mut().enumerate().take(R) {
-            *p = at(2 * s as isize - d - kc);
+            *p = at(n0 + 2 * s as isize - kc);
         }
         if next.buf.len() < R * next.stride || PAD < 8 {
             return 0;
         }
         let out = next.buf.as_mut_ptr();
-        // SAFETY: stream s of R starts at s * stride, inside the buffer (checked above).
-        let dst: [*mut f32; MAX_ROWS] =
-            std::array::from_fn(|s| unsafe { out.add(s.min(R - 1) * next.stride) });
+        // SAFETY: sample p0 + s is item (p0 + s) / R of stream (p0 + s) % R, inside the
+        // buffer: p0 + s < next.cap, and each stream has cap / R + PAD items.
+        let dst: [*mut f32; MAX_ROWS] = std::array::from_fn(|s| unsafe {
+            let p = p0 + s.min(R - 1);
+            out.add(p % R * next.stride + p / R)
+        });
         let pairs: &[f32; N] = self.pairs[..].try_into().expect("N pairs");
-        // Outputs before the first whole row group, one by one in lane 0.
-        let v_first = p0.div_ceil(R);
-        let mut lone = [0f32; 8];
-        for p in p0..p_end.min(v_first * R) {
-            let (v, s) = (p / R, p % R);
-            // SAFETY: output p's taps are half-band samples from hb.next + 1 - taps on, all
-            // in the history; `lone` has 8 items; dst[s] + v is item v of stream s, within
-            // its stride.
-            unsafe {
-                one::<V, N>(&odd, cen[s], self.centre, pairs, s, v, lone.as_mut_ptr());
-                *dst[s].add(v) = lone[0];
-            }
+        let mut u = 0;
+        while R * u < count {
+            // SAFETY: the lanes of outputs before p0 + count read samples from
+            // hb.next + 1 - taps on, all in the history; later lanes read at most 8 items past
+            // the newest sample of a stream, inside its PAD, and write at most 8 items past the
+            // next stage's newest sample of a stream, inside its PAD (count <= next.cap - p0).
+            unsafe { block::<V, N, R>(&odd, &cen, self.centre, pairs, u, &dst) };
+            u += 8;
         }
-        let mut v = v_first;
-        while R * v < p_end {
-            // SAFETY: the rows' valid lanes read samples of the history, as above; lanes past
-            // p_end read at most 8 items past the newest sample of a stream, inside its PAD,
-            // and write at most 8 items past the next stage's newest, inside its PAD
-            // (p_end <= next.cap).
-            unsafe { block::<V, N, R>(&odd, &cen, self.centre, pairs, v, &dst) };
-            v += 8;
-        }
+        let p_end = p0 + count;
         hb.next += 2 * count;
         next.fill = p_end;
         count
     }
 }
 
-/// Eight outputs `v..v + 8` of each of the `R` rows.
+/// Eight outputs `u..u + 8` of each of the `R` rows.
 ///
 /// # Safety
-/// Every pointer plus `v` must be valid for eight reads (eight writes for `dst`), lane by lane
+/// Every pointer plus `u` must be valid for eight reads (eight writes for `dst`), lane by lane
 /// as described in [`Fused::emit_n`].
 #[inline(always)]
 unsafe fn block<V: Vec8, const N: usize, const R: usize>(
@@ -194,51 +184,24 @@ unsafe fn block<V: Vec8, const N: usize, const R: usize>(
     cen: &[*const f32; MAX_ROWS],
     centre: f32,
     pairs: &[f32; N],
-    v: usize,
+    u: usize,
     dst: &[*mut f32; MAX_ROWS],
 ) {
     let c0 = V::splat(&centre);
-    let mut acc: [V; R] = std::array::from_fn(|s| V::madd(c0, V::load(cen[s].add(v)), V::zero()));
+    let mut acc: [V; R] =
+        std::array::from_fn(|s| V::madd(c0, V::load(cen[s].wrapping_add(u)), V::zero()));
     for (j, g) in pairs.iter().enumerate() {
         let g = V::splat(g);
         for (s, a) in acc.iter_mut().enumerate() {
             // Row s, pair j: the older tap is vector s + N - 1 - j, the newer s + N + j.
             let x = V::add(
-                V::load(odd[s + N - 1 - j].add(v)),
-                V::load(odd[s + N + j].add(v)),
+                V::load(odd[s + N - 1 - j].wrapping_add(u)),
+                V::load(odd[s + N + j].wrapping_add(u)),
             );
             *a = V::madd(g, x, *a);
         }
     }
     for (s, a) in acc.iter().enumerate() {
-        a.store(dst[s].add(v));
+        a.store(dst[s].add(u));
     }
-}
-
-/// Output `R v + s` alone, in every lane of `out` (the same operations as its lane in
-/// [`block`]).
-///
-/// # Safety
-/// The output's taps (one item of each pointer plus `v`) must be valid reads; `out` valid for
-/// eight writes.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn one<V: Vec8, const N: usize>(
-    odd: &[*const f32; MAX_ODD],
-    cen: *const f32,
-    centre: f32,
-    pairs: &[f32; N],
-    s: usize,
-    v: usize,
-    out: *mut f32,
-) {
-    let mut a = V::madd(V::splat(&centre), V::splat(cen.add(v)), V::zero());
-    for (j, g) in pairs.iter().enumerate() {
-        let x = V::add(
-            V::splat(odd[s + N - 1 - j].add(v)),
-            V::splat(odd[s + N + j].add(v)),
-        );
-        a = V::madd(V::splat(g), x, a);
-    }
-    a.store(out);
 }
