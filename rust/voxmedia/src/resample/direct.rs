@@ -680,13 +680,13 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     let split = ybuf.len() - TMP;
     let (ybuf, tmp) = ybuf.split_at_mut(split);
     // Ready positions: outputs (M:1) or rounds of l outputs (1:L).
-    let cap = OUT_CAP.min(dst.len()).min(ybuf.len() - PAD) / l;
-    let count = ((fill - 1 - *next) / m + 1).min(cap);
+    let cap = super::div(OUT_CAP.min(dst.len()).min(ybuf.len() - PAD), l);
+    let count = (super::div(fill - 1 - *next, m) + 1).min(cap);
     if count == 0 {
         return 0;
     }
     // Stream index of output 0's window start (a multiple of m, see `Direct::new`).
-    let b0 = (*next + 1 - taps) / m;
+    let b0 = super::div(*next + 1 - taps, m);
     let base: [*const f32; MAX_STREAMS] =
         std::array::from_fn(|s| buf[(s * stride + b0).min(buf.len())..].as_ptr());
     let pcm16 = std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>();

@@ -428,8 +428,9 @@ impl Resampler {
     /// Upper bound on the samples one `process_into` call with `input_len` samples writes,
     /// whatever the state.
     pub fn output_len_max(&self, input_len: usize) -> usize {
-        self.stages().fold(input_len, |n, (b, _)| {
-            ceil_div(n as u128 * b.l as u128, b.m as u128)
+        self.stages().fold(input_len, |n, (b, _)| match b.l {
+            1 if n < usize::MAX / 2 => div(n + b.m - 1, b.m),
+            _ => ceil_div(n as u128 * b.l as u128, b.m as u128),
         })
     }
 
@@ -590,6 +591,10 @@ fn stage_output_len(b: &Bank, s: &State, input_len: usize) -> usize {
     if avail <= next {
         return 0;
     }
+    if b.l == 1 {
+        // M:1: outputs at next, next + m, ... up to the newest input.
+        return div((avail - next - 1) as usize, b.m) + 1;
+    }
     let ph = s.phase * b.m % b.l;
     let k = (avail - next) * b.l as u128 - ph as u128;
     ceil_div(k, b.m as u128)
@@ -640,7 +645,7 @@ fn drain<O: Sample>(bank: &Bank, st: &mut State, kernel: Kernel, out: &mut [O]) 
 fn compact(st: &mut State, keep_from: usize, streams: usize) {
     let keep_from = keep_from.min(st.fill);
     let keep_from = if st.stride > 0 {
-        let (from, to) = (keep_from / streams, st.fill.div_ceil(streams));
+        let (from, to) = (div(keep_from, streams), div(st.fill + streams - 1, streams));
         for s in 0..streams {
             let b = s * st.stride;
             st.buf.copy_within(b + from..b + to, b);
@@ -698,13 +703,14 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
     }
     let mut p = fill;
     let mut x = x;
-    while p % m != 0 && !x.is_empty() {
-        buf[(p % m) * stride + p / m] = x[0].to_f32();
+    let mut t0 = div(p, m);
+    while p != t0 * m && !x.is_empty() {
+        buf[(p - t0 * m) * stride + t0] = x[0].to_f32();
         x = &x[1..];
         p += 1;
+        t0 = div(p, m);
     }
-    let t0 = p / m;
-    let g = x.len() / m;
+    let g = div(x.len(), m);
     match m {
         2 => {
             let (a, b) = buf.split_at_mut(stride);
@@ -799,6 +805,21 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
     for (i, v) in x[g * m..].iter().enumerate() {
         let p = p + g * m + i;
         buf[(p % m) * stride + p / m] = v.to_f32();
+    }
+}
+
+/// `a / d` without a hardware divide for the divisors of the hot paths (the decimations and
+/// stream counts of the telephony pairs): a division costs tens of cycles on some cores, and
+/// a 20 ms frame's bookkeeping does a dozen of them.
+#[inline(always)]
+pub(super) fn div(a: usize, d: usize) -> usize {
+    match d {
+        1 => a,
+        2 => a / 2,
+        3 => a / 3,
+        4 => a / 4,
+        6 => a / 6,
+        _ => a / d,
     }
 }
 
