@@ -86,6 +86,19 @@ pub(super) trait Vec8: Copy {
             }
         }
     }
+    /// Splits 16 PCM16 samples into two runs of 8 (sample `2j + i` to `d[i][j]`), as f32.
+    ///
+    /// # Safety
+    /// `x` valid for 16 reads, each `d[i]` for eight writes; the CPU supports the
+    /// implementation's instructions.
+    #[inline(always)]
+    unsafe fn unzip2_i16(x: *const i16, d: [*mut f32; 2]) {
+        for j in 0..8 {
+            for (i, p) in d.iter().enumerate() {
+                *p.add(j) = (*x.add(2 * j + i)).to_f32();
+            }
+        }
+    }
     /// Splits 48 PCM16 samples into six runs of 8 (sample `6j + i` to `d[i][j]`), as f32.
     ///
     /// # Safety
@@ -251,6 +264,15 @@ pub(super) mod avx2 {
             unzip3_quads([quad(0), quad(4), quad(8)], d);
         }
         #[inline(always)]
+        unsafe fn unzip2_i16(x: *const i16, d: [*mut f32; 2]) {
+            // Each pair of samples as one 32-bit item: the low half sign-extended in one
+            // operation (lo * 1 + hi * 0), the high half by an arithmetic shift.
+            let p = _mm256_loadu_si256(x.cast());
+            let lo = _mm256_madd_epi16(p, _mm256_set1_epi32(1));
+            _mm256_storeu_ps(d[0], _mm256_cvtepi32_ps(lo));
+            _mm256_storeu_ps(d[1], _mm256_cvtepi32_ps(_mm256_srai_epi32(p, 16)));
+        }
+        #[inline(always)]
         unsafe fn unzip6_i16(x: *const i16, d: [*mut f32; 6]) {
             // Sample pairs (6j + 2r, 6j + 2r + 1) as 32-bit items split three ways like
             // `unzip3`, then each pair's low and high halves sign-extended.
@@ -263,9 +285,11 @@ pub(super) mod avx2 {
                 )
             };
             let split = unzip3_regs([quad(0), quad(4), quad(8)]);
+            // The low half sign-extended in one operation: lo * 1 + hi * 0.
+            let low = _mm256_set1_epi32(1);
             for (r, p) in split.into_iter().enumerate() {
                 let p = _mm256_castps_si256(p);
-                let lo = _mm256_srai_epi32(_mm256_slli_epi32(p, 16), 16);
+                let lo = _mm256_madd_epi16(p, low);
                 let hi = _mm256_srai_epi32(p, 16);
                 _mm256_storeu_ps(d[2 * r], _mm256_cvtepi32_ps(lo));
                 _mm256_storeu_ps(d[2 * r + 1], _mm256_cvtepi32_ps(hi));

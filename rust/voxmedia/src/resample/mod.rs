@@ -715,17 +715,20 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
         2 => {
             let (a, b) = buf.split_at_mut(stride);
             let (a, b, x) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &x[..2 * g]);
-            if cfg!(target_endian = "little")
-                && std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>()
-            {
-                // A pair of PCM16 samples read as one i32 splits with two shifts, which
-                // vectorises far better than a strided gather (same values).
-                let w = x.as_ptr().cast::<i32>();
-                for t in 0..g {
-                    // SAFETY: S is i16, so `x` holds 2 * g i16 = g unaligned i32.
-                    let v = unsafe { w.add(t).read_unaligned() };
-                    a[t] = ((v << 16) >> 16) as f32;
-                    b[t] = (v >> 16) as f32;
+            if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() {
+                let x16 = x.as_ptr().cast::<i16>();
+                let mut t = 0;
+                while t + 8 <= g {
+                    // SAFETY: S is i16; 16 samples from 2t are in `x`; 8 items from t in a
+                    // and b; this runs only in code compiled for V's instruction set.
+                    unsafe {
+                        V::unzip2_i16(x16.add(2 * t), [a[t..].as_mut_ptr(), b[t..].as_mut_ptr()])
+                    };
+                    t += 8;
+                }
+                for t in t..g {
+                    a[t] = x[2 * t].to_f32();
+                    b[t] = x[2 * t + 1].to_f32();
                 }
             } else {
                 for t in 0..g {

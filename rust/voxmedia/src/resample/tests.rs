@@ -631,6 +631,20 @@ fn simd_interleaves_match_scalar() {
         }
     }
     let pcm: Vec<i16> = (0..48).map(|i| (i * 1361 - 32000) as i16).collect();
+    let (mut g, mut w) = ([[0f32; 8]; 2], [[0f32; 8]; 2]);
+    // SAFETY: the CPU has AVX2; 16 samples in, two runs of 8 out.
+    unsafe {
+        let [g0, g1] = &mut g;
+        A8::unzip2_i16(pcm.as_ptr(), [g0.as_mut_ptr(), g1.as_mut_ptr()]);
+        let [w0, w1] = &mut w;
+        P8::unzip2_i16(pcm.as_ptr(), [w0.as_mut_ptr(), w1.as_mut_ptr()]);
+    }
+    assert_eq!(g, w);
+    for (i, run) in w.iter().enumerate() {
+        for (j, &v) in run.iter().enumerate() {
+            assert_eq!(v, pcm[2 * j + i] as f32);
+        }
+    }
     let (mut g, mut w) = ([[0f32; 8]; 6], [[0f32; 8]; 6]);
     // SAFETY: the CPU has AVX2; 48 samples in, six runs of 8 out.
     unsafe {
