@@ -99,6 +99,19 @@ pub(super) trait Vec8: Copy {
             }
         }
     }
+    /// Splits 32 PCM16 samples into four runs of 8 (sample `4j + i` to `d[i][j]`), as f32.
+    ///
+    /// # Safety
+    /// `x` valid for 32 reads, each `d[i]` for eight writes; the CPU supports the
+    /// implementation's instructions.
+    #[inline(always)]
+    unsafe fn unzip4_i16(x: *const i16, d: [*mut f32; 4]) {
+        for j in 0..8 {
+            for (i, p) in d.iter().enumerate() {
+                *p.add(j) = (*x.add(4 * j + i)).to_f32();
+            }
+        }
+    }
     /// Splits 48 PCM16 samples into six runs of 8 (sample `6j + i` to `d[i][j]`), as f32.
     ///
     /// # Safety
@@ -271,6 +284,23 @@ pub(super) mod avx2 {
             let lo = _mm256_madd_epi16(p, _mm256_set1_epi32(1));
             _mm256_storeu_ps(d[0], _mm256_cvtepi32_ps(lo));
             _mm256_storeu_ps(d[1], _mm256_cvtepi32_ps(_mm256_srai_epi32(p, 16)));
+        }
+        #[inline(always)]
+        unsafe fn unzip4_i16(x: *const i16, d: [*mut f32; 4]) {
+            // Sample pairs (4j, 4j + 1) and (4j + 2, 4j + 3) as 32-bit items: the even and
+            // odd items of each 128-bit lane, then the middle 64-bit quarters swapped into
+            // order, then each pair's halves as in `unzip2_i16`.
+            let p0 = _mm256_castsi256_ps(_mm256_loadu_si256(x.cast()));
+            let p1 = _mm256_castsi256_ps(_mm256_loadu_si256(x.add(16).cast()));
+            let order = |v: __m256| _mm256_permute4x64_epi64(_mm256_castps_si256(v), 0b11_01_10_00);
+            let even = order(_mm256_shuffle_ps(p0, p1, 0b10_00_10_00));
+            let odd = order(_mm256_shuffle_ps(p0, p1, 0b11_01_11_01));
+            let low = _mm256_set1_epi32(1);
+            for (r, p) in [even, odd].into_iter().enumerate() {
+                let lo = _mm256_madd_epi16(p, low);
+                _mm256_storeu_ps(d[2 * r], _mm256_cvtepi32_ps(lo));
+                _mm256_storeu_ps(d[2 * r + 1], _mm256_cvtepi32_ps(_mm256_srai_epi32(p, 16)));
+            }
         }
         #[inline(always)]
         unsafe fn unzip6_i16(x: *const i16, d: [*mut f32; 6]) {

@@ -4,14 +4,16 @@
 //! half-band cost about three times its arithmetic as a direct-form stage of its own. Its taps
 //! sit at odd distances from each other, so with eight consecutive outputs in a vector every
 //! tap is a load of its own (most of them split across cache lines), and its output was staged,
-//! copied and split again into the main stage's streams.
+//! copied and split again into the main stage's streams. The same holds for the first of the
+//! two half-bands from 44.1 kHz, ahead of the second (2:1, two streams).
 //!
 //! Here the half-band's history is kept as `2 M` deinterleaved streams, `M` the next stage's
 //! decimation. The output that becomes item `v` of the next stage's stream `s` (its input
 //! sample `M v + s`) reads every tap from item `v + shift` of one of those streams, so each of
 //! the `M` rows of a block is eight contiguous outputs, written straight into the next stage's
 //! history, and the rows of one block share their input vectors: for the 17-tap phone
-//! half-band at 48 kHz, 13 loads for 24 outputs instead of 27.
+//! half-band at 48 kHz, 13 loads for 24 outputs instead of 27 (at 44.1 kHz, 11 for 16 instead
+//! of 18).
 //!
 //! Chunking invariance: every output is `centre * x` and then one multiply-add per tap pair,
 //! nearest the centre first, in one lane, whatever block, row or call it falls in.

@@ -34,6 +34,8 @@
 //!   output, halves with each halving, and a half-band whose transition only protects what the
 //!   later stages pass is a few folded taps. Stages pass f32 to each other and each is
 //!   chunking-invariant, so the cascade is too; its latency is the sum of the group delays.
+//!   The first half-band from 48 or 44.1 kHz writes straight into the next stage's streams
+//!   (`fused.rs`), which halves its cost.
 
 mod bcast;
 mod design;
@@ -355,8 +357,9 @@ pub struct Resampler {
     mid: Vec<Vec<Unit>>,
     /// The main (or only) stage; `None` for equal rates (passthrough copy).
     core: Option<(Arc<Bank>, State)>,
-    /// Set when the only pre-decimator writes straight into the main stage's streams (see
-    /// `fused.rs`); its history then has `fused.streams()` streams.
+    /// Set when the first pre-decimator writes straight into the next stage's streams (the
+    /// main stage's, or the second pre-decimator's; see `fused.rs`); its history then has
+    /// `fused.streams()` streams.
     fused: Option<fused::Fused>,
     kernel: Kernel,
 }
@@ -395,8 +398,14 @@ impl Resampler {
         let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
         let core = (in_rate != out_rate)
             .then(|| with_state(shared_bank(main_rate, out_rate, design, false)));
-        let fused = match (&mut pre[..], &core) {
-            ([(hb, st)], Some((main, _))) => fused::Fused::new(hb, main).inspect(|f| {
+        // The first half-band writes straight into the next stage when it can (`fused.rs`).
+        let next = match (&pre[..], &core) {
+            ([_], Some((main, _))) => Some(Arc::clone(main)),
+            ([_, (b, _), ..], _) => Some(Arc::clone(b)),
+            _ => None,
+        };
+        let fused = match (next, pre.first_mut()) {
+            (Some(next), Some((hb, st))) => fused::Fused::new(hb, &next).inspect(|f| {
                 *st = State::with_streams(hb, f.streams());
             }),
             _ => None,
@@ -559,8 +568,23 @@ impl Resampler {
             return Ok(run_stage(bank, st, kernel, input, out));
         }
         if let Some(f) = &self.fused {
-            let (hb_bank, hb) = &mut self.pre[0];
-            let written = run_fused(f, (hb_bank, hb), (bank, st), kernel, input, out);
+            let mut written = 0;
+            match &mut self.pre[..] {
+                [(hb_bank, hb)] => run_fused(f, (hb_bank, hb), st, kernel, input, |st| {
+                    written += drain(bank, st, kernel, &mut out[written..]);
+                }),
+                [(hb_bank, hb), (b2, s2)] => {
+                    let mid = &mut self.mid[1][..];
+                    run_fused(f, (hb_bank, hb), s2, kernel, input, |s2| loop {
+                        let n = drain(b2, s2, kernel, mid);
+                        written += run_stage(bank, st, kernel, &mid[..n], &mut out[written..]);
+                        if n < mid.len() {
+                            break;
+                        }
+                    })
+                }
+                _ => unreachable!("a half-band is fused only into the next of at most two"),
+            }
             debug_assert_eq!(written, needed);
             return Ok(written);
         }
@@ -659,17 +683,17 @@ fn compact(st: &mut State, keep_from: usize, streams: usize) {
     st.next -= keep_from;
 }
 
-/// [`run_stage`] for a half-band fused into the main stage (see `fused.rs`): the half-band's
-/// outputs go straight into the main stage's streams, which then emit into `out`.
-fn run_fused<I: Sample, O: Sample>(
+/// [`run_stage`] for a half-band fused into the next stage (see `fused.rs`): the half-band's
+/// outputs go straight into that stage's streams, and `sink` then drains it (and the stages
+/// after it) each time.
+fn run_fused<I: Sample>(
     f: &fused::Fused,
     (hb_bank, hb): (&Bank, &mut State),
-    (bank, st): (&Bank, &mut State),
+    next: &mut State,
     kernel: Kernel,
     input: &[I],
-    out: &mut [O],
-) -> usize {
-    let mut written = 0;
+    mut sink: impl FnMut(&mut State),
+) {
     let mut rest = input;
     while !rest.is_empty() {
         let take = rest.len().min(hb.cap - hb.fill);
@@ -677,15 +701,14 @@ fn run_fused<I: Sample, O: Sample>(
         hb.fill += take;
         rest = &rest[take..];
         loop {
-            let k = kernel.fused(f, hb, st);
-            written += drain(bank, st, kernel, &mut out[written..]);
+            let k = kernel.fused(f, hb, next);
+            sink(next);
             if k == 0 || hb.next >= hb.fill {
                 break;
             }
         }
         compact(hb, hb.next + 1 - hb_bank.taps, f.streams());
     }
-    written
 }
 
 /// Stores `x` as the next samples of the history (converted to f32, deinterleaved for a
@@ -775,24 +798,29 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
                 c[t] = x[3 * t + 2].to_f32();
             }
         }
-        6 if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() => {
-            // A fused half-band's history ahead of a 3:1 stage (48 kHz -> 8 kHz).
+        4 | 6 if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() => {
+            // A fused half-band's history ahead of a 2:1 or 3:1 stage (44.1 or 48 kHz).
             let x16 = x.as_ptr().cast::<i16>();
             let base = buf.as_mut_ptr();
             let mut t = 0;
             while t + 8 <= g {
-                // SAFETY: S is i16; 48 samples from 6t are in `x` (6g of them); stream q's
+                // SAFETY: S is i16; 8m samples from mt are in `x` (mg of them); stream q's
                 // items t0 + t .. t0 + t + 8 are inside its stride (the caller stages at most
                 // the capacity); this runs only in code compiled for V's instruction set.
                 unsafe {
-                    let d = std::array::from_fn(|q| base.add(q * stride + t0 + t));
-                    V::unzip6_i16(x16.add(6 * t), d);
+                    if m == 4 {
+                        let d = std::array::from_fn(|q| base.add(q * stride + t0 + t));
+                        V::unzip4_i16(x16.add(4 * t), d);
+                    } else {
+                        let d = std::array::from_fn(|q| base.add(q * stride + t0 + t));
+                        V::unzip6_i16(x16.add(6 * t), d);
+                    }
                 }
                 t += 8;
             }
             for t in t..g {
-                for q in 0..6 {
-                    buf[q * stride + t0 + t] = x[6 * t + q].to_f32();
+                for q in 0..m {
+                    buf[q * stride + t0 + t] = x[m * t + q].to_f32();
                 }
             }
         }

@@ -661,6 +661,22 @@ fn simd_interleaves_match_scalar() {
             assert_eq!(v, pcm[6 * j + i] as f32);
         }
     }
+    let (mut g, mut w) = ([[0f32; 8]; 4], [[0f32; 8]; 4]);
+    // SAFETY: the CPU has AVX2; 32 samples in, four runs of 8 out.
+    unsafe {
+        let d = |r: &mut [[f32; 8]; 4]| -> [*mut f32; 4] {
+            let mut it = r.iter_mut().map(|x| x.as_mut_ptr());
+            std::array::from_fn(|_| it.next().expect("four runs"))
+        };
+        A8::unzip4_i16(pcm.as_ptr(), d(&mut g));
+        P8::unzip4_i16(pcm.as_ptr(), d(&mut w));
+    }
+    assert_eq!(g, w);
+    for (i, run) in w.iter().enumerate() {
+        for (j, &v) in run.iter().enumerate() {
+            assert_eq!(v, pcm[4 * j + i] as f32);
+        }
+    }
     let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
     // SAFETY: as above, two runs of 8, 16 outputs.
     unsafe {
@@ -1019,42 +1035,45 @@ fn dtft(x: &[f64], w: f64) -> (f64, f64) {
 
 #[test]
 fn fused_halfband_matches_its_stages_run_by_hand() {
-    // 48 kHz -> 8 kHz runs its half-band straight into the 3:1 stage's streams (`fused.rs`).
-    // It must be the two stages in series: the same outputs as the half-band run as its own
-    // stage and then a 24 kHz -> 8 kHz resampler (to float rounding: the half-band sums its
-    // taps in another order), on every kernel, and any chunking, down to single samples
-    // (outputs alone at the start of a call) and across staging blocks, gives the one-shot
+    // 48 kHz -> 8 kHz runs its half-band straight into the 3:1 stage's streams, 44.1 kHz into
+    // the second half-band's (`fused.rs`). Each must be its stages in series: the same outputs
+    // as the first half-band run as its own stage and then a resampler from half the rate (to
+    // float rounding: the fused half-band sums its taps in another order), on every kernel;
+    // and any chunking, down to single samples and across staging blocks, gives the one-shot
     // bits.
     let x: Vec<f32> = (0..13_000)
         .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
         .collect();
-    for q in [Quality::Voice, Quality::Phone] {
+    for (rate, q) in [48000, 44100]
+        .into_iter()
+        .flat_map(|r| [Quality::Voice, Quality::Phone].map(|q| (r, q)))
+    {
         for k in kernels() {
-            let mut whole = make(48000, 8000, q, k);
-            assert!(whole.fused.is_some(), "{q:?}");
+            let mut whole = make(rate, 8000, q, k);
+            assert!(whole.fused.is_some(), "{rate} {q:?}");
             let mut out = vec![0f32; whole.output_len_max(x.len())];
             let n = whole.process_f32_into(&x, &mut out).unwrap();
             let (hb, _) = &whole.pre[0];
             let mut st = State::new(hb);
             let mut mid = vec![0f32; x.len()];
             let m = run_stage(hb, &mut st, k, &x, &mut mid);
-            let mut main = make(24000, 8000, q, k);
+            let mut main = make(rate / 2, 8000, q, k);
             let mut out2 = vec![0f32; main.output_len_max(m)];
             let n2 = main.process_f32_into(&mid[..m], &mut out2).unwrap();
-            assert_eq!(n, n2, "{q:?} {k:?}");
+            assert_eq!(n, n2, "{rate} {q:?} {k:?}");
             let worst = out[..n]
                 .iter()
                 .zip(&out2[..n2])
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
-            assert!(worst < 1e-6, "{q:?} {k:?}: {worst}");
+            assert!(worst < 1e-6, "{rate} {q:?} {k:?}: {worst}");
             let pcm: Vec<i16> = x.iter().map(|&v| (v * 32767.0) as i16).collect();
             let mut cuts: Vec<usize> = (1..40).chain([4095, 4096, 4097, 6143, 9001]).collect();
             cuts.extend((100..140).step_by(3));
             cuts.sort_unstable();
-            let one = run_split(&mut make(48000, 8000, q, k), &pcm, &[]);
-            let split = run_split(&mut make(48000, 8000, q, k), &pcm, &cuts);
-            assert_eq!(one, split, "{q:?} {k:?}");
+            let one = run_split(&mut make(rate, 8000, q, k), &pcm, &[]);
+            let split = run_split(&mut make(rate, 8000, q, k), &pcm, &cuts);
+            assert_eq!(one, split, "{rate} {q:?} {k:?}");
         }
     }
 }
