@@ -284,7 +284,8 @@ const HALFBAND_ATTEN: f64 = 96.0;
 ///
 /// At the phone quality the main stage's stopband starts at 1.15 x the output Nyquist, so the
 /// half-band is flat to there instead, to 80 dB: least-squares tables for the rates a cascade
-/// reaches (48, 44.1 and 22.05 kHz).
+/// reaches (48, 44.1 and 22.05 kHz; the last flat to 4.2 kHz only, which the main stage's
+/// roll-off allows, see `gen_tables.py`).
 pub(super) fn halfband(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
     let (edge, atten) = match quality {
         Quality::Phone => {

@@ -153,7 +153,8 @@ impl Fused {
         }
         let out = next.buf.as_mut_ptr();
         // SAFETY: sample p0 + s is item (p0 + s) / R of stream (p0 + s) % R, inside the
-        // buffer: p0 + s < next.cap, and each stream has cap / R + PAD items.
+        // buffer: p0 < next.cap and s < R, so the item is at most cap / R + 1, and each stream
+        // has cap.div_ceil(R) + PAD items.
         let dst: [*mut f32; MAX_ROWS] = std::array::from_fn(|s| unsafe {
             let p = p0 + s.min(R - 1);
             out.add(p % R * next.stride + p / R)

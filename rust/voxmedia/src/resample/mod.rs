@@ -32,8 +32,9 @@
 //!   short half-band decimators (`design::cascade`), then converted by the main stage from
 //!   11.025 or 24 kHz: the main filter's length in input samples, which sets the work per
 //!   output, halves with each halving, and a half-band whose transition only protects what the
-//!   later stages pass is a few folded taps. Stages pass f32 to each other and each is
-//!   chunking-invariant, so the cascade is too; its latency is the sum of the group delays.
+//!   later stages pass is a few folded taps. Stages pass their f32 samples to each other as
+//!   they are, and each is chunking-invariant, so the cascade is too; its latency is the sum of
+//!   the group delays.
 //!   The first half-band from 48 or 44.1 kHz writes straight into the next stage's streams
 //!   (`fused.rs`), which halves its cost.
 
@@ -72,9 +73,9 @@ pub enum Quality {
     /// (3.4 kHz for 8 kHz) and 80 dB down from 1.15 x (4.6 kHz, where ITU-T G.712 asks a PCM
     /// channel for 25 dB). Mu-law adds noise ~38 dB under the signal, so aliases 80 dB under it
     /// cannot be heard or measured in the coded audio; the wider, shallower design has a third
-    /// fewer taps than `Voice` to 8 kHz from 16, 24, 32 and 48 kHz (a sixth from 22.05 and
-    /// 44.1 kHz, whose 22.05 kHz half-band must stay flat to 4.6 kHz and so is longer than the
-    /// voice one), and 0.8-1.2 ms less delay (1.25 ms from 8 kHz to 16 kHz). Its 1.0-1.15 ny
+    /// fewer taps than `Voice` to 8 kHz from 16, 24, 32 and 48 kHz (a quarter from 22.05 and
+    /// 44.1 kHz, whose 22.05 kHz half-band must stay flat to 4.2 kHz), and 0.8-1.2 ms less
+    /// delay (1.25 ms from 8 kHz to 16 kHz). Its 1.0-1.15 ny
     /// band may alias, so it is only for a G.711 leg: a pair without 8 kHz gets the `Voice`
     /// design (`Resampler::quality` still says `Phone`).
     Phone,
@@ -153,7 +154,8 @@ fn rates_list() -> String {
 /// i16 and f32 calls on one object share one state, and PCM16, the hot format, is converted
 /// without a multiply either way. The f32 API's [-1, 1) is scaled by 2^15 on the way in and
 /// back on the way out, which is exact: a filter's outputs come out with the same bits as if
-/// it had worked at the f32 API's scale.
+/// it had worked at the f32 API's scale (for any input short of 1e34 in magnitude, beyond
+/// which the scaled value overflows, and not in the subnormal range under 1e-34 or so).
 pub trait Sample: Copy + Send + Sync + 'static {
     const ZERO: Self;
     fn to_f32(self) -> f32;
@@ -698,6 +700,12 @@ fn run_fused<I: Sample>(
     while !rest.is_empty() {
         let take = rest.len().min(hb.cap - hb.fill);
         kernel.ingest(f.streams(), hb, &rest[..take]);
+        if take == 0 {
+            // Cannot happen: the loop below empties the half-band's ready outputs and the
+            // compaction leaves it room. Dropping the input beats looping forever.
+            debug_assert!(false, "fused half-band history full");
+            break;
+        }
         hb.fill += take;
         rest = &rest[take..];
         loop {
