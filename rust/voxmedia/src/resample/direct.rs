@@ -73,70 +73,59 @@ pub(super) trait Vec8: Copy {
             }
         }
     }
-    /// Splits 24 PCM16 samples into three runs of 8 (sample `3j + i` to `d[i][j]`), as f32.
+    /// Splits `8 N` samples at `x` into `N` runs of 8 (sample `N j + i` to `d[i][j]`), as f32
+    /// (`unzip3_i16` and its kin; the implementations override them at their arities).
     ///
     /// # Safety
-    /// `x` valid for 24 reads, each `d[i]` for eight writes; the CPU supports the
+    /// `x` valid for `8 N` reads, each `d[i]` for eight writes; the CPU supports the
     /// implementation's instructions.
+    #[inline(always)]
+    unsafe fn unzip<T: Copy + Into<f32>, const N: usize>(x: *const T, d: [*mut f32; N]) {
+        for j in 0..8 {
+            for (i, p) in d.iter().enumerate() {
+                *p.add(j) = (*x.add(N * j + i)).into();
+            }
+        }
+    }
+    /// [`Vec8::unzip`] of 24 PCM16 samples.
+    ///
+    /// # Safety
+    /// As [`Vec8::unzip`].
     #[inline(always)]
     unsafe fn unzip3_i16(x: *const i16, d: [*mut f32; 3]) {
-        for j in 0..8 {
-            for (i, p) in d.iter().enumerate() {
-                *p.add(j) = (*x.add(3 * j + i)).to_f32();
-            }
-        }
+        Self::unzip(x, d)
     }
-    /// Splits 16 PCM16 samples into two runs of 8 (sample `2j + i` to `d[i][j]`), as f32.
+    /// [`Vec8::unzip`] of 16 PCM16 samples.
     ///
     /// # Safety
-    /// `x` valid for 16 reads, each `d[i]` for eight writes; the CPU supports the
-    /// implementation's instructions.
+    /// As [`Vec8::unzip`].
     #[inline(always)]
     unsafe fn unzip2_i16(x: *const i16, d: [*mut f32; 2]) {
-        for j in 0..8 {
-            for (i, p) in d.iter().enumerate() {
-                *p.add(j) = (*x.add(2 * j + i)).to_f32();
-            }
-        }
+        Self::unzip(x, d)
     }
-    /// Splits 32 PCM16 samples into four runs of 8 (sample `4j + i` to `d[i][j]`), as f32.
+    /// [`Vec8::unzip`] of 32 PCM16 samples.
     ///
     /// # Safety
-    /// `x` valid for 32 reads, each `d[i]` for eight writes; the CPU supports the
-    /// implementation's instructions.
+    /// As [`Vec8::unzip`].
     #[inline(always)]
     unsafe fn unzip4_i16(x: *const i16, d: [*mut f32; 4]) {
-        for j in 0..8 {
-            for (i, p) in d.iter().enumerate() {
-                *p.add(j) = (*x.add(4 * j + i)).to_f32();
-            }
-        }
+        Self::unzip(x, d)
     }
-    /// Splits 48 PCM16 samples into six runs of 8 (sample `6j + i` to `d[i][j]`), as f32.
+    /// [`Vec8::unzip`] of 48 PCM16 samples.
     ///
     /// # Safety
-    /// `x` valid for 48 reads, each `d[i]` for eight writes; the CPU supports the
-    /// implementation's instructions.
+    /// As [`Vec8::unzip`].
     #[inline(always)]
     unsafe fn unzip6_i16(x: *const i16, d: [*mut f32; 6]) {
-        for j in 0..8 {
-            for (i, p) in d.iter().enumerate() {
-                *p.add(j) = (*x.add(6 * j + i)).to_f32();
-            }
-        }
+        Self::unzip(x, d)
     }
-    /// Splits 24 f32 samples into three runs of 8 (sample `3j + i` to `d[i][j]`).
+    /// [`Vec8::unzip`] of 24 f32 samples.
     ///
     /// # Safety
-    /// `x` valid for 24 reads, each `d[i]` for eight writes; the CPU supports the
-    /// implementation's instructions.
+    /// As [`Vec8::unzip`].
     #[inline(always)]
     unsafe fn unzip3(x: *const f32, d: [*mut f32; 3]) {
-        for j in 0..8 {
-            for (i, p) in d.iter().enumerate() {
-                *p.add(j) = *x.add(3 * j + i);
-            }
-        }
+        Self::unzip(x, d)
     }
     /// [`Vec8::zip2`] then `i16::from_f32`.
     ///

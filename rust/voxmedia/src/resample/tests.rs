@@ -589,94 +589,12 @@ fn simd_interleaves_match_scalar() {
     assert_eq!(got, want);
     let expect: Vec<f32> = (0..24).map(|k| x[k / 3 + 8 * (k % 3)]).collect();
     assert_eq!(want[..], expect[..]);
-    let pcm: Vec<i16> = (0..24).map(|i| (i * 1361 - 16000) as i16).collect();
-    let (mut g, mut w) = ([[0f32; 8]; 3], [[0f32; 8]; 3]);
-    // SAFETY: the CPU has AVX2; 24 samples in, three runs of 8 out.
-    unsafe {
-        let [g0, g1, g2] = &mut g;
-        A8::unzip3_i16(
-            pcm.as_ptr(),
-            [g0.as_mut_ptr(), g1.as_mut_ptr(), g2.as_mut_ptr()],
-        );
-        let [w0, w1, w2] = &mut w;
-        P8::unzip3_i16(
-            pcm.as_ptr(),
-            [w0.as_mut_ptr(), w1.as_mut_ptr(), w2.as_mut_ptr()],
-        );
-    }
-    assert_eq!(g, w);
-    for (i, run) in w.iter().enumerate() {
-        for (j, &v) in run.iter().enumerate() {
-            assert_eq!(v, pcm[3 * j + i] as f32);
-        }
-    }
-    let (mut g, mut w) = ([[0f32; 8]; 3], [[0f32; 8]; 3]);
-    // SAFETY: the CPU has AVX2; 24 samples in, three runs of 8 out.
-    unsafe {
-        let [g0, g1, g2] = &mut g;
-        A8::unzip3(
-            x.as_ptr(),
-            [g0.as_mut_ptr(), g1.as_mut_ptr(), g2.as_mut_ptr()],
-        );
-        let [w0, w1, w2] = &mut w;
-        P8::unzip3(
-            x.as_ptr(),
-            [w0.as_mut_ptr(), w1.as_mut_ptr(), w2.as_mut_ptr()],
-        );
-    }
-    assert_eq!(g, w);
-    for (i, run) in w.iter().enumerate() {
-        for (j, &v) in run.iter().enumerate() {
-            assert_eq!(v, x[3 * j + i]);
-        }
-    }
     let pcm: Vec<i16> = (0..48).map(|i| (i * 1361 - 32000) as i16).collect();
-    let (mut g, mut w) = ([[0f32; 8]; 2], [[0f32; 8]; 2]);
-    // SAFETY: the CPU has AVX2; 16 samples in, two runs of 8 out.
-    unsafe {
-        let [g0, g1] = &mut g;
-        A8::unzip2_i16(pcm.as_ptr(), [g0.as_mut_ptr(), g1.as_mut_ptr()]);
-        let [w0, w1] = &mut w;
-        P8::unzip2_i16(pcm.as_ptr(), [w0.as_mut_ptr(), w1.as_mut_ptr()]);
-    }
-    assert_eq!(g, w);
-    for (i, run) in w.iter().enumerate() {
-        for (j, &v) in run.iter().enumerate() {
-            assert_eq!(v, pcm[2 * j + i] as f32);
-        }
-    }
-    let (mut g, mut w) = ([[0f32; 8]; 6], [[0f32; 8]; 6]);
-    // SAFETY: the CPU has AVX2; 48 samples in, six runs of 8 out.
-    unsafe {
-        let d = |r: &mut [[f32; 8]; 6]| -> [*mut f32; 6] {
-            let mut it = r.iter_mut().map(|x| x.as_mut_ptr());
-            std::array::from_fn(|_| it.next().expect("six runs"))
-        };
-        A8::unzip6_i16(pcm.as_ptr(), d(&mut g));
-        P8::unzip6_i16(pcm.as_ptr(), d(&mut w));
-    }
-    assert_eq!(g, w);
-    for (i, run) in w.iter().enumerate() {
-        for (j, &v) in run.iter().enumerate() {
-            assert_eq!(v, pcm[6 * j + i] as f32);
-        }
-    }
-    let (mut g, mut w) = ([[0f32; 8]; 4], [[0f32; 8]; 4]);
-    // SAFETY: the CPU has AVX2; 32 samples in, four runs of 8 out.
-    unsafe {
-        let d = |r: &mut [[f32; 8]; 4]| -> [*mut f32; 4] {
-            let mut it = r.iter_mut().map(|x| x.as_mut_ptr());
-            std::array::from_fn(|_| it.next().expect("four runs"))
-        };
-        A8::unzip4_i16(pcm.as_ptr(), d(&mut g));
-        P8::unzip4_i16(pcm.as_ptr(), d(&mut w));
-    }
-    assert_eq!(g, w);
-    for (i, run) in w.iter().enumerate() {
-        for (j, &v) in run.iter().enumerate() {
-            assert_eq!(v, pcm[4 * j + i] as f32);
-        }
-    }
+    check_unzip::<i16, 2>(&pcm, A8::unzip2_i16, P8::unzip2_i16);
+    check_unzip::<i16, 3>(&pcm, A8::unzip3_i16, P8::unzip3_i16);
+    check_unzip::<i16, 4>(&pcm, A8::unzip4_i16, P8::unzip4_i16);
+    check_unzip::<i16, 6>(&pcm, A8::unzip6_i16, P8::unzip6_i16);
+    check_unzip::<f32, 3>(&x, A8::unzip3, P8::unzip3);
     let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
     // SAFETY: as above, two runs of 8, 16 outputs.
     unsafe {
@@ -684,6 +602,33 @@ fn simd_interleaves_match_scalar() {
         P8::zip2(x.as_ptr(), x[8..].as_ptr(), want.as_mut_ptr());
     }
     assert_eq!(got, want);
+}
+
+/// The AVX2 and the portable split of `src` into `N` runs of 8 agree, and put sample `N j + i`
+/// in run `i`, item `j` (as f32, unscaled).
+#[cfg(target_arch = "x86_64")]
+fn check_unzip<T: Copy + Into<f32>, const N: usize>(
+    src: &[T],
+    simd: unsafe fn(*const T, [*mut f32; N]),
+    portable: unsafe fn(*const T, [*mut f32; N]),
+) {
+    let (mut g, mut w) = ([[0f32; 8]; N], [[0f32; 8]; N]);
+    let runs = |r: &mut [[f32; 8]; N]| -> [*mut f32; N] {
+        let mut it = r.iter_mut().map(|x| x.as_mut_ptr());
+        std::array::from_fn(|_| it.next().expect("N runs"))
+    };
+    assert!(src.len() >= 8 * N);
+    // SAFETY: the caller checked the CPU has AVX2; 8N samples in, N runs of 8 out.
+    unsafe {
+        simd(src.as_ptr(), runs(&mut g));
+        portable(src.as_ptr(), runs(&mut w));
+    }
+    assert_eq!(g, w, "{N} runs");
+    for (i, run) in w.iter().enumerate() {
+        for (j, &v) in run.iter().enumerate() {
+            assert_eq!(v, src[N * j + i].into(), "{N} runs");
+        }
+    }
 }
 
 #[test]
@@ -940,18 +885,27 @@ fn cascades_match_their_stages_run_by_hand() {
         .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
         .collect();
     for k in kernels() {
-        let mut whole = make(22050, 8000, Quality::Voice, k);
-        let mut out = vec![0f32; whole.output_len_max(x.len())];
-        let n = whole.process_f32_into(&x, &mut out).unwrap();
-        let (hb, _) = &whole.pre[0];
-        let mut st = State::new(hb);
-        let mut mid = vec![0f32; x.len()];
-        let m = run_stage(hb, &mut st, k, &x, &mut mid);
-        let mut main = make(11025, 8000, Quality::Voice, k);
-        let mut out2 = vec![0f32; main.output_len_max(m)];
-        let n2 = main.process_f32_into(&mid[..m], &mut out2).unwrap();
-        assert_eq!(out[..n], out2[..n2], "{k:?}");
+        let (whole, by_hand) = cascade_by_hand(22050, Quality::Voice, k, &x);
+        assert_eq!(whole, by_hand, "{k:?}");
     }
+}
+
+/// What `rate -> 8 kHz` gives for `x`, and what its first pre-decimator run as a stage of its
+/// own and then a resampler from half the rate give.
+fn cascade_by_hand(rate: u32, q: Quality, k: Kernel, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut whole = make(rate, 8000, q, k);
+    let mut out = vec![0f32; whole.output_len_max(x.len())];
+    let n = whole.process_f32_into(x, &mut out).unwrap();
+    out.truncate(n);
+    let (hb, _) = &whole.pre[0];
+    let mut st = State::new(hb);
+    let mut mid = vec![0f32; x.len()];
+    let m = run_stage(hb, &mut st, k, x, &mut mid);
+    let mut main = make(rate / 2, 8000, q, k);
+    let mut out2 = vec![0f32; main.output_len_max(m)];
+    let n2 = main.process_f32_into(&mid[..m], &mut out2).unwrap();
+    out2.truncate(n2);
+    (out, out2)
 }
 
 #[test]
@@ -1049,21 +1003,12 @@ fn fused_halfband_matches_its_stages_run_by_hand() {
         .flat_map(|r| [Quality::Voice, Quality::Phone].map(|q| (r, q)))
     {
         for k in kernels() {
-            let mut whole = make(rate, 8000, q, k);
-            assert!(whole.fused.is_some(), "{rate} {q:?}");
-            let mut out = vec![0f32; whole.output_len_max(x.len())];
-            let n = whole.process_f32_into(&x, &mut out).unwrap();
-            let (hb, _) = &whole.pre[0];
-            let mut st = State::new(hb);
-            let mut mid = vec![0f32; x.len()];
-            let m = run_stage(hb, &mut st, k, &x, &mut mid);
-            let mut main = make(rate / 2, 8000, q, k);
-            let mut out2 = vec![0f32; main.output_len_max(m)];
-            let n2 = main.process_f32_into(&mid[..m], &mut out2).unwrap();
-            assert_eq!(n, n2, "{rate} {q:?} {k:?}");
-            let worst = out[..n]
+            assert!(make(rate, 8000, q, k).fused.is_some(), "{rate} {q:?}");
+            let (out, out2) = cascade_by_hand(rate, q, k, &x);
+            assert_eq!(out.len(), out2.len(), "{rate} {q:?} {k:?}");
+            let worst = out
                 .iter()
-                .zip(&out2[..n2])
+                .zip(&out2)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(worst < 1e-6, "{rate} {q:?} {k:?}: {worst}");
