@@ -75,9 +75,9 @@ pub enum Quality {
     /// cannot be heard or measured in the coded audio; the wider, shallower design has a third
     /// fewer taps than `Voice` to 8 kHz from 16, 24, 32 and 48 kHz (a quarter from 22.05 and
     /// 44.1 kHz, whose 22.05 kHz half-band must stay flat to 4.2 kHz), and 0.8-1.2 ms less
-    /// delay (1.25 ms from 8 kHz to 16 kHz). Its 1.0-1.15 ny
-    /// band may alias, so it is only for a G.711 leg: a pair without 8 kHz gets the `Voice`
-    /// design (`Resampler::quality` still says `Phone`).
+    /// delay (1.25 ms from 8 kHz to 16 kHz). Its 1.0-1.15 ny band may alias, so it is only for
+    /// a G.711 leg: a pair without 8 kHz gets the `Voice` design (`Resampler::quality` still
+    /// says `Phone`).
     Phone,
 }
 
@@ -699,13 +699,13 @@ fn run_fused<I: Sample>(
     let mut rest = input;
     while !rest.is_empty() {
         let take = rest.len().min(hb.cap - hb.fill);
-        kernel.ingest(f.streams(), hb, &rest[..take]);
         if take == 0 {
             // Cannot happen: the loop below empties the half-band's ready outputs and the
             // compaction leaves it room. Dropping the input beats looping forever.
             debug_assert!(false, "fused half-band history full");
             break;
         }
+        kernel.ingest(f.streams(), hb, &rest[..take]);
         hb.fill += take;
         rest = &rest[take..];
         loop {
