@@ -14,7 +14,7 @@ use voxmedia::resample::{Quality, ResampleError, Resampler, Sample, SUPPORTED_RA
 /// same bytes as converting it in one call. `quality="voice"` (about 96 dB rejection, under
 /// 6 ms) suits PCM16 telephony; `"high"` (about 130 dB) is for float pipelines; `"phone"`
 /// (flat to 0.85 x the lower Nyquist, 80 dB down from 1.15 x: 3.4 and 4.6 kHz at 8 kHz) is for
-/// audio that goes on to G.711, whose noise hides the difference, with a sixth to a third
+/// audio that goes on to G.711, whose noise hides the difference, with a quarter to a third
 /// fewer taps and ~1 ms less delay than `"voice"` to 8 kHz.
 #[pyclass(module = "voxrelay.media", name = "Resampler")]
 pub struct PyResampler {
