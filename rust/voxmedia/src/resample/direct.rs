@@ -410,7 +410,8 @@ fn trim(c: &[f32]) -> (usize, Vec<f32>) {
     (first, c[first..=last.max(first)].to_vec())
 }
 
-fn mirrored(a: &[f32], b: &[f32]) -> bool {
+/// Whether `b` is `a` reversed, to float rounding of `a`'s largest value.
+pub(super) fn mirrored(a: &[f32], b: &[f32]) -> bool {
     let peak = a.iter().fold(0f32, |m, v| m.max(v.abs()));
     a.len() == b.len()
         && a.iter()

@@ -18,7 +18,7 @@
 //! Chunking invariance: every output is `centre * x` and then one multiply-add per tap pair,
 //! nearest the centre first, in one lane, whatever block, row or call it falls in.
 
-use super::direct::{Vec8, PAD};
+use super::direct::{mirrored, Vec8, PAD};
 use super::{Bank, State};
 
 /// Most tap pairs either side of the centre (the kernel is unrolled for each count).
@@ -66,17 +66,12 @@ impl Fused {
         if !(1..=MAX_PAIRS).contains(&n) || h(kc) == 0.0 {
             return None;
         }
-        let peak = (first..=last).map(|k| h(k).abs()).fold(0f32, f32::max);
-        for d in 1..=span / 2 {
-            let (a, b) = (h(kc + d), h(kc - d));
-            let ok = if d % 2 == 0 {
-                a == 0.0 && b == 0.0
-            } else {
-                (a - b).abs() <= peak * 1e-6
-            };
-            if !ok {
-                return None;
-            }
+        // Taps at odd distances from the centre (every other one from `first`) mirror each
+        // other; the rest, but the centre, are zero.
+        let odd: Vec<f32> = (first..=last).step_by(2).map(h).collect();
+        let even_zero = (first + 1..last).step_by(2).all(|k| k == kc || h(k) == 0.0);
+        if !even_zero || !mirrored(&odd, &odd) {
+            return None;
         }
         Some(Fused {
             rows: next.m,
@@ -114,7 +109,12 @@ impl Fused {
         next: &mut State,
     ) -> usize {
         let s_in = 2 * R;
-        if hb.stride == 0 || next.stride == 0 || hb.buf.len() < s_in * hb.stride {
+        if hb.stride == 0
+            || next.stride == 0
+            || hb.buf.len() < s_in * hb.stride
+            || next.buf.len() < R * next.stride
+            || PAD < 8
+        {
             return 0;
         }
         let ready = if hb.next < hb.fill {
@@ -147,9 +147,6 @@ impl Fused {
         let mut cen = [src; MAX_ROWS];
         for (s, p) in cen.iter_mut().enumerate().take(R) {
             *p = at(n0 + 2 * s as isize - kc);
-        }
-        if next.buf.len() < R * next.stride || PAD < 8 {
-            return 0;
         }
         let out = next.buf.as_mut_ptr();
         // SAFETY: sample p0 + s is item (p0 + s) / R of stream (p0 + s) % R, inside the
