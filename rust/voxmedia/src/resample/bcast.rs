@@ -11,7 +11,7 @@
 //! no unaligned vector loads, and the table is read once per frame, sequentially.
 //!
 //! Chunking invariance: a lane's result is its own products in a fixed order (four chains by
-//! `t mod 4`, then `(a0 + a1) + (a2 + a3)`) plus exact zeros (an accumulator that starts at +0
+//! `t mod 4`, each in a fixed order of steps, then `(a0 + a1) + (a2 + a3)`) plus exact zeros (an accumulator that starts at +0
 //! is unchanged by adding +-0); a group whose later lanes are not yet ready is still computed
 //! whole (those lanes read stale, allocated, finite history and are discarded), so every output
 //! gets the same bits however the input was split. The one exception is a non-finite f32
@@ -143,7 +143,8 @@ impl Bcast {
 }
 
 /// The `W` outputs of one group: `sum_t c[t] * x[t]` in `CH` chains per vector (step `t` in
-/// chain `t mod CH`), then `(a0 + a1) + (a2 + a3)`; written to `y`. Steps outside
+/// chain `t mod CH`; the first vector's chains take their steps in order, the second's take
+/// those from `split.1` first), then `(a0 + a1) + (a2 + a3)`; written to `y`. Steps outside
 /// `[0, split.1)` for the first vector and `[split.0, n)` for the second are skipped: their
 /// coefficients are all zero, and adding a zero product leaves an accumulator that started at
 /// +0 bit for bit unchanged.
@@ -162,28 +163,41 @@ unsafe fn group<V: Vec8>(
     const { assert!(NV == 2) };
     let c = c.cast::<f32>();
     let mut a = [[V::zero(); CH]; NV];
-    let mut t = 0;
-    while t < split.0 {
-        for (r, acc) in a[0].iter_mut().enumerate() {
-            let cv = V::load(c.add(8 * (t + r) * NV));
-            *acc = V::madd(cv, V::splat(x.add(t + r)), *acc);
+    // The steps only one vector has, at the start (the first's) and the end (the second's),
+    // feed disjoint accumulators: they run side by side, so eight chains cover the multiply-add
+    // latency instead of four.
+    const { assert!(CH == 4) };
+    /// Step `t..t + CH` of vector `v` alone.
+    #[inline(always)]
+    unsafe fn step<V: Vec8>(acc: &mut [V; CH], c: *const f32, x: *const f32, v: usize, t: usize) {
+        let xs = V::splat4(x.add(t));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let cv = V::load(c.add(8 * ((t + r) * NV + v)));
+            *a = V::madd(cv, xs[r], *a);
         }
+    }
+    let (first, last) = (split.0, n - split.1);
+    let [a0, a1] = &mut a;
+    let mut t = 0;
+    while t < first.min(last) {
+        step(a0, c, x, 0, t);
+        step(a1, c, x, 1, split.1 + t);
         t += CH;
     }
+    for t in (t..first).step_by(CH) {
+        step(a0, c, x, 0, t);
+    }
+    for t in (split.1 + t..n).step_by(CH) {
+        step(a1, c, x, 1, t);
+    }
+    let mut t = split.0;
     while t < split.1 {
-        for r in 0..CH {
-            let xv = V::splat(x.add(t + r));
+        let xs = V::splat4(x.add(t));
+        for (r, &xv) in xs.iter().enumerate() {
             for (v, acc) in a.iter_mut().enumerate() {
                 let cv = V::load(c.add(8 * ((t + r) * NV + v)));
                 acc[r] = V::madd(cv, xv, acc[r]);
             }
-        }
-        t += CH;
-    }
-    while t < n {
-        for (r, acc) in a[1].iter_mut().enumerate() {
-            let cv = V::load(c.add(8 * ((t + r) * NV + 1)));
-            *acc = V::madd(cv, V::splat(x.add(t + r)), *acc);
         }
         t += CH;
     }
@@ -213,19 +227,39 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     while next < fill && o < out.len() {
         let (g, j0) = (phase / W, phase % W);
         let n0 = next - b.rel[phase];
+        let start = n0 + 1 - taps + b.lead[g];
+        debug_assert!(start + b.span <= buf.len());
+        debug_assert!(b.coefs.len() >= (g + 1) * b.span * NV);
+        let coefs = b.coefs[g * b.span * NV..].as_ptr();
+        let next_group = if g + 1 == groups { 0 } else { (g + 1) * W };
+        // Most groups are whole: every lane ready and room for all of them. Those are written
+        // straight to the output; only a call's first and last group go lane by lane.
+        if j0 == 0 && n0 + b.rel[g * W + W - 1] < fill && o + W <= out.len() {
+            // SAFETY: as below, and `out` has room for the `W` lanes.
+            unsafe {
+                group::<V>(
+                    coefs,
+                    buf[start..].as_ptr(),
+                    b.span,
+                    b.split[g],
+                    out[o..o + W].as_mut_ptr(),
+                );
+            }
+            o += W;
+            next = n0 + b.adv[g];
+            phase = next_group;
+            continue;
+        }
         // Lanes j0..k are ready and fit.
         let mut k = j0 + 1;
         while k < W && n0 + b.rel[g * W + k] < fill && o + (k - j0) < out.len() {
             k += 1;
         }
-        let start = n0 + 1 - taps + b.lead[g];
-        debug_assert!(start + b.span <= buf.len());
-        debug_assert!(b.coefs.len() >= (g + 1) * b.span * NV);
         // SAFETY: the group's table has `span` vectors; `start + span <= buf.len()` because
         // `n0 < fill <= cap` and `lead + span <= taps + PAD` (checked in `Bcast::new`).
         unsafe {
             group::<V>(
-                b.coefs[g * b.span * NV..].as_ptr(),
+                coefs,
                 buf[start..].as_ptr(),
                 b.span,
                 b.split[g],
@@ -236,7 +270,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
         o += k - j0;
         if k == W {
             next = n0 + b.adv[g];
-            phase = (g + 1) % groups * W;
+            phase = next_group;
         } else {
             next = n0 + b.rel[g * W + k];
             phase = g * W + k;

@@ -39,6 +39,19 @@ pub(super) trait Vec8: Copy {
     /// # Safety
     /// `p` valid for one read.
     unsafe fn splat(p: *const f32) -> Self;
+    /// `splat` of each of four consecutive values.
+    ///
+    /// # Safety
+    /// `p` valid for four reads.
+    #[inline(always)]
+    unsafe fn splat4(p: *const f32) -> [Self; 4] {
+        [
+            Self::splat(p),
+            Self::splat(p.add(1)),
+            Self::splat(p.add(2)),
+            Self::splat(p.add(3)),
+        ]
+    }
     /// # Safety
     /// `p` valid for eight reads.
     unsafe fn load(p: *const f32) -> Self;
@@ -198,6 +211,19 @@ pub(super) mod avx2 {
         #[inline(always)]
         unsafe fn splat(p: *const f32) -> Self {
             A8(_mm256_broadcast_ss(&*p))
+        }
+        /// One 16-byte load and four in-lane shuffles: a broadcast from memory costs a load
+        /// slot each, and loads are what bound the kernels that broadcast.
+        #[inline(always)]
+        unsafe fn splat4(p: *const f32) -> [Self; 4] {
+            let q = _mm_loadu_ps(p);
+            let v = _mm256_set_m128(q, q);
+            [
+                A8(_mm256_permute_ps(v, 0x00)),
+                A8(_mm256_permute_ps(v, 0x55)),
+                A8(_mm256_permute_ps(v, 0xAA)),
+                A8(_mm256_permute_ps(v, 0xFF)),
+            ]
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
