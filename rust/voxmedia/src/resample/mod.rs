@@ -741,109 +741,68 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
         p += 1;
         t0 = div(p, m);
     }
-    let g = div(x.len(), m);
-    match m {
-        2 => {
-            let (a, b) = buf.split_at_mut(stride);
-            let (a, b, x) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &x[..2 * g]);
-            if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() {
-                let x16 = x.as_ptr().cast::<i16>();
+    // The vector splits below take 8 m samples at a time, and finish with one block of the rest
+    // zero-padded: a 20 ms frame rarely starts on a block boundary, and sample-by-sample tails
+    // cost as much as the blocks. The padding's zeros land in items past the new fill, inside
+    // each stream's `PAD`, which no output reads before they are overwritten.
+    let is = |id| std::any::TypeId::of::<S>() == id;
+    let (i16_in, unit_in) = (
+        is(std::any::TypeId::of::<i16>()),
+        is(std::any::TypeId::of::<Unit>()),
+    );
+    let base = buf.as_mut_ptr();
+    /// Item `t` of each of the first `N` streams.
+    #[inline(always)]
+    fn at<const N: usize>(base: *mut f32, stride: usize, t: usize) -> [*mut f32; N] {
+        std::array::from_fn(|q| base.wrapping_add(q * stride + t))
+    }
+    /// Most streams a vector split fills (48 kHz's fused half-band).
+    const MAX_M: usize = 6;
+    // `$split` of every 8 m samples of `x` as `$t`, then of the rest zero-padded. A macro, not
+    // a closure: the split must be inlined into the kernel's instruction set.
+    macro_rules! blocks {
+        ($t:ty, $split:ident) => {{
+            // SAFETY: S is `$t` (tested by the match arm; Unit is a transparent f32); each
+            // split reads 8m samples, from `x` or from `tmp`; it writes items t0 + t ..
+            // t0 + t + 8 with t <= x.len() / m, and t0 + x.len() / m is at most the history's
+            // capacity over m (the caller stages at most the capacity), so they end within the
+            // stride's `PAD` (>= 8); this runs only in code compiled for V's instruction set.
+            unsafe {
+                let src = x.as_ptr().cast::<$t>();
                 let mut t = 0;
-                while t + 8 <= g {
-                    // SAFETY: S is i16; 16 samples from 2t are in `x`; 8 items from t in a
-                    // and b; this runs only in code compiled for V's instruction set.
-                    unsafe {
-                        V::unzip2_i16(x16.add(2 * t), [a[t..].as_mut_ptr(), b[t..].as_mut_ptr()])
-                    };
+                while m * (t + 8) <= x.len() {
+                    V::$split(src.add(m * t), at(base, stride, t0 + t));
                     t += 8;
                 }
-                for t in t..g {
-                    a[t] = x[2 * t].to_f32();
-                    b[t] = x[2 * t + 1].to_f32();
-                }
-            } else {
-                for t in 0..g {
-                    a[t] = x[2 * t].to_f32();
-                    b[t] = x[2 * t + 1].to_f32();
+                let rest = x.len() - m * t;
+                if rest > 0 {
+                    let mut tmp = [<$t>::default(); 8 * MAX_M];
+                    std::ptr::copy_nonoverlapping(src.add(m * t), tmp.as_mut_ptr(), rest);
+                    V::$split(tmp.as_ptr(), at(base, stride, t0 + t));
                 }
             }
-        }
-        3 => {
-            let (a, rest) = buf.split_at_mut(stride);
-            let (b, c) = rest.split_at_mut(stride);
-            let (a, b, c) = (&mut a[t0..t0 + g], &mut b[t0..t0 + g], &mut c[t0..t0 + g]);
-            let x = &x[..3 * g];
-            let mut t = 0;
-            // Eight groups of three at a time with in-lane shuffles.
-            let is = |id| std::any::TypeId::of::<S>() == id;
-            let (i16_in, unit_in) = (
-                is(std::any::TypeId::of::<i16>()),
-                is(std::any::TypeId::of::<Unit>()),
-            );
-            if i16_in || unit_in {
-                while t + 8 <= g {
-                    let d = [
-                        a[t..].as_mut_ptr(),
-                        b[t..].as_mut_ptr(),
-                        c[t..].as_mut_ptr(),
-                    ];
-                    // SAFETY: S is i16 or Unit (a transparent f32) as tested; 24 samples
-                    // from 3t are in `x`; 8 items from t in each of a, b, c; this runs only in
-                    // code compiled for V's instruction set.
-                    unsafe {
-                        if i16_in {
-                            V::unzip3_i16(x.as_ptr().cast::<i16>().add(3 * t), d)
-                        } else {
-                            V::unzip3(x.as_ptr().cast::<f32>().add(3 * t), d)
-                        }
-                    };
-                    t += 8;
-                }
-            }
-            for t in t..g {
-                a[t] = x[3 * t].to_f32();
-                b[t] = x[3 * t + 1].to_f32();
-                c[t] = x[3 * t + 2].to_f32();
-            }
-        }
-        4 | 6 if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i16>() => {
-            // A fused half-band's history ahead of a 2:1 or 3:1 stage (44.1 or 48 kHz).
-            let x16 = x.as_ptr().cast::<i16>();
-            let base = buf.as_mut_ptr();
-            let mut t = 0;
-            while t + 8 <= g {
-                // SAFETY: S is i16; 8m samples from mt are in `x` (mg of them); stream q's
-                // items t0 + t .. t0 + t + 8 are inside its stride (the caller stages at most
-                // the capacity); this runs only in code compiled for V's instruction set.
-                unsafe {
-                    if m == 4 {
-                        let d = std::array::from_fn(|q| base.add(q * stride + t0 + t));
-                        V::unzip4_i16(x16.add(4 * t), d);
-                    } else {
-                        let d = std::array::from_fn(|q| base.add(q * stride + t0 + t));
-                        V::unzip6_i16(x16.add(6 * t), d);
-                    }
-                }
-                t += 8;
-            }
-            for t in t..g {
-                for q in 0..m {
-                    buf[q * stride + t0 + t] = x[m * t + q].to_f32();
-                }
-            }
-        }
+        }};
+    }
+    match (m, i16_in, unit_in) {
+        (2, true, _) => blocks!(i16, unzip2_i16),
+        (3, true, _) => blocks!(i16, unzip3_i16),
+        (3, _, true) => blocks!(f32, unzip3),
+        // A fused half-band's history ahead of a 2:1 or 3:1 stage (44.1 or 48 kHz).
+        (4, true, _) => blocks!(i16, unzip4_i16),
+        (6, true, _) => blocks!(i16, unzip6_i16),
         _ => {
+            let g = div(x.len(), m);
             for q in 0..m {
                 let s = &mut buf[q * stride + t0..q * stride + t0 + g];
                 for (y, c) in s.iter_mut().zip(x.chunks_exact(m)) {
                     *y = c[q].to_f32();
                 }
             }
+            for (i, v) in x[g * m..].iter().enumerate() {
+                let p = p + g * m + i;
+                buf[(p % m) * stride + p / m] = v.to_f32();
+            }
         }
-    }
-    for (i, v) in x[g * m..].iter().enumerate() {
-        let p = p + g * m + i;
-        buf[(p % m) * stride + p / m] = v.to_f32();
     }
 }
 
