@@ -234,17 +234,17 @@ pub(super) fn emit<S: Sample, V: Vec8>(
         let next_group = if g + 1 == groups { 0 } else { (g + 1) * W };
         // Most groups are whole: every lane ready and room for all of them. Those are written
         // straight to the output; only a call's first and last group go lane by lane.
-        if j0 == 0 && n0 + b.rel[g * W + W - 1] < fill && o + W <= out.len() {
-            // SAFETY: as below, and `out` has room for the `W` lanes.
-            unsafe {
-                group::<V>(
-                    coefs,
-                    buf[start..].as_ptr(),
-                    b.span,
-                    b.split[g],
-                    out[o..o + W].as_mut_ptr(),
-                );
-            }
+        let whole = j0 == 0 && n0 + b.rel[g * W + W - 1] < fill && o + W <= out.len();
+        let y = if whole {
+            out[o..o + W].as_mut_ptr()
+        } else {
+            lanes.as_mut_ptr()
+        };
+        // SAFETY: the group's table has `span` vectors; `start + span <= buf.len()` because
+        // `n0 < fill <= cap` and `lead + span <= taps + PAD` (checked in `Bcast::new`); `y`
+        // has room for `W` lanes.
+        unsafe { group::<V>(coefs, buf[start..].as_ptr(), b.span, b.split[g], y) };
+        if whole {
             o += W;
             next = n0 + b.adv[g];
             phase = next_group;
@@ -254,17 +254,6 @@ pub(super) fn emit<S: Sample, V: Vec8>(
         let mut k = j0 + 1;
         while k < W && n0 + b.rel[g * W + k] < fill && o + (k - j0) < out.len() {
             k += 1;
-        }
-        // SAFETY: the group's table has `span` vectors; `start + span <= buf.len()` because
-        // `n0 < fill <= cap` and `lead + span <= taps + PAD` (checked in `Bcast::new`).
-        unsafe {
-            group::<V>(
-                coefs,
-                buf[start..].as_ptr(),
-                b.span,
-                b.split[g],
-                lanes.as_mut_ptr(),
-            );
         }
         out[o..o + k - j0].copy_from_slice(&lanes[j0..k]);
         o += k - j0;
