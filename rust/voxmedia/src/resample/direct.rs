@@ -293,63 +293,32 @@ pub(super) mod avx2 {
         }
         #[inline(always)]
         unsafe fn unzip2_i16(x: *const i16, d: [*mut f32; 2]) {
-            // Each pair of samples as one 32-bit item: the low half sign-extended in one
-            // operation (lo * 1 + hi * 0), the high half by an arithmetic shift.
-            let p = _mm256_loadu_si256(x.cast());
-            let lo = _mm256_madd_epi16(p, _mm256_set1_epi32(1));
-            _mm256_storeu_ps(d[0], _mm256_cvtepi32_ps(lo));
-            _mm256_storeu_ps(d[1], _mm256_cvtepi32_ps(_mm256_srai_epi32(p, 16)));
+            // Each pair of samples as one 32-bit item.
+            store_halves(_mm256_loadu_si256(x.cast()), d[0], d[1]);
         }
         #[inline(always)]
         unsafe fn unzip4_i16(x: *const i16, d: [*mut f32; 4]) {
             // Sample pairs (4j, 4j + 1) and (4j + 2, 4j + 3) as 32-bit items: the even and
             // odd items of each 128-bit lane, then the middle 64-bit quarters swapped into
-            // order, then each pair's halves as in `unzip2_i16`.
+            // order, then split into halves.
             let p0 = _mm256_castsi256_ps(_mm256_loadu_si256(x.cast()));
             let p1 = _mm256_castsi256_ps(_mm256_loadu_si256(x.add(16).cast()));
             let order = |v: __m256| _mm256_permute4x64_epi64(_mm256_castps_si256(v), 0b11_01_10_00);
-            let even = order(_mm256_shuffle_ps(p0, p1, 0b10_00_10_00));
-            let odd = order(_mm256_shuffle_ps(p0, p1, 0b11_01_11_01));
-            let low = _mm256_set1_epi32(1);
-            for (r, p) in [even, odd].into_iter().enumerate() {
-                let lo = _mm256_madd_epi16(p, low);
-                _mm256_storeu_ps(d[2 * r], _mm256_cvtepi32_ps(lo));
-                _mm256_storeu_ps(d[2 * r + 1], _mm256_cvtepi32_ps(_mm256_srai_epi32(p, 16)));
-            }
+            store_halves(order(_mm256_shuffle_ps(p0, p1, 0b10_00_10_00)), d[0], d[1]);
+            store_halves(order(_mm256_shuffle_ps(p0, p1, 0b11_01_11_01)), d[2], d[3]);
         }
         #[inline(always)]
         unsafe fn unzip6_i16(x: *const i16, d: [*mut f32; 6]) {
             // Sample pairs (6j + 2r, 6j + 2r + 1) as 32-bit items split three ways like
-            // `unzip3`, then each pair's low and high halves sign-extended.
-            let x = x.cast::<f32>();
-            let quad = |o: usize| {
-                _mm256_insertf128_ps(
-                    _mm256_castps128_ps256(_mm_loadu_ps(x.add(o))),
-                    _mm_loadu_ps(x.add(o + 12)),
-                    1,
-                )
-            };
-            let split = unzip3_regs([quad(0), quad(4), quad(8)]);
-            // The low half sign-extended in one operation: lo * 1 + hi * 0.
-            let low = _mm256_set1_epi32(1);
+            // `unzip3`, then split into halves.
+            let split = unzip3_regs(quads(x.cast::<f32>()));
             for (r, p) in split.into_iter().enumerate() {
-                let p = _mm256_castps_si256(p);
-                let lo = _mm256_madd_epi16(p, low);
-                let hi = _mm256_srai_epi32(p, 16);
-                _mm256_storeu_ps(d[2 * r], _mm256_cvtepi32_ps(lo));
-                _mm256_storeu_ps(d[2 * r + 1], _mm256_cvtepi32_ps(hi));
+                store_halves(_mm256_castps_si256(p), d[2 * r], d[2 * r + 1]);
             }
         }
         #[inline(always)]
         unsafe fn unzip3(x: *const f32, d: [*mut f32; 3]) {
-            let quad = |o: usize| {
-                _mm256_insertf128_ps(
-                    _mm256_castps128_ps256(_mm_loadu_ps(x.add(o))),
-                    _mm_loadu_ps(x.add(o + 12)),
-                    1,
-                )
-            };
-            unzip3_quads([quad(0), quad(4), quad(8)], d);
+            unzip3_quads(quads(x), d);
         }
         #[inline(always)]
         unsafe fn zip2_i16(a: *const f32, b: *const f32, dst: *mut i16) {
@@ -387,6 +356,29 @@ pub(super) mod avx2 {
         for (p, v) in d.into_iter().zip(unzip3_regs(r)) {
             _mm256_storeu_ps(p, v);
         }
+    }
+
+    /// The quads [`unzip3_quads`] takes, from 24 32-bit items at `x` (valid for 24 reads).
+    #[inline(always)]
+    unsafe fn quads(x: *const f32) -> [__m256; 3] {
+        let quad = |o: usize| {
+            _mm256_insertf128_ps(
+                _mm256_castps128_ps256(_mm_loadu_ps(x.add(o))),
+                _mm_loadu_ps(x.add(o + 12)),
+                1,
+            )
+        };
+        [quad(0), quad(4), quad(8)]
+    }
+
+    /// Eight PCM16 sample pairs, one per 32-bit item of `p`, as f32: the low halves to `lo`,
+    /// sign-extended in one operation (lo * 1 + hi * 0), the high halves to `hi` by an
+    /// arithmetic shift (each valid for eight writes).
+    #[inline(always)]
+    unsafe fn store_halves(p: __m256i, lo: *mut f32, hi: *mut f32) {
+        let low = _mm256_madd_epi16(p, _mm256_set1_epi32(1));
+        _mm256_storeu_ps(lo, _mm256_cvtepi32_ps(low));
+        _mm256_storeu_ps(hi, _mm256_cvtepi32_ps(_mm256_srai_epi32(p, 16)));
     }
 
     /// [`unzip3_quads`] into registers (32-bit items of any kind).
