@@ -743,7 +743,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     let (ybuf, tmp) = ybuf.split_at_mut(split);
     // Ready positions: outputs (M:1) or rounds of l outputs (1:L).
     let cap = super::div(OUT_CAP.min(dst.len()).min(ybuf.len() - PAD), l);
-    let count = (super::div(fill - 1 - *next, m) + 1).min(cap);
+    let count = super::ready(fill, *next, m).min(cap);
     if count == 0 {
         return 0;
     }

@@ -117,12 +117,7 @@ impl Fused {
         {
             return 0;
         }
-        let ready = if hb.next < hb.fill {
-            (hb.fill - 1 - hb.next) / 2 + 1
-        } else {
-            0
-        };
-        let count = ready.min(next.cap - next.fill);
+        let count = super::ready(hb.fill, hb.next, 2).min(next.cap - next.fill);
         if count == 0 {
             return 0;
         }

@@ -821,6 +821,17 @@ pub(super) fn div(a: usize, d: usize) -> usize {
     }
 }
 
+/// Outputs ready at history positions `next`, `next + step`, ... up to the newest staged
+/// sample, `fill - 1` (a decimator's outputs, or a direct-form interpolator's rounds).
+#[inline(always)]
+pub(super) fn ready(fill: usize, next: usize, step: usize) -> usize {
+    if next < fill {
+        div(fill - 1 - next, step) + 1
+    } else {
+        0
+    }
+}
+
 fn ceil_div(a: u128, b: u128) -> usize {
     // u64 division is far cheaper than the u128 library call and covers every real length.
     match (u64::try_from(a), u64::try_from(b)) {
