@@ -14,6 +14,21 @@ fn all_pairs() -> Vec<(u32, u32)> {
 
 const QUALITIES: [Quality; 3] = [Quality::Voice, Quality::High, Quality::Phone];
 
+/// `n` samples of a deterministic, broadband float signal (peak 0.7).
+fn test_signal(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
+        .collect()
+}
+
+/// The largest absolute difference between paired samples of `a` and `b`.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(u, v)| (u - v).abs())
+        .fold(0f32, f32::max)
+}
+
 fn kernels() -> Vec<Kernel> {
     let mut k = vec![Kernel::Scalar];
     let d = Kernel::detect();
@@ -498,9 +513,7 @@ fn kernels_agree_to_rounding() {
     // The SIMD kernel fuses multiply-adds, so bits may differ from the portable one, but only
     // at the level of f32 rounding.
     let ks = kernels();
-    let x: Vec<f32> = (0..4000)
-        .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
-        .collect();
+    let x = test_signal(4000);
     for (a, b) in all_pairs() {
         let outs: Vec<Vec<f32>> = ks
             .iter()
@@ -508,11 +521,7 @@ fn kernels_agree_to_rounding() {
             .collect();
         for o in &outs[1..] {
             assert_eq!(o.len(), outs[0].len());
-            let worst = o
-                .iter()
-                .zip(&outs[0])
-                .map(|(u, v)| (u - v).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(o, &outs[0]);
             assert!(worst < 1e-5, "{a}->{b}: {worst}");
         }
     }
@@ -724,9 +733,7 @@ fn grouped_kernel_covers_the_44k1_family_down_conversions() {
 
 #[test]
 fn grouped_kernel_matches_the_dot_kernels() {
-    let x: Vec<f32> = (0..9000)
-        .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
-        .collect();
+    let x = test_signal(9000);
     for (a, b) in grouped_pairs() {
         for q in [Quality::Voice, Quality::High] {
             for k in kernels() {
@@ -735,11 +742,7 @@ fn grouped_kernel_matches_the_dot_kernels() {
                 let got = run_split(&mut make(a, b, q, k), &x, &cuts);
                 let want = run_split(&mut ungrouped(a, b, q, k), &x, &cuts);
                 assert_eq!(got.len(), want.len(), "{a}->{b} {q:?} {k:?}");
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(u, v)| (u - v).abs())
-                    .fold(0f32, f32::max);
+                let worst = max_abs_diff(&got, &want);
                 assert!(worst < 1e-5, "{a}->{b} {q:?} {k:?}: {worst}");
             }
         }
@@ -881,9 +884,7 @@ fn phone_quality_is_the_voice_design_without_a_phone_leg() {
 fn cascades_match_their_stages_run_by_hand() {
     // The cascade is its stages in series: feeding a pre-decimator's f32 output to a resampler
     // from the intermediate rate gives the same bits, whatever the chunking.
-    let x: Vec<f32> = (0..9000)
-        .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
-        .collect();
+    let x = test_signal(9000);
     for k in kernels() {
         let (whole, by_hand) = cascade_by_hand(22050, Quality::Voice, k, &x);
         assert_eq!(whole, by_hand, "{k:?}");
@@ -995,9 +996,7 @@ fn fused_halfband_matches_its_stages_run_by_hand() {
     // float rounding: the fused half-band sums its taps in another order), on every kernel;
     // and any chunking, down to single samples and across staging blocks, gives the one-shot
     // bits.
-    let x: Vec<f32> = (0..13_000)
-        .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.7)
-        .collect();
+    let x = test_signal(13_000);
     for (rate, q) in [48000, 44100]
         .into_iter()
         .flat_map(|r| [Quality::Voice, Quality::Phone].map(|q| (r, q)))
@@ -1006,11 +1005,7 @@ fn fused_halfband_matches_its_stages_run_by_hand() {
             assert!(make(rate, 8000, q, k).fused.is_some(), "{rate} {q:?}");
             let (out, out2) = cascade_by_hand(rate, q, k, &x);
             assert_eq!(out.len(), out2.len(), "{rate} {q:?} {k:?}");
-            let worst = out
-                .iter()
-                .zip(&out2)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(&out, &out2);
             assert!(worst < 1e-6, "{rate} {q:?} {k:?}: {worst}");
             let pcm: Vec<i16> = x.iter().map(|&v| (v * 32767.0) as i16).collect();
             let mut cuts: Vec<usize> = (1..40).chain([4095, 4096, 4097, 6143, 9001]).collect();
