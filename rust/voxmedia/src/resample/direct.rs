@@ -151,15 +151,18 @@ pub(super) trait Vec8: Copy {
             *dst.add(2 * j + 1) = i16::from_f32(*b.add(j));
         }
     }
-    /// Interleaves eight items of `a` and of `b` into `dst[..16]`.
+    /// Interleaves the lanes of `a` and of `b` into `dst[..16]` (`a0 b0 a1 b1 ...`).
     ///
     /// # Safety
-    /// `a`, `b` valid for eight reads, `dst` for sixteen writes.
+    /// `dst` valid for sixteen writes; the CPU supports the implementation's instructions.
     #[inline(always)]
-    unsafe fn zip2(a: *const f32, b: *const f32, dst: *mut f32) {
+    unsafe fn zip2(a: Self, b: Self, dst: *mut f32) {
+        let (mut x, mut y) = ([0f32; 8], [0f32; 8]);
+        a.store(x.as_mut_ptr());
+        b.store(y.as_mut_ptr());
         for j in 0..8 {
-            *dst.add(2 * j) = *a.add(j);
-            *dst.add(2 * j + 1) = *b.add(j);
+            *dst.add(2 * j) = x[j];
+            *dst.add(2 * j + 1) = y[j];
         }
     }
 }
@@ -336,12 +339,11 @@ pub(super) mod avx2 {
             _mm256_storeu_si256(dst.cast(), p);
         }
         #[inline(always)]
-        unsafe fn zip2(a: *const f32, b: *const f32, dst: *mut f32) {
+        unsafe fn zip2(a: Self, b: Self, dst: *mut f32) {
             // In-lane unpacks, then the 128-bit halves stored in order: no lane-crossing
             // shuffle (slow on 2x128-bit cores).
-            let (a, b) = (_mm256_loadu_ps(a), _mm256_loadu_ps(b));
-            let lo = _mm256_unpacklo_ps(a, b); // a0 b0 a1 b1 | a4 b4 a5 b5
-            let hi = _mm256_unpackhi_ps(a, b); // a2 b2 a3 b3 | a6 b6 a7 b7
+            let lo = _mm256_unpacklo_ps(a.0, b.0); // a0 b0 a1 b1 | a4 b4 a5 b5
+            let hi = _mm256_unpackhi_ps(a.0, b.0); // a2 b2 a3 b3 | a6 b6 a7 b7
             _mm_storeu_ps(dst, _mm256_castps256_ps128(lo));
             _mm_storeu_ps(dst.add(4), _mm256_castps256_ps128(hi));
             _mm_storeu_ps(dst.add(8), _mm256_extractf128_ps(lo, 1));
@@ -829,8 +831,8 @@ pub(super) fn emit<S: Sample, V: Vec8>(
                         // SAFETY: j + 8 <= cnt = a.len() = b.len(), 2 * (j + 8) <= o.len().
                         unsafe {
                             V::zip2(
-                                a.as_ptr().add(j),
-                                b.as_ptr().add(j),
+                                V::load(a.as_ptr().add(j)),
+                                V::load(b.as_ptr().add(j)),
                                 o[2 * j..].as_mut_ptr(),
                             )
                         };

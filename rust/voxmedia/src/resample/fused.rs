@@ -15,6 +15,12 @@
 //! half-band at 48 kHz, 13 loads for 24 outputs instead of 27 (at 44.1 kHz, 11 for 16 instead
 //! of 18).
 //!
+//! Ahead of a stage with linear history (the grouped kernel of 11.025 kHz -> 8 kHz, after the
+//! half-band from 22.05 kHz) there are no streams to write into, but the shared loads pay all
+//! the same: the half-band runs with two rows (four streams), and each block's two rows are
+//! interleaved back into sixteen consecutive samples of that history. Its 11 tap pairs then
+//! need 23 loads for 16 outputs instead of 46, and its outputs skip a staging copy.
+//!
 //! Chunking invariance: every output is `centre * x` and then one multiply-add per tap pair,
 //! nearest the centre first, in one lane, whatever block, row or call it falls in.
 
@@ -22,17 +28,19 @@ use super::direct::{mirrored, Vec8, PAD};
 use super::{Bank, State};
 
 /// Most tap pairs either side of the centre (the kernel is unrolled for each count).
-const MAX_PAIRS: usize = 8;
+const MAX_PAIRS: usize = 14;
 /// Most rows: the next stage's decimation (3 for 24 kHz -> 8 kHz).
 const MAX_ROWS: usize = 3;
-/// Distinct odd-distance input vectors one block reads.
-const MAX_ODD: usize = MAX_ROWS + 2 * MAX_PAIRS - 1;
 
 /// The half-band's taps, split for the fused kernel.
 #[derive(Debug, Clone)]
 pub(super) struct Fused {
-    /// The next stage's decimation; the half-band's history has twice as many streams.
+    /// The streams of the next stage's history (its decimation, or the streams of the
+    /// half-band it is), or the rows interleaved into linear history; the half-band's own
+    /// history has twice as many streams.
     pub(super) rows: usize,
+    /// The next stage keeps linear history (rows are interleaved into it).
+    linear: bool,
     centre: f32,
     /// Coefficient of each pair of taps at odd distances from the centre, nearest first.
     pairs: Vec<f32>,
@@ -41,15 +49,25 @@ pub(super) struct Fused {
 }
 
 impl Fused {
-    /// The plan for half-band `hb` feeding `next`, when `next` is a direct-form decimator by 2
-    /// or 3 and `hb` has the half-band shape (non-zero centre, zeros at even distances from
-    /// it, mirrored pairs at odd distances).
-    pub(super) fn new(hb: &Bank, next: &Bank) -> Option<Fused> {
-        let streams = next.direct.as_ref()?.streams;
-        if hb.l != 1 || hb.m != 2 || next.l != 1 || !(2..=MAX_ROWS).contains(&next.m) {
-            return None;
-        }
-        if streams != next.m {
+    /// The plan for half-band `hb` feeding `next`, when `hb` has the half-band shape (non-zero
+    /// centre, zeros at even distances from it, mirrored pairs at odd distances) and `next`
+    /// is a half-band fused in turn (`next_fused`), a direct-form decimator by 2 or 3, or
+    /// runs grouped (then in `linear_rows` rows, 1 or 2: the history of `hb` needs twice as
+    /// many streams, which whatever feeds it must be able to fill).
+    pub(super) fn new(
+        hb: &Bank,
+        next: &Bank,
+        next_fused: Option<&Fused>,
+        linear_rows: usize,
+    ) -> Option<Fused> {
+        let (rows, linear) = match (next_fused, &next.direct, &next.bcast) {
+            (Some(f), _, _) => (f.streams(), false),
+            (None, Some(d), _) if next.l == 1 && d.streams == next.m => (next.m, false),
+            (None, None, Some(_)) => (linear_rows, true),
+            _ => return None,
+        };
+        let rows_ok = if linear { rows <= 2 } else { rows >= 2 };
+        if hb.l != 1 || hb.m != 2 || !rows_ok || !(1..=MAX_ROWS).contains(&rows) {
             return None;
         }
         // Tap k (distance behind the newest input) is window index taps - 1 - k.
@@ -74,7 +92,8 @@ impl Fused {
             return None;
         }
         Some(Fused {
-            rows: next.m,
+            rows,
+            linear,
             centre: h(kc),
             pairs: (0..n).map(|j| h(kc - 2 * j - 1)).collect(),
             kc,
@@ -93,13 +112,14 @@ impl Fused {
         macro_rules! dispatch {
             ($($n:literal)*) => {
                 match (self.pairs.len(), self.rows) {
-                    $(($n, 2) => self.emit_n::<V, $n, 2>(hb, next),
+                    $(($n, 1) => self.emit_n::<V, $n, 1>(hb, next),
+                      ($n, 2) => self.emit_n::<V, $n, 2>(hb, next),
                       ($n, 3) => self.emit_n::<V, $n, 3>(hb, next),)*
                     _ => 0,
                 }
             };
         }
-        dispatch!(1 2 3 4 5 6 7 8)
+        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
     }
 
     #[inline(always)]
@@ -109,12 +129,13 @@ impl Fused {
         next: &mut State,
     ) -> usize {
         let s_in = 2 * R;
-        if hb.stride == 0
-            || next.stride == 0
-            || hb.buf.len() < s_in * hb.stride
-            || next.buf.len() < R * next.stride
-            || PAD < 8
-        {
+        let room = if self.linear {
+            // Each block writes 8 R samples from its first (see the linear store below).
+            R <= 2 && next.stride == 0 && next.buf.len() >= next.cap + 8 * R
+        } else {
+            next.stride != 0 && next.buf.len() >= R * next.stride
+        };
+        if !room || hb.stride == 0 || hb.buf.len() < s_in * hb.stride || PAD < 8 {
             return 0;
         }
         let count = super::ready(hb.fill, hb.next, 2).min(next.cap - next.fill);
@@ -135,8 +156,11 @@ impl Fused {
         };
         let (n0, kc) = (hb.next as isize, self.kc as isize);
         let base = n0 - kc - 2 * N as isize + 1;
-        let mut odd = [src; MAX_ODD];
-        for (e, p) in odd.iter_mut().enumerate().take(R + 2 * N - 1) {
+        // Odd-distance vector e (R + 2N - 1 of them) starts at `at(base + 2 e)`: with 2R
+        // streams that is item e / R of the base of vector e % R, so R pointers and constant
+        // offsets address them all (one pointer each overflowed the registers and spilled).
+        let mut odd = [src; MAX_ROWS];
+        for (e, p) in odd.iter_mut().enumerate().take(R) {
             *p = at(base + 2 * e as isize);
         }
         let mut cen = [src; MAX_ROWS];
@@ -146,7 +170,8 @@ impl Fused {
         let out = next.buf.as_mut_ptr();
         // SAFETY: sample p0 + s is item (p0 + s) / R of stream (p0 + s) % R, inside the
         // buffer: p0 < next.cap and s < R, so the item is at most cap / R + 1, and each stream
-        // has cap.div_ceil(R) + PAD items.
+        // has cap.div_ceil(R) + PAD items (ahead of linear history, where these go unused,
+        // item p / R is inside it too).
         let dst: [*mut f32; MAX_ROWS] = std::array::from_fn(|s| unsafe {
             let p = p0 + s.min(R - 1);
             out.add(p % R * next.stride + p / R)
@@ -156,9 +181,23 @@ impl Fused {
         while R * u < count {
             // SAFETY: the lanes of outputs before p0 + count read samples from
             // hb.next + 1 - taps on, all in the history; later lanes read at most 8 items past
-            // the newest sample of a stream, inside its PAD, and write at most 8 items past the
-            // next stage's newest sample of a stream, inside its PAD (count <= next.cap - p0).
-            unsafe { block::<V, N, R>(&odd, &cen, self.centre, pairs, u, &dst) };
+            // the newest sample of a stream, inside its PAD.
+            let acc = unsafe { block::<V, N, R>(&odd, &cen, self.centre, pairs, u) };
+            // SAFETY: at most 8 items past the next stage's newest sample of a stream are
+            // written, inside its PAD (count <= next.cap - p0); linear, samples
+            // p0 + R u .. p0 + R u + 8 R with R u < count <= next.cap - p0, inside the
+            // `next.cap + 8 R` checked above.
+            unsafe {
+                if self.linear && R == 1 {
+                    acc[0].store(out.add(p0 + u));
+                } else if self.linear {
+                    V::zip2(acc[0], acc[R - 1], out.add(p0 + R * u));
+                } else {
+                    for (s, a) in acc.iter().enumerate() {
+                        a.store(dst[s].add(u));
+                    }
+                }
+            }
             u += 8;
         }
         let p_end = p0 + count;
@@ -171,32 +210,27 @@ impl Fused {
 /// Eight outputs `u..u + 8` of each of the `R` rows.
 ///
 /// # Safety
-/// Every pointer plus `u` must be valid for eight reads (eight writes for `dst`), lane by lane
-/// as described in [`Fused::emit_n`].
+/// Every pointer plus `u` must be valid for eight reads, lane by lane as described in
+/// [`Fused::emit_n`].
 #[inline(always)]
 unsafe fn block<V: Vec8, const N: usize, const R: usize>(
-    odd: &[*const f32; MAX_ODD],
+    odd: &[*const f32; MAX_ROWS],
     cen: &[*const f32; MAX_ROWS],
     centre: f32,
     pairs: &[f32; N],
     u: usize,
-    dst: &[*mut f32; MAX_ROWS],
-) {
+) -> [V; R] {
     let c0 = V::splat(&centre);
     let mut acc: [V; R] =
         std::array::from_fn(|s| V::madd(c0, V::load(cen[s].wrapping_add(u)), V::zero()));
+    let vector = |e: usize| V::load(odd[e % R].wrapping_add(e / R + u));
     for (j, g) in pairs.iter().enumerate() {
         let g = V::splat(g);
         for (s, a) in acc.iter_mut().enumerate() {
             // Row s, pair j: the older tap is vector s + N - 1 - j, the newer s + N + j.
-            let x = V::add(
-                V::load(odd[s + N - 1 - j].wrapping_add(u)),
-                V::load(odd[s + N + j].wrapping_add(u)),
-            );
+            let x = V::add(vector(s + N - 1 - j), vector(s + N + j));
             *a = V::madd(g, x, *a);
         }
     }
-    for (s, a) in acc.iter().enumerate() {
-        a.store(dst[s].add(u));
-    }
+    acc
 }

@@ -35,8 +35,10 @@
 //!   later stages pass is a few folded taps. Stages pass their f32 samples to each other as
 //!   they are, and each is chunking-invariant, so the cascade is too; its latency is the sum of
 //!   the group delays.
-//!   The first half-band from 48 or 44.1 kHz writes straight into the next stage's streams
-//!   (`fused.rs`), which halves its cost.
+//!   Every half-band writes straight into the next stage's history (`fused.rs`): into the
+//!   streams of the 3:1 stage or of the second half-band, or interleaved into the grouped
+//!   stage's linear history. Each block of outputs then shares its input loads, and no output
+//!   is staged and copied.
 
 mod bcast;
 mod design;
@@ -359,10 +361,10 @@ pub struct Resampler {
     mid: Vec<Vec<Unit>>,
     /// The main (or only) stage; `None` for equal rates (passthrough copy).
     core: Option<(Arc<Bank>, State)>,
-    /// Set when the first pre-decimator writes straight into the next stage's streams (the
-    /// main stage's, or the second pre-decimator's; see `fused.rs`); its history then has
-    /// `fused.streams()` streams.
-    fused: Option<fused::Fused>,
+    /// The plans of the first `fused.len()` pre-decimators, each writing straight into the
+    /// next stage's history (see `fused.rs`); their histories then have `streams()` streams.
+    /// Either every pre-decimator or only the first.
+    fused: Vec<fused::Fused>,
     kernel: Kernel,
 }
 
@@ -400,18 +402,25 @@ impl Resampler {
         let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
         let core = (in_rate != out_rate)
             .then(|| with_state(shared_bank(main_rate, out_rate, design, false)));
-        // The first half-band writes straight into the next stage when it can (`fused.rs`).
-        let next = match (&pre[..], &core) {
-            ([_], Some((main, _))) => Some(Arc::clone(main)),
-            ([_, (b, _), ..], _) => Some(Arc::clone(b)),
-            _ => None,
-        };
-        let fused = match (next, pre.first_mut()) {
-            (Some(next), Some((hb, st))) => fused::Fused::new(hb, &next).inspect(|f| {
-                *st = State::with_streams(hb, f.streams());
-            }),
-            _ => None,
-        };
+        // Half-bands write straight into the next stage when they can (`fused.rs`), the last
+        // first: a fused stage's streams decide the rows of the one before it. The last writes
+        // two rows into a grouped main stage when the input is split into its history (four
+        // streams), one when a half-band before it fills that history (two streams).
+        let mut fused = Vec::new();
+        if let (Some((hb, _)), Some((main, _))) = (pre.last(), &core) {
+            let rows = if pre.len() == 1 { 2 } else { 1 };
+            fused.extend(fused::Fused::new(hb, main, None, rows));
+        }
+        if let [(hb, _), (next, _)] = &pre[..] {
+            match fused::Fused::new(hb, next, fused.first(), 0) {
+                Some(f) => fused.insert(0, f),
+                // A fused second stage is only ever fed by a fused first.
+                None => fused.clear(),
+            }
+        }
+        for ((hb, st), f) in pre.iter_mut().zip(&fused) {
+            *st = State::with_streams(hb, f.streams());
+        }
         Ok(Resampler {
             in_rate,
             out_rate,
@@ -569,13 +578,20 @@ impl Resampler {
         if self.pre.is_empty() {
             return Ok(run_stage(bank, st, kernel, input, out));
         }
-        if let Some(f) = &self.fused {
+        if !self.fused.is_empty() {
             let mut written = 0;
-            match &mut self.pre[..] {
-                [(hb_bank, hb)] => run_fused(f, (hb_bank, hb), st, kernel, input, |st| {
+            match (&self.fused[..], &mut self.pre[..]) {
+                ([f], [(hb_bank, hb)]) => run_fused(f, (hb_bank, hb), st, kernel, input, |st| {
                     written += drain(bank, st, kernel, &mut out[written..]);
                 }),
-                [(hb_bank, hb), (b2, s2)] => {
+                ([f, f2], [(hb_bank, hb), (b2, s2)]) => {
+                    run_fused(f, (hb_bank, hb), s2, kernel, input, |s2| {
+                        pump(f2, (b2, s2), st, kernel, |st| {
+                            written += drain(bank, st, kernel, &mut out[written..]);
+                        })
+                    })
+                }
+                ([f], [(hb_bank, hb), (b2, s2)]) => {
                     let mid = &mut self.mid[1][..];
                     run_fused(f, (hb_bank, hb), s2, kernel, input, |s2| loop {
                         let n = drain(b2, s2, kernel, mid);
@@ -585,7 +601,7 @@ impl Resampler {
                         }
                     })
                 }
-                _ => unreachable!("a half-band is fused only into the next of at most two"),
+                _ => unreachable!("half-bands are fused into the next of at most two"),
             }
             debug_assert_eq!(written, needed);
             return Ok(written);
@@ -708,15 +724,28 @@ fn run_fused<I: Sample>(
         kernel.ingest(f.streams(), hb, &rest[..take]);
         hb.fill += take;
         rest = &rest[take..];
-        loop {
-            let k = kernel.fused(f, hb, next);
-            sink(next);
-            if k == 0 || hb.next >= hb.fill {
-                break;
-            }
-        }
-        compact(hb, hb.next + 1 - hb_bank.taps, f.streams());
+        pump(f, (hb_bank, hb), next, kernel, &mut sink);
     }
+}
+
+/// Runs a fused half-band over what its history holds, into `next`, letting `sink` drain
+/// `next` after each round, then drops the history no later output needs.
+#[inline(always)]
+fn pump(
+    f: &fused::Fused,
+    (hb_bank, hb): (&Bank, &mut State),
+    next: &mut State,
+    kernel: Kernel,
+    mut sink: impl FnMut(&mut State),
+) {
+    loop {
+        let k = kernel.fused(f, hb, next);
+        sink(next);
+        if k == 0 || hb.next >= hb.fill {
+            break;
+        }
+    }
+    compact(hb, hb.next + 1 - hb_bank.taps, f.streams());
 }
 
 /// Stores `x` as the next samples of the history (converted to f32, deinterleaved for a

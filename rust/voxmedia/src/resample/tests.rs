@@ -607,8 +607,10 @@ fn simd_interleaves_match_scalar() {
     let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
     // SAFETY: as above, two runs of 8, 16 outputs.
     unsafe {
-        A8::zip2(x.as_ptr(), x[8..].as_ptr(), got.as_mut_ptr());
-        P8::zip2(x.as_ptr(), x[8..].as_ptr(), want.as_mut_ptr());
+        let (a, b) = (A8::load(x.as_ptr()), A8::load(x[8..].as_ptr()));
+        A8::zip2(a, b, got.as_mut_ptr());
+        let (a, b) = (P8::load(x.as_ptr()), P8::load(x[8..].as_ptr()));
+        P8::zip2(a, b, want.as_mut_ptr());
     }
     assert_eq!(got, want);
 }
@@ -882,31 +884,50 @@ fn phone_quality_is_the_voice_design_without_a_phone_leg() {
 
 #[test]
 fn cascades_match_their_stages_run_by_hand() {
-    // The cascade is its stages in series: feeding a pre-decimator's f32 output to a resampler
-    // from the intermediate rate gives the same bits, whatever the chunking.
+    // Unfused, a cascade is its stages in series, each run on its own: the same bits. (Every
+    // cascade is fused now; this is the path taken should a design ever not fit a fused plan.)
     let x = test_signal(9000);
-    for k in kernels() {
-        let (whole, by_hand) = cascade_by_hand(22050, Quality::Voice, k, &x);
-        assert_eq!(whole, by_hand, "{k:?}");
+    for rate in [22050, 44100, 48000] {
+        for k in kernels() {
+            let (whole, by_hand) = cascade_by_hand(rate, Quality::Voice, k, &x, 0);
+            assert_eq!(whole, by_hand, "{rate} {k:?}");
+        }
     }
 }
 
-/// What `rate -> 8 kHz` gives for `x`, and what its first pre-decimator run as a stage of its
-/// own and then a resampler from half the rate give.
-fn cascade_by_hand(rate: u32, q: Quality, k: Kernel, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut whole = make(rate, 8000, q, k);
+/// `rate -> 8 kHz` with at most its first `fused` half-bands fused (the rest run as stages of
+/// their own, with staging between them).
+fn make_fused(rate: u32, q: Quality, k: Kernel, fused: usize) -> Resampler {
+    let mut r = make(rate, 8000, q, k);
+    r.fused.truncate(fused);
+    for (hb, st) in r.pre.iter_mut().skip(fused) {
+        *st = State::new(hb);
+    }
+    r
+}
+
+/// What `rate -> 8 kHz` (with at most `fused` half-bands fused) gives for `x`, and what its
+/// stages give run one after the other, each on its own.
+fn cascade_by_hand(
+    rate: u32,
+    q: Quality,
+    k: Kernel,
+    x: &[f32],
+    fused: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut whole = make_fused(rate, q, k, fused);
     let mut out = vec![0f32; whole.output_len_max(x.len())];
     let n = whole.process_f32_into(x, &mut out).unwrap();
     out.truncate(n);
-    let (hb, _) = &whole.pre[0];
-    let mut st = State::new(hb);
-    let mut mid = vec![0f32; x.len()];
-    let m = run_stage(hb, &mut st, k, x, &mut mid);
-    let mut main = make(rate / 2, 8000, q, k);
-    let mut out2 = vec![0f32; main.output_len_max(m)];
-    let n2 = main.process_f32_into(&mid[..m], &mut out2).unwrap();
-    out2.truncate(n2);
-    (out, out2)
+    let mut y = x.to_vec();
+    for (b, _) in whole.stages() {
+        let mut st = State::new(b);
+        let mut next = vec![0f32; y.len() + 16];
+        let m = run_stage(b, &mut st, k, &y, &mut next);
+        next.truncate(m);
+        y = next;
+    }
+    (out, y)
 }
 
 #[test]
@@ -990,20 +1011,26 @@ fn dtft(x: &[f64], w: f64) -> (f64, f64) {
 
 #[test]
 fn fused_halfband_matches_its_stages_run_by_hand() {
-    // 48 kHz -> 8 kHz runs its half-band straight into the 3:1 stage's streams, 44.1 kHz into
-    // the second half-band's (`fused.rs`). Each must be its stages in series: the same outputs
-    // as the first half-band run as its own stage and then a resampler from half the rate (to
-    // float rounding: the fused half-band sums its taps in another order), on every kernel;
-    // and any chunking, down to single samples and across staging blocks, gives the one-shot
-    // bits.
+    // 48 kHz -> 8 kHz runs its half-band straight into the 3:1 stage's streams, 22.05 kHz
+    // into the grouped stage's linear history, 44.1 kHz both its half-bands, the first into
+    // the second's streams and that into the grouped stage (`fused.rs`); with only the first
+    // fused, the second runs as a stage of its own. Each must be its stages in series: the
+    // same outputs as the stages run one after the other (to float rounding: the fused
+    // half-band sums its taps in another order), on every kernel; and any chunking, down to
+    // single samples and across staging blocks, gives the one-shot bits.
     let x = test_signal(13_000);
-    for (rate, q) in [48000, 44100]
+    let plans = [(48000, 1), (22050, 1), (44100, 2), (44100, 1)];
+    for ((rate, fused), q) in plans
         .into_iter()
-        .flat_map(|r| [Quality::Voice, Quality::Phone].map(|q| (r, q)))
+        .flat_map(|p| [Quality::Voice, Quality::Phone].map(|q| (p, q)))
     {
         for k in kernels() {
-            assert!(make(rate, 8000, q, k).fused.is_some(), "{rate} {q:?}");
-            let (out, out2) = cascade_by_hand(rate, q, k, &x);
+            let r = make_fused(rate, q, k, fused);
+            assert!(
+                r.fused.len() == fused && r.pre.len() >= fused,
+                "{rate} {q:?}"
+            );
+            let (out, out2) = cascade_by_hand(rate, q, k, &x, fused);
             assert_eq!(out.len(), out2.len(), "{rate} {q:?} {k:?}");
             let worst = max_abs_diff(&out, &out2);
             assert!(worst < 1e-6, "{rate} {q:?} {k:?}: {worst}");
@@ -1011,11 +1038,11 @@ fn fused_halfband_matches_its_stages_run_by_hand() {
             let mut cuts: Vec<usize> = (1..40).chain([4095, 4096, 4097, 6143, 9001]).collect();
             cuts.extend((100..140).step_by(3));
             cuts.sort_unstable();
-            let one = run_split(&mut make(rate, 8000, q, k), &pcm, &[]);
-            let split = run_split(&mut make(rate, 8000, q, k), &pcm, &cuts);
+            let one = run_split(&mut make_fused(rate, q, k, fused), &pcm, &[]);
+            let split = run_split(&mut make_fused(rate, q, k, fused), &pcm, &cuts);
             assert_eq!(one, split, "{rate} {q:?} {k:?}");
-            let one = run_split(&mut make(rate, 8000, q, k), &x, &[]);
-            let split = run_split(&mut make(rate, 8000, q, k), &x, &cuts);
+            let one = run_split(&mut make_fused(rate, q, k, fused), &x, &[]);
+            let split = run_split(&mut make_fused(rate, q, k, fused), &x, &cuts);
             let bits = |v: &[f32]| v.iter().map(|y| y.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&one), bits(&split), "{rate} {q:?} {k:?} f32");
         }
