@@ -132,6 +132,14 @@ pub(super) trait Vec8: Copy {
     unsafe fn unzip6_i16(x: *const i16, d: [*mut f32; 6]) {
         Self::unzip(x, d)
     }
+    /// [`Vec8::unzip`] of 64 PCM16 samples.
+    ///
+    /// # Safety
+    /// As [`Vec8::unzip`].
+    #[inline(always)]
+    unsafe fn unzip8_i16(x: *const i16, d: [*mut f32; 8]) {
+        Self::unzip(x, d)
+    }
     /// [`Vec8::unzip`] of 24 f32 samples.
     ///
     /// # Safety
@@ -317,6 +325,32 @@ pub(super) mod avx2 {
             let split = unzip3_regs(quads(x.cast::<f32>()));
             for (r, p) in split.into_iter().enumerate() {
                 store_halves(_mm256_castps_si256(p), d[2 * r], d[2 * r + 1]);
+            }
+        }
+        #[inline(always)]
+        unsafe fn unzip8_i16(x: *const i16, d: [*mut f32; 8]) {
+            // Sample pairs (8j + 2r, 8j + 2r + 1) as 32-bit items, run j in one 128-bit half:
+            // runs j | j + 4 in each register, so that in-lane unpacks and shuffles leave the
+            // four items r of runs 0..7 in order, then split into halves.
+            let x = x.cast::<f32>();
+            let run = |j: usize| {
+                _mm256_insertf128_ps(
+                    _mm256_castps128_ps256(_mm_loadu_ps(x.add(4 * j))),
+                    _mm_loadu_ps(x.add(4 * j + 16)),
+                    1,
+                )
+            };
+            let (p0, p1, p2, p3) = (run(0), run(1), run(2), run(3));
+            let (t0, t1) = (_mm256_unpacklo_ps(p0, p1), _mm256_unpackhi_ps(p0, p1));
+            let (t2, t3) = (_mm256_unpacklo_ps(p2, p3), _mm256_unpackhi_ps(p2, p3));
+            let r = [
+                _mm256_shuffle_ps(t0, t2, 0b01_00_01_00),
+                _mm256_shuffle_ps(t0, t2, 0b11_10_11_10),
+                _mm256_shuffle_ps(t1, t3, 0b01_00_01_00),
+                _mm256_shuffle_ps(t1, t3, 0b11_10_11_10),
+            ];
+            for (k, p) in r.into_iter().enumerate() {
+                store_halves(_mm256_castps_si256(p), d[2 * k], d[2 * k + 1]);
             }
         }
         #[inline(always)]

@@ -1,25 +1,26 @@
-//! A 2:1 half-band pre-decimator that writes straight into the next stage's streams.
+//! A 2:1 half-band pre-decimator that writes straight into the next stage's history.
 //!
 //! Why: ahead of the 48 kHz -> 8 kHz main stage (3:1, three deinterleaved streams) the
 //! half-band cost about three times its arithmetic as a direct-form stage of its own. Its taps
 //! sit at odd distances from each other, so with eight consecutive outputs in a vector every
 //! tap is a load of its own (most of them split across cache lines), and its output was staged,
-//! copied and split again into the main stage's streams. The same holds for the first of the
-//! two half-bands from 44.1 kHz, ahead of the second (2:1, two streams).
+//! copied and split again into the main stage's streams. The same holds for the half-bands
+//! from 44.1 and 22.05 kHz.
 //!
-//! Here the half-band's history is kept as `2 M` deinterleaved streams, `M` the next stage's
-//! decimation. The output that becomes item `v` of the next stage's stream `s` (its input
-//! sample `M v + s`) reads every tap from item `v + shift` of one of those streams, so each of
-//! the `M` rows of a block is eight contiguous outputs, written straight into the next stage's
-//! history, and the rows of one block share their input vectors: for the 17-tap phone
-//! half-band at 48 kHz, 13 loads for 24 outputs instead of 27 (at 44.1 kHz, 11 for 16 instead
-//! of 18).
+//! Here the half-band's history is kept as `2 M` deinterleaved streams, `M` the streams of the
+//! next stage's history. The output that becomes item `v` of the next stage's stream `s` (its
+//! input sample `M v + s`) reads every tap from item `v + shift` of one of those streams, so
+//! each of the `M` rows of a block is eight contiguous outputs, written straight into the next
+//! stage's history, and the rows of one block share their input vectors: for the 17-tap phone
+//! half-band at 48 kHz, 13 loads for 24 outputs instead of 27.
 //!
-//! Ahead of a stage with linear history (the grouped kernel of 11.025 kHz -> 8 kHz, after the
-//! half-band from 22.05 kHz) there are no streams to write into, but the shared loads pay all
-//! the same: the half-band runs with two rows (four streams), and each block's two rows are
-//! interleaved back into sixteen consecutive samples of that history. Its 11 tap pairs then
-//! need 23 loads for 16 outputs instead of 46, and its outputs skip a staging copy.
+//! Ahead of a stage with linear history (the grouped kernel of 11.025 kHz -> 8 kHz) there are
+//! no streams to write into, but the shared loads pay all the same: the half-band runs with
+//! two rows (four streams), and each block's two rows are interleaved back into sixteen
+//! consecutive samples of that history. From 22.05 kHz its 11 tap pairs then need 23 loads for
+//! 16 outputs instead of 44, and its outputs skip a staging copy. From 44.1 kHz the second
+//! half-band does that, and the first writes four rows into its four streams (19 loads for 32
+//! outputs).
 //!
 //! Chunking invariance: every output is `centre * x` and then one multiply-add per tap pair,
 //! nearest the centre first, in one lane, whatever block, row or call it falls in.
@@ -29,8 +30,9 @@ use super::{Bank, State};
 
 /// Most tap pairs either side of the centre (the kernel is unrolled for each count).
 const MAX_PAIRS: usize = 14;
-/// Most rows: the next stage's decimation (3 for 24 kHz -> 8 kHz).
-const MAX_ROWS: usize = 3;
+/// Most rows: the streams of the next stage's history (3 for the 3:1 stage of 48 kHz -> 8 kHz,
+/// 4 for the second half-band from 44.1 kHz).
+const MAX_ROWS: usize = 4;
 
 /// The half-band's taps, split for the fused kernel.
 #[derive(Debug, Clone)]
@@ -114,7 +116,8 @@ impl Fused {
                 match (self.pairs.len(), self.rows) {
                     $(($n, 1) => self.emit_n::<V, $n, 1>(hb, next),
                       ($n, 2) => self.emit_n::<V, $n, 2>(hb, next),
-                      ($n, 3) => self.emit_n::<V, $n, 3>(hb, next),)*
+                      ($n, 3) => self.emit_n::<V, $n, 3>(hb, next),
+                      ($n, 4) => self.emit_n::<V, $n, 4>(hb, next),)*
                     _ => 0,
                 }
             };
@@ -148,12 +151,7 @@ impl Fused {
         // k is the sample k before that: item u + shift of one of the 2R streams.
         let p0 = next.fill;
         let src = hb.buf.as_ptr();
-        let at = |o: isize| {
-            let (q, shift) = (o.rem_euclid(s_in as isize), o.div_euclid(s_in as isize));
-            // Only in-bounds items are ever read through these (see `SAFETY` below); the bases
-            // themselves may lie before the stream.
-            src.wrapping_offset(q * hb.stride as isize + shift)
-        };
+        let at = |o: isize| at::<R>(src, hb.stride, o);
         let (n0, kc) = (hb.next as isize, self.kc as isize);
         let base = n0 - kc - 2 * N as isize + 1;
         // Odd-distance vector e (R + 2N - 1 of them) starts at `at(base + 2 e)`: with 2R
@@ -168,14 +166,15 @@ impl Fused {
             *p = at(n0 + 2 * s as isize - kc);
         }
         let out = next.buf.as_mut_ptr();
-        // SAFETY: sample p0 + s is item (p0 + s) / R of stream (p0 + s) % R, inside the
-        // buffer: p0 < next.cap and s < R, so the item is at most cap / R + 1, and each stream
-        // has cap.div_ceil(R) + PAD items (ahead of linear history, where these go unused,
-        // item p / R is inside it too).
-        let dst: [*mut f32; MAX_ROWS] = std::array::from_fn(|s| unsafe {
-            let p = p0 + s.min(R - 1);
-            out.add(p % R * next.stride + p / R)
-        });
+        let mut dst = [out; MAX_ROWS];
+        for (s, d) in dst.iter_mut().enumerate().take(R) {
+            let p = p0 + s;
+            // SAFETY: sample p is item p / R of stream p % R, inside the buffer: p0 < next.cap
+            // and s < R, so the item is at most cap / R + 1, and each stream has
+            // cap.div_ceil(R) + PAD items (ahead of linear history, where these go unused,
+            // item p / R is inside it too).
+            *d = unsafe { out.add(p % R * next.stride + p / R) };
+        }
         let pairs: &[f32; N] = self.pairs[..].try_into().expect("N pairs");
         let mut u = 0;
         while R * u < count {
@@ -205,6 +204,17 @@ impl Fused {
         next.fill = p_end;
         count
     }
+}
+
+/// Where item `o` of the half-band's history (`2 R` streams of `stride`) is: item `o / 2R` of
+/// stream `o % 2R`. Only in-bounds items are ever read through these (see `Fused::emit_n`);
+/// the bases themselves may lie before a stream. A function of `R`, not a closure: the
+/// divisions by the constant must be inlined into the kernel's instruction set (a closure
+/// there was a call with two integer divisions, ~4% of 44.1 kHz -> 8 kHz).
+#[inline(always)]
+fn at<const R: usize>(src: *const f32, stride: usize, o: isize) -> *const f32 {
+    let s_in = 2 * R as isize;
+    src.wrapping_offset(o.rem_euclid(s_in) * stride as isize + o.div_euclid(s_in))
 }
 
 /// Eight outputs `u..u + 8` of each of the `R` rows.

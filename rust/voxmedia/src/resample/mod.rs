@@ -403,13 +403,10 @@ impl Resampler {
         let core = (in_rate != out_rate)
             .then(|| with_state(shared_bank(main_rate, out_rate, design, false)));
         // Half-bands write straight into the next stage when they can (`fused.rs`), the last
-        // first: a fused stage's streams decide the rows of the one before it. The last writes
-        // two rows into a grouped main stage when the input is split into its history (four
-        // streams), one when a half-band before it fills that history (two streams).
+        // first: a fused stage's streams decide the rows of the one before it.
         let mut fused = Vec::new();
         if let (Some((hb, _)), Some((main, _))) = (pre.last(), &core) {
-            let rows = if pre.len() == 1 { 2 } else { 1 };
-            fused.extend(fused::Fused::new(hb, main, None, rows));
+            fused.extend(fused::Fused::new(hb, main, None, 2));
         }
         if let [(hb, _), (next, _)] = &pre[..] {
             match fused::Fused::new(hb, next, fused.first(), 0) {
@@ -785,8 +782,8 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
     fn at<const N: usize>(base: *mut f32, stride: usize, t: usize) -> [*mut f32; N] {
         std::array::from_fn(|q| base.wrapping_add(q * stride + t))
     }
-    /// Most streams a vector split fills (48 kHz's fused half-band).
-    const MAX_M: usize = 6;
+    /// Most streams a vector split fills (44.1 kHz's first fused half-band).
+    const MAX_M: usize = 8;
     // `$split` of every 8 m samples of `x` as `$t`, then of the rest zero-padded. A macro, not
     // a closure: the split must be inlined into the kernel's instruction set.
     macro_rules! blocks {
@@ -816,9 +813,11 @@ fn ingest_with<S: Sample, V: direct::Vec8>(m: usize, st: &mut State, x: &[S]) {
         (2, true, _) => blocks!(i16, unzip2_i16),
         (3, true, _) => blocks!(i16, unzip3_i16),
         (3, _, true) => blocks!(f32, unzip3),
-        // A fused half-band's history ahead of a 2:1 or 3:1 stage (44.1 or 48 kHz).
+        // A fused half-band's history: ahead of the grouped stage (22.05 kHz), a 3:1 stage
+        // (48 kHz) or a fused half-band (44.1 kHz).
         (4, true, _) => blocks!(i16, unzip4_i16),
         (6, true, _) => blocks!(i16, unzip6_i16),
+        (8, true, _) => blocks!(i16, unzip8_i16),
         _ => {
             let g = div(x.len(), m);
             for q in 0..m {

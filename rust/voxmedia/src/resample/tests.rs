@@ -598,11 +598,12 @@ fn simd_interleaves_match_scalar() {
     assert_eq!(got, want);
     let expect: Vec<f32> = (0..24).map(|k| x[k / 3 + 8 * (k % 3)]).collect();
     assert_eq!(want[..], expect[..]);
-    let pcm: Vec<i16> = (0..48).map(|i| (i * 1361 - 32000) as i16).collect();
+    let pcm: Vec<i16> = (0..64).map(|i| (i * 1021 - 32000) as i16).collect();
     check_unzip::<i16, 2>(&pcm, A8::unzip2_i16, P8::unzip2_i16);
     check_unzip::<i16, 3>(&pcm, A8::unzip3_i16, P8::unzip3_i16);
     check_unzip::<i16, 4>(&pcm, A8::unzip4_i16, P8::unzip4_i16);
     check_unzip::<i16, 6>(&pcm, A8::unzip6_i16, P8::unzip6_i16);
+    check_unzip::<i16, 8>(&pcm, A8::unzip8_i16, P8::unzip8_i16);
     check_unzip::<f32, 3>(&x, A8::unzip3, P8::unzip3);
     let (mut got, mut want) = ([0f32; 16], [0f32; 16]);
     // SAFETY: as above, two runs of 8, 16 outputs.
@@ -896,12 +897,20 @@ fn cascades_match_their_stages_run_by_hand() {
 }
 
 /// `rate -> 8 kHz` with at most its first `fused` half-bands fused (the rest run as stages of
-/// their own, with staging between them).
+/// their own, with staging between them), as `Resampler::new` plans it when the later ones
+/// do not fit a fused plan.
 fn make_fused(rate: u32, q: Quality, k: Kernel, fused: usize) -> Resampler {
     let mut r = make(rate, 8000, q, k);
-    r.fused.truncate(fused);
-    for (hb, st) in r.pre.iter_mut().skip(fused) {
-        *st = State::new(hb);
+    if fused < r.fused.len() {
+        r.fused.clear();
+        for (hb, st) in r.pre.iter_mut() {
+            *st = State::new(hb);
+        }
+        if let ([(hb, st), (next, _)], 1) = (&mut r.pre[..], fused) {
+            let f = super::fused::Fused::new(hb, next, None, 0).expect("a plan into streams");
+            *st = State::with_streams(hb, f.streams());
+            r.fused.push(f);
+        }
     }
     r
 }
