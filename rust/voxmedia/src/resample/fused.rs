@@ -17,9 +17,9 @@
 //! Ahead of a stage with linear history (the grouped kernel of 11.025 kHz -> 8 kHz) there are
 //! no streams to write into, but the shared loads pay all the same: the half-band runs with
 //! two rows (four streams), and each block's two rows are interleaved back into sixteen
-//! consecutive samples of that history. From 22.05 kHz its 11 tap pairs then need 23 loads for
-//! 16 outputs instead of 44, and its outputs skip a staging copy. From 44.1 kHz the second
-//! half-band does that, and the first writes four rows into its four streams (19 loads for 32
+//! consecutive samples of that history. From 22.05 kHz its 11 tap pairs then need 25 loads for
+//! 16 outputs instead of 46, and its outputs skip a staging copy. From 44.1 kHz the second
+//! half-band does that, and the first writes four rows into its four streams (15 loads for 32
 //! outputs).
 //!
 //! Chunking invariance: every output is `centre * x` and then one multiply-add per tap pair,
