@@ -28,11 +28,17 @@
 use super::direct::{mirrored, Vec8, PAD};
 use super::{Bank, State};
 
-/// Most tap pairs either side of the centre (the kernel is unrolled for each count).
-const MAX_PAIRS: usize = 14;
 /// Most rows: the streams of the next stage's history (3 for the 3:1 stage of 48 kHz -> 8 kHz,
 /// 4 for the second half-band from 44.1 kHz).
 const MAX_ROWS: usize = 4;
+/// Rows interleaved into linear history (by `Vec8::zip2`).
+const LINEAR_ROWS: usize = 2;
+/// Vector registers of the narrowest target (AVX2's sixteen): a block keeps every pair's
+/// coefficient, every row's accumulator and two loaded vectors in them. With more it spills,
+/// and ran 13 % slower than the direct form (the 22.05 kHz `voice` half-band, 13 pairs).
+const VECTOR_REGS: usize = 16;
+/// Most tap pairs either side of the centre (the kernel is unrolled for each count).
+const MAX_PAIRS: usize = VECTOR_REGS - 2 - 2;
 
 /// The half-band's taps, split for the fused kernel.
 #[derive(Debug, Clone)]
@@ -54,22 +60,15 @@ impl Fused {
     /// The plan for half-band `hb` feeding `next`, when `hb` has the half-band shape (non-zero
     /// centre, zeros at even distances from it, mirrored pairs at odd distances) and `next`
     /// is a half-band fused in turn (`next_fused`), a direct-form decimator by 2 or 3, or
-    /// runs grouped (then in `linear_rows` rows, 1 or 2: the history of `hb` needs twice as
-    /// many streams, which whatever feeds it must be able to fill).
-    pub(super) fn new(
-        hb: &Bank,
-        next: &Bank,
-        next_fused: Option<&Fused>,
-        linear_rows: usize,
-    ) -> Option<Fused> {
+    /// runs grouped, and its pairs and rows fit the vector registers.
+    pub(super) fn new(hb: &Bank, next: &Bank, next_fused: Option<&Fused>) -> Option<Fused> {
         let (rows, linear) = match (next_fused, &next.direct, &next.bcast) {
             (Some(f), _, _) => (f.streams(), false),
             (None, Some(d), _) if next.l == 1 && d.streams == next.m => (next.m, false),
-            (None, None, Some(_)) => (linear_rows, true),
+            (None, None, Some(_)) => (LINEAR_ROWS, true),
             _ => return None,
         };
-        let rows_ok = if linear { rows <= 2 } else { rows >= 2 };
-        if hb.l != 1 || hb.m != 2 || !rows_ok || !(1..=MAX_ROWS).contains(&rows) {
+        if hb.l != 1 || hb.m != 2 || !(2..=MAX_ROWS).contains(&rows) {
             return None;
         }
         // Tap k (distance behind the newest input) is window index taps - 1 - k.
@@ -83,7 +82,7 @@ impl Fused {
         }
         let kc = first + span / 2;
         let n = (span + 2) / 4;
-        if !(1..=MAX_PAIRS).contains(&n) || h(kc) == 0.0 {
+        if !(1..=MAX_PAIRS).contains(&n) || n + rows + 2 > VECTOR_REGS || h(kc) == 0.0 {
             return None;
         }
         // Taps at odd distances from the centre (every other one from `first`) mirror each
@@ -114,15 +113,14 @@ impl Fused {
         macro_rules! dispatch {
             ($($n:literal)*) => {
                 match (self.pairs.len(), self.rows) {
-                    $(($n, 1) => self.emit_n::<V, $n, 1>(hb, next),
-                      ($n, 2) => self.emit_n::<V, $n, 2>(hb, next),
+                    $(($n, 2) => self.emit_n::<V, $n, 2>(hb, next),
                       ($n, 3) => self.emit_n::<V, $n, 3>(hb, next),
                       ($n, 4) => self.emit_n::<V, $n, 4>(hb, next),)*
                     _ => 0,
                 }
             };
         }
-        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
     }
 
     #[inline(always)]
@@ -134,7 +132,7 @@ impl Fused {
         let s_in = 2 * R;
         let room = if self.linear {
             // Each block writes 8 R samples from its first (see the linear store below).
-            R <= 2 && next.stride == 0 && next.buf.len() >= next.cap + 8 * R
+            R == LINEAR_ROWS && next.stride == 0 && next.buf.len() >= next.cap + 8 * R
         } else {
             next.stride != 0 && next.buf.len() >= R * next.stride
         };
@@ -187,9 +185,7 @@ impl Fused {
             // p0 + R u .. p0 + R u + 8 R with R u < count <= next.cap - p0, inside the
             // `next.cap + 8 R` checked above.
             unsafe {
-                if self.linear && R == 1 {
-                    acc[0].store(out.add(p0 + u));
-                } else if self.linear {
+                if self.linear {
                     V::zip2(acc[0], acc[R - 1], out.add(p0 + R * u));
                 } else {
                     for (s, a) in acc.iter().enumerate() {

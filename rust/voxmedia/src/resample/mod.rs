@@ -406,10 +406,10 @@ impl Resampler {
         // first: a fused stage's streams decide the rows of the one before it.
         let mut fused = Vec::new();
         if let (Some((hb, _)), Some((main, _))) = (pre.last(), &core) {
-            fused.extend(fused::Fused::new(hb, main, None, 2));
+            fused.extend(fused::Fused::new(hb, main, None));
         }
         if let [(hb, _), (next, _)] = &pre[..] {
-            match fused::Fused::new(hb, next, fused.first(), 0) {
+            match fused::Fused::new(hb, next, fused.first()) {
                 Some(f) => fused.insert(0, f),
                 // A fused second stage is only ever fed by a fused first.
                 None => fused.clear(),
