@@ -35,10 +35,11 @@
 //!   later stages pass is a few folded taps. Stages pass their f32 samples to each other as
 //!   they are, and each is chunking-invariant, so the cascade is too; its latency is the sum of
 //!   the group delays.
-//!   Every half-band writes straight into the next stage's history (`fused.rs`): into the
-//!   streams of the 3:1 stage or of the second half-band, or interleaved into the grouped
-//!   stage's linear history. Each block of outputs then shares its input loads, and no output
-//!   is staged and copied.
+//!   Half-bands write straight into the next stage's history (`fused.rs`): into the streams
+//!   of the 3:1 stage or of the second half-band, or interleaved into the grouped stage's
+//!   linear history. Each block of outputs then shares its input loads, and no output is
+//!   staged and copied. All of the phone quality's do; the voice quality's 22.05 kHz
+//!   half-band has too many taps for the registers and runs as a stage of its own.
 
 mod bcast;
 mod design;
