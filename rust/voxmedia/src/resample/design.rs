@@ -161,7 +161,7 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         // half-band pre-decimators: a near-minimax seed interpolated onto the 320-phase grid,
         // 63 taps per phase instead of the Kaiser design's 79 (see `seeded`).
         (None, Quality::Voice, 11025, 8000) => seeded(&tables::SEED_11025_8000, 22050, proto),
-        (None, Quality::Phone, 11025, 8000) => seeded(&tables::PHONE_SEED_11025_8000, 22050, proto),
+        (None, Quality::Phone, 11025, 8000) => seeded(&tables::PHONE_SEED_11025_8000, 44100, proto),
         _ => kaiser(&sp, ny, proto, l),
     };
     polyphase(&h, centre, l, m)

@@ -189,12 +189,16 @@ def phone() -> None:
             "(edges 3.4 / 4.6 kHz)."
         )
         table(f"PHONE_DECIM{m}", h, doc)
-    wp, ws = np.pi * 3400 / 11025, np.pi * 4600 / 11025
+    # At 44.1 kHz, not 22.05 like the voice seed: the kernel that interpolates it reaches
+    # +-6 seed samples, which is +-1.5 input samples of the 11.025 kHz stage instead of +-3, so
+    # each phase is 39 taps long instead of 42 for the same response, and the grouped kernel's
+    # span (a group's 16 windows, ~21 samples apart end to end) drops from 64 steps to 60.
+    wp, ws = np.pi * 3400 / 22050, np.pi * 4600 / 22050
     h, ripple, stop = shortest(
-        range(20, 80), wp, ws, 11025 / 4000, 0.06, ratios, PHONE_DEPTH, grid=32, slope=2.0
+        range(55, 90), wp, ws, 22050 / 4000, 0.06, ratios, PHONE_DEPTH, grid=32, slope=2.0
     )
     doc = (
-        f"/// Seed of the phone 11.025 kHz -> 8 kHz prototype, at 22.05 kHz: {len(h)} taps,\n"
+        f"/// Seed of the phone 11.025 kHz -> 8 kHz prototype, at 44.1 kHz: {len(h)} taps,\n"
         f"/// passband {ripple:.3f} dB, stopband {stop:.1f} dB (edges 3.4 / 4.6 kHz)."
     )
     table("PHONE_SEED_11025_8000", h, doc)

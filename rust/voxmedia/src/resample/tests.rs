@@ -945,7 +945,7 @@ fn seeded_prototype_keeps_the_seed_response_and_its_phases_agree() {
     // interpolation must neither raise its stopband anywhere up to the prototype's Nyquist nor
     // make the phases disagree (a phase-dependent error is a spur on every tone).
     check_seeded(Quality::Voice, 4200.0, -91.0, 64, -95.0);
-    check_seeded(Quality::Phone, 4600.0, -80.0, 48, -84.0);
+    check_seeded(Quality::Phone, 4600.0, -80.0, 40, -84.0);
 }
 
 /// The seeded 11.025k -> 8k bank of quality `q`: flat to 3.4 kHz, under `floor` dB from `stop`
