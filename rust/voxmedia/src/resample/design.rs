@@ -159,7 +159,9 @@ pub(super) fn bank(in_rate: u32, out_rate: u32, quality: Quality) -> Bank {
         (Some(t), ..) => (t.to_vec(), (t.len() - 1) as f64 / 2.0),
         // The main stage of piper's 22.05 kHz (and 44.1 kHz) TTS to the phone leg, after the
         // half-band pre-decimators: a near-minimax seed interpolated onto the 320-phase grid,
-        // 63 taps per phase instead of the Kaiser design's 79 (see `seeded`).
+        // 63 taps per phase instead of the Kaiser design's 79 (see `seeded`). The phone seed
+        // is at 44.1 kHz, where the kernel's reach is half as many input samples: 39 taps
+        // instead of 42 (see `gen_tables.py`).
         (None, Quality::Voice, 11025, 8000) => seeded(&tables::SEED_11025_8000, 22050, proto),
         (None, Quality::Phone, 11025, 8000) => seeded(&tables::PHONE_SEED_11025_8000, 44100, proto),
         _ => kaiser(&sp, ny, proto, l),
