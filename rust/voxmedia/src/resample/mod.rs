@@ -369,6 +369,29 @@ pub struct Resampler {
     kernel: Kernel,
 }
 
+/// Plans which half-bands of the cascade `pre` (ahead of `main`) write straight into the next
+/// stage (`fused.rs`), and gives those the history their plan needs; returns the plans, first
+/// stage first. The last is planned first: a fused stage's streams decide the rows of the one
+/// before it. Without `fuse_last` the last half-band runs as a stage of its own, as when it
+/// does not fit a fused plan.
+fn fuse(pre: &mut [(Arc<Bank>, State)], main: Option<&Bank>, fuse_last: bool) -> Vec<fused::Fused> {
+    let mut fused = Vec::new();
+    if let (true, Some((hb, _)), Some(main)) = (fuse_last, pre.last(), main) {
+        fused.extend(fused::Fused::new(hb, main, None));
+    }
+    if let [(hb, _), (next, _)] = &pre[..] {
+        match fused::Fused::new(hb, next, fused.first()) {
+            Some(f) => fused.insert(0, f),
+            // A fused second stage is only ever fed by a fused first.
+            None => fused.clear(),
+        }
+    }
+    for ((hb, st), f) in pre.iter_mut().zip(&fused) {
+        *st = State::with_streams(hb, f.streams());
+    }
+    fused
+}
+
 /// Input samples a cascade passes through all its stages at a time (bounds the staging).
 const PIECE: usize = 2048;
 
@@ -403,22 +426,7 @@ impl Resampler {
         let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
         let core = (in_rate != out_rate)
             .then(|| with_state(shared_bank(main_rate, out_rate, design, false)));
-        // Half-bands write straight into the next stage when they can (`fused.rs`), the last
-        // first: a fused stage's streams decide the rows of the one before it.
-        let mut fused = Vec::new();
-        if let (Some((hb, _)), Some((main, _))) = (pre.last(), &core) {
-            fused.extend(fused::Fused::new(hb, main, None));
-        }
-        if let [(hb, _), (next, _)] = &pre[..] {
-            match fused::Fused::new(hb, next, fused.first()) {
-                Some(f) => fused.insert(0, f),
-                // A fused second stage is only ever fed by a fused first.
-                None => fused.clear(),
-            }
-        }
-        for ((hb, st), f) in pre.iter_mut().zip(&fused) {
-            *st = State::with_streams(hb, f.streams());
-        }
+        let fused = fuse(&mut pre, core.as_ref().map(|(b, _)| &**b), true);
         Ok(Resampler {
             in_rate,
             out_rate,
