@@ -11,11 +11,12 @@
 //! no unaligned vector loads, and the table is read once per frame, sequentially.
 //!
 //! Chunking invariance: a lane's result is its own products in a fixed order (four chains by
-//! `t mod 4`, each in a fixed order of steps, then `(a0 + a1) + (a2 + a3)`) plus exact zeros (an accumulator that starts at +0
-//! is unchanged by adding +-0); a group whose later lanes are not yet ready is still computed
-//! whole (those lanes read stale, allocated, finite history and are discarded), so every output
-//! gets the same bits however the input was split. The one exception is a non-finite f32
-//! input, whose zero products are NaN; PCM16 input is always finite.
+//! `t mod 4`, each in a fixed order of steps, then `(a0 + a1) + (a2 + a3)`) plus exact zeros
+//! (an accumulator that starts at +0 is unchanged by adding +-0); a group whose later lanes
+//! are not yet ready is still computed whole (those lanes read stale, allocated, finite history
+//! and are discarded), so every output gets the same bits however the input was split. The one
+//! exception is a non-finite f32 input, whose zero products are NaN; PCM16 input is always
+//! finite.
 
 use super::{Bank, Lanes, Sample, State};
 use crate::resample::direct::Vec8;

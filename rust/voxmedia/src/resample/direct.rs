@@ -333,13 +333,7 @@ pub(super) mod avx2 {
             // runs j | j + 4 in each register, so that in-lane unpacks and shuffles leave the
             // four items r of runs 0..7 in order, then split into halves.
             let x = x.cast::<f32>();
-            let run = |j: usize| {
-                _mm256_insertf128_ps(
-                    _mm256_castps128_ps256(_mm_loadu_ps(x.add(4 * j))),
-                    _mm_loadu_ps(x.add(4 * j + 16)),
-                    1,
-                )
-            };
+            let run = |j: usize| halves(x.add(4 * j), x.add(4 * j + 16));
             let (p0, p1, p2, p3) = (run(0), run(1), run(2), run(3));
             let (t0, t1) = (_mm256_unpacklo_ps(p0, p1), _mm256_unpackhi_ps(p0, p1));
             let (t2, t3) = (_mm256_unpacklo_ps(p2, p3), _mm256_unpackhi_ps(p2, p3));
@@ -397,14 +391,18 @@ pub(super) mod avx2 {
     /// The quads [`unzip3_quads`] takes, from 24 32-bit items at `x` (valid for 24 reads).
     #[inline(always)]
     unsafe fn quads(x: *const f32) -> [__m256; 3] {
-        let quad = |o: usize| {
-            _mm256_insertf128_ps(
-                _mm256_castps128_ps256(_mm_loadu_ps(x.add(o))),
-                _mm_loadu_ps(x.add(o + 12)),
-                1,
-            )
-        };
-        [quad(0), quad(4), quad(8)]
+        [0, 4, 8].map(|o| halves(x.add(o), x.add(o + 12)))
+    }
+
+    /// Four items at `lo` in the low 128-bit half, four at `hi` in the high one (each valid
+    /// for four reads).
+    #[inline(always)]
+    unsafe fn halves(lo: *const f32, hi: *const f32) -> __m256 {
+        _mm256_insertf128_ps(
+            _mm256_castps128_ps256(_mm_loadu_ps(lo)),
+            _mm_loadu_ps(hi),
+            1,
+        )
     }
 
     /// Eight PCM16 sample pairs, one per 32-bit item of `p`, as f32: the low halves to `lo`,
