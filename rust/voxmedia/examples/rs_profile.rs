@@ -3,7 +3,8 @@
 //!
 //!     cargo run -p voxmedia --profile profiling --example rs_profile -- 48000 8000 [chunk_ms]
 //!
-//! The quality is `voice` unless the environment sets `QUALITY` (`phone`, `high`).
+//! The quality is `voice` unless the environment sets `QUALITY` (`phone`, `high`); with `HOLD`
+//! set, the resampler holds partial groups (`Resampler::hold_partial_groups`).
 use std::hint::black_box;
 use voxmedia::resample::{Quality, Resampler};
 fn main() {
@@ -23,6 +24,8 @@ fn main() {
     let quality = std::env::var("QUALITY").unwrap_or_else(|_| "voice".into());
     let quality = Quality::from_name(&quality).expect("a quality name");
     let mut rs = Resampler::new(src, dst, quality).unwrap();
+    let hold = std::env::var_os("HOLD").is_some();
+    rs.hold_partial_groups(hold);
     let mut o = vec![0i16; rs.output_len_max(chunk)];
     let t = std::time::Instant::now();
     let rounds = 40_000 / ms as usize;
@@ -33,5 +36,6 @@ fn main() {
     }
     let ns = t.elapsed().as_nanos() as f64 / (rounds * 500) as f64 * 20.0 / ms as f64;
     let q = quality.name();
-    eprintln!("{src} -> {dst} ({q}) in {ms} ms chunks: {ns:.0} ns per 20 ms");
+    let h = if hold { ", holding partial groups" } else { "" };
+    eprintln!("{src} -> {dst} ({q}{h}) in {ms} ms chunks: {ns:.0} ns per 20 ms");
 }

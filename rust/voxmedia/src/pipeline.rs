@@ -8,7 +8,7 @@
 
 use crate::g711::Law;
 use crate::jitter::{Codec, FrameStatus, JitterBuffer, JitterConfig, JitterError};
-use crate::resample::{Quality, ResampleError, Resampler};
+use crate::resample::{Quality, ResampleError, Resampler, OUTPUT_GROUP};
 use crate::vad::{Vad, VadConfig, VadError};
 use crate::wire::twilio::{self, Event, MediaMessageBuilder};
 use crate::wire::FrameError;
@@ -372,12 +372,19 @@ impl Outbound {
                 valid: "10, 20, 30, 40, 60 or 100",
             });
         }
+        let frame_len = (WIRE_RATE * frame_ms / 1000) as usize;
         let resampler = if in_rate == WIRE_RATE {
             None
         } else {
-            Some(Resampler::new(in_rate, WIRE_RATE, quality).map_err(PipelineError::Resample)?)
+            let mut r =
+                Resampler::new(in_rate, WIRE_RATE, quality).map_err(PipelineError::Resample)?;
+            // Frames are whole groups of the resampler's grouped stage (from 22.05 and 44.1
+            // kHz): the samples a held group keeps back are ones a frame would wait for anyway,
+            // and the resampler and the framing start together (both restart on flush and
+            // reset), so every frame leaves in the same call as without the hold.
+            r.hold_partial_groups(frame_len % OUTPUT_GROUP == 0);
+            Some(r)
         };
-        let frame_len = (WIRE_RATE * frame_ms / 1000) as usize;
         let mut silence = [0u8];
         // One sample in, one code out: cannot fail.
         let _ = law.encode_into(&[0], &mut silence);
@@ -646,7 +653,113 @@ mod tests {
         assert_eq!(out.flush(), 0);
     }
 
+    /// Agent PCM at `rate` (a speech-like mix that moves every sample).
+    fn agent_pcm(rate: u32, n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / rate as f64;
+                let v = 9000.0 * (2.0 * std::f64::consts::PI * 310.0 * t).sin()
+                    + 4000.0 * (2.0 * std::f64::consts::PI * 2630.0 * t).sin();
+                v as i16 ^ (i as i16 & 7)
+            })
+            .collect()
+    }
+
+    /// The frames of each call, for `pcm` split at `cuts` and then flushed, twice (two
+    /// utterances on one object), with the resampler holding partial groups (as
+    /// `Outbound::new` sets it for these frame lengths) or not.
+    fn frames_per_call(
+        rate: u32,
+        frame_ms: u32,
+        hold: bool,
+        pcm: &[i16],
+        cuts: &[usize],
+    ) -> Vec<Vec<Vec<u8>>> {
+        let mut out = Outbound::new(SID, rate, Law::Ulaw, frame_ms, Quality::Phone).unwrap();
+        out.resampler.as_mut().unwrap().hold_partial_groups(hold);
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let mut at = 0;
+            for &cut in cuts.iter().chain([&pcm.len()]) {
+                out.process(&pcm[at..cut]);
+                calls.push(payloads(&out));
+                at = cut;
+            }
+            out.flush();
+            calls.push(payloads(&out));
+        }
+        calls
+    }
+
+    #[test]
+    fn holding_partial_groups_sends_every_frame_in_the_same_call() {
+        for rate in [11025, 22050, 44100] {
+            let pcm = agent_pcm(rate, rate as usize);
+            let chunk = rate as usize / 50;
+            for frame_ms in [10, 20, 30, 100] {
+                // 20 ms calls, 100 ms calls, and calls of no whole number of output samples.
+                for step in [chunk, 5 * chunk, 997] {
+                    let cuts: Vec<usize> = (step..pcm.len()).step_by(step).collect();
+                    let held = frames_per_call(rate, frame_ms, true, &pcm, &cuts);
+                    let plain = frames_per_call(rate, frame_ms, false, &pcm, &cuts);
+                    assert_eq!(
+                        held, plain,
+                        "{rate} Hz, {frame_ms} ms frames, {step}-sample calls"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_outbound_resampler_holds_partial_groups_from_the_44k1_family() {
+        for (rate, holds) in [(22050, true), (44100, true), (11025, true), (16000, false)] {
+            let mut out = Outbound::new(SID, rate, Law::Ulaw, 20, Quality::Phone).unwrap();
+            // 15 ms in 5 ms calls: no whole frame yet, so what the framing holds is what the
+            // resampler gave it.
+            let step = rate as usize / 200;
+            let pcm = agent_pcm(rate, 3 * step);
+            for c in pcm.chunks(step) {
+                assert_eq!(out.process(c), 0);
+            }
+            let mut plain = Resampler::new(rate, WIRE_RATE, Quality::Phone).unwrap();
+            let mut buf = vec![0; plain.output_len_max(pcm.len())];
+            let ready = plain.process_into(&pcm, &mut buf).unwrap();
+            if holds {
+                assert_ne!(
+                    ready % OUTPUT_GROUP,
+                    0,
+                    "{rate}: the test needs a partial group"
+                );
+                assert_eq!(
+                    out.pending_samples(),
+                    ready / OUTPUT_GROUP * OUTPUT_GROUP,
+                    "{rate}"
+                );
+            } else {
+                assert_eq!(out.pending_samples(), ready, "{rate}");
+            }
+        }
+    }
+
     proptest! {
+        /// With the hold, any split of agent PCM gives each frame in the call that gives it
+        /// without (and so the frames of the one-shot call).
+        #[test]
+        fn held_groups_keep_every_frame_in_its_call(
+            rate in prop::sample::select(vec![11025u32, 22050, 44100]),
+            frame_ms in prop::sample::select(vec![10u32, 20, 40]),
+            cuts in prop::collection::vec(0usize..6000, 0..10),
+        ) {
+            let pcm = agent_pcm(rate, 6000);
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            prop_assert_eq!(
+                frames_per_call(rate, frame_ms, true, &pcm, &cuts),
+                frames_per_call(rate, frame_ms, false, &pcm, &cuts)
+            );
+        }
+
         /// Any split of a code stream gives the frames of the one-shot call.
         #[test]
         fn codes_are_chunking_invariant(cuts in prop::collection::vec(0usize..700, 0..6)) {

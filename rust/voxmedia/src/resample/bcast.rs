@@ -23,7 +23,7 @@ use crate::resample::direct::Vec8;
 
 /// Lanes (outputs) per group: two vectors, so each broadcast input sample feeds two
 /// multiply-adds (loads, not FMAs, bound the single-vector form).
-const W: usize = 16;
+pub(super) const W: usize = 16;
 /// Vectors per group.
 const NV: usize = W / 8;
 /// Independent multiply-add chains per vector (with `NV`, enough to cover FMA latency).
@@ -225,6 +225,7 @@ pub(super) fn emit<S: Sample, V: Vec8>(
     let mut phase = st.phase;
     let mut o = 0;
     let mut lanes = [0f32; W];
+    let hold = st.hold;
     while next < fill && o < out.len() {
         let (g, j0) = (phase / W, phase % W);
         let n0 = next - b.rel[phase];
@@ -235,7 +236,11 @@ pub(super) fn emit<S: Sample, V: Vec8>(
         let next_group = if g + 1 == groups { 0 } else { (g + 1) * W };
         // Most groups are whole: every lane ready and room for all of them. Those are written
         // straight to the output; only a call's first and last group go lane by lane.
-        let whole = j0 == 0 && n0 + b.rel[g * W + W - 1] < fill && o + W <= out.len();
+        let all = n0 + b.rel[g * W + W - 1] < fill;
+        let whole = j0 == 0 && all && o + W <= out.len();
+        if hold && !whole && !(all && o + W - j0 <= out.len()) {
+            break;
+        }
         let y = if whole {
             out[o..o + W].as_mut_ptr()
         } else {

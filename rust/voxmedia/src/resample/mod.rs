@@ -8,7 +8,8 @@
 //!
 //! Why these choices:
 //! - Output is emitted as soon as the newest input sample it needs has arrived, so the only
-//!   latency is the filter's group delay (no block is withheld); a call leg cannot afford more.
+//!   latency is the filter's group delay (no block is withheld, unless the caller asks, see
+//!   below); a call leg cannot afford more.
 //! - Every output sample is computed by exactly the same arithmetic on exactly the same window
 //!   whatever the input chunking was (the grouped and the single-output kernels share one
 //!   summation order), so any split of a stream gives the one-shot result bit for bit.
@@ -27,7 +28,10 @@
 //! - Rational down-conversions with many phases (the 44.1 kHz family to 8 or 16 kHz, e.g.
 //!   piper's 22.05 kHz TTS to a phone leg) use the grouped kernel in `bcast.rs`: 16
 //!   consecutive outputs (16 different phases) are the lanes of two vectors, each step one
-//!   broadcast input sample times two aligned coefficient vectors.
+//!   broadcast input sample times two aligned coefficient vectors. A group that straddles two
+//!   calls is computed in both, unless the caller lets the stage hold it back
+//!   (`Resampler::hold_partial_groups`), as the outbound pipeline does: its frames are whole
+//!   groups, so it loses no time by that.
 //! - TTS rates far above the 8 kHz phone leg (22.05, 44.1 and 48 kHz) are first halved by
 //!   short half-band decimators (`design::cascade`), then converted by the main stage from
 //!   11.025 or 24 kHz: the main filter's length in input samples, which sets the work per
@@ -56,6 +60,9 @@ use kernel::{Kernel, GROUP};
 
 /// The sample rates the engine converts between (Hz).
 pub const SUPPORTED_RATES: [u32; 8] = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000];
+
+/// Outputs a grouped stage computes at once (see [`Resampler::hold_partial_groups`]).
+pub const OUTPUT_GROUP: usize = bcast::W;
 
 /// Input samples staged per block: large enough that bulk conversion amortises the history
 /// move (10 s conversions measured the same as with 4096), small enough that the history of
@@ -302,6 +309,9 @@ struct State {
     phase: usize,
     /// f32 outputs staged before conversion, so the conversion loop vectorises.
     ybuf: Vec<f32>,
+    /// A grouped stage holds back the outputs of a group until all of them are ready (see
+    /// [`Resampler::hold_partial_groups`]).
+    hold: bool,
 }
 
 impl State {
@@ -334,6 +344,7 @@ impl State {
             next: taps - 1,
             phase: 0,
             ybuf: vec![0.0; (1024 + GROUP * l).max(direct::OUT_CAP + direct::PAD + direct::TMP)],
+            hold: false,
         }
     }
 
@@ -367,6 +378,8 @@ pub struct Resampler {
     /// Either every pre-decimator or only the first.
     fused: Vec<fused::Fused>,
     kernel: Kernel,
+    /// See [`Resampler::hold_partial_groups`].
+    hold: bool,
 }
 
 /// Plans which half-bands of the cascade `pre` (ahead of `main`) write straight into the next
@@ -436,6 +449,7 @@ impl Resampler {
             core,
             fused,
             kernel: Kernel::detect(),
+            hold: false,
         })
     }
 
@@ -454,10 +468,15 @@ impl Resampler {
     /// Upper bound on the samples one `process_into` call with `input_len` samples writes,
     /// whatever the state.
     pub fn output_len_max(&self, input_len: usize) -> usize {
-        self.stages().fold(input_len, |n, (b, _)| match b.l {
+        let n = self.stages().fold(input_len, |n, (b, _)| match b.l {
             1 if n < usize::MAX / 2 => div(n + b.m - 1, b.m),
             _ => ceil_div(n as u128 * b.l as u128, b.m as u128),
-        })
+        });
+        // A held group can come out with the next call's outputs.
+        match &self.core {
+            Some((b, st)) if st.hold && b.bcast.is_some() => n.saturating_add(bcast::W - 1),
+            _ => n,
+        }
     }
 
     /// Exactly how many samples the next `process_into` with `input_len` samples writes.
@@ -531,6 +550,14 @@ impl Resampler {
         zeros: &[S],
         out: &mut [S],
     ) -> Result<usize, ResampleError> {
+        // The tail ends the stream, so a group's last outputs are all there will be.
+        self.set_hold(false);
+        let done = self.tail(zeros, out);
+        self.set_hold(self.hold);
+        done
+    }
+
+    fn tail<S: Sample>(&mut self, zeros: &[S], out: &mut [S]) -> Result<usize, ResampleError> {
         let mut left = self.flush_zeros();
         let needed = self.output_len(left);
         if out.len() < needed {
@@ -547,6 +574,27 @@ impl Resampler {
         }
         self.reset();
         Ok(done)
+    }
+
+    /// Lets a grouped last stage (the 22.05 and 44.1 kHz families down to a lower rate, see
+    /// `bcast.rs`) hold back its outputs until a whole group of [`OUTPUT_GROUP`] is ready.
+    ///
+    /// Why: those outputs are computed 16 at a time; a group that straddles two calls is
+    /// otherwise computed in both: up to a tenth of the stage's work at 20 ms per call. The output
+    /// is the same, sample for sample; only when it is returned changes. A caller that sends
+    /// output in frames of a multiple of [`OUTPUT_GROUP`] samples, counted from the start of
+    /// the stream (or the last flush or reset), gets every whole frame from the same call as
+    /// without the hold: a frame ends where a group ends. `flush_into` still returns everything.
+    /// No effect on other conversions.
+    pub fn hold_partial_groups(&mut self, on: bool) {
+        self.hold = on;
+        self.set_hold(on);
+    }
+
+    fn set_hold(&mut self, on: bool) {
+        if let Some((_, st)) = &mut self.core {
+            st.hold = on;
+        }
     }
 
     /// Forgets all history: the next call behaves as on a fresh object.
@@ -645,7 +693,13 @@ fn stage_output_len(b: &Bank, s: &State, input_len: usize) -> usize {
     }
     let ph = s.phase * b.m % b.l;
     let k = (avail - next) * b.l as u128 - ph as u128;
-    ceil_div(k, b.m as u128)
+    let ready = ceil_div(k, b.m as u128);
+    if s.hold && b.bcast.is_some() {
+        // Only whole groups: up to the last group boundary the ready outputs reach.
+        let lane = s.phase % bcast::W;
+        return ((lane + ready) / bcast::W * bcast::W).saturating_sub(lane);
+    }
+    ready
 }
 
 /// Feeds `input` to one stage and writes every output it makes ready to `out` (which must
@@ -673,11 +727,14 @@ fn run_stage<I: Sample, O: Sample>(
 /// later output needs; returns how many.
 fn drain<O: Sample>(bank: &Bank, st: &mut State, kernel: Kernel, out: &mut [O]) -> usize {
     let mut written = 0;
+    let holds = st.hold && bank.bcast.is_some();
     loop {
+        let room = st.ybuf.len().min(out.len() - written);
         let k = kernel.emit(bank, st, &mut out[written..]);
         written += k;
-        // No output can be ready once the next one needs an input not yet staged.
-        if k == 0 || st.next >= st.fill {
+        // No output can be ready once the next one needs an input not yet staged; held, none
+        // is when a group would still have fitted.
+        if k == 0 || st.next >= st.fill || (holds && k + bcast::W <= room) {
             break;
         }
     }

@@ -448,6 +448,9 @@ fn check_chunking(
         let whole = run_split(&mut make(a, b, q, k), x, &[]);
         let split = run_split(&mut make(a, b, q, k), x, &cuts);
         prop_assert_eq!(&whole, &split);
+        let mut held = make(a, b, q, k);
+        held.hold_partial_groups(true);
+        prop_assert_eq!(&whole, &run_split(&mut held, x, &cuts));
     }
     Ok(())
 }
@@ -1092,5 +1095,61 @@ fn phone_cascades_keep_every_tone_above_the_stopband_edge_80_db_down() {
             worst.0,
             worst.1
         );
+    }
+}
+
+/// Outputs after each call (cumulative), for `x` in calls of `step` samples, then flushed.
+fn cumulative(r: &mut Resampler, x: &[i16], step: usize) -> (Vec<usize>, Vec<i16>) {
+    let mut out = Vec::new();
+    let mut counts = Vec::new();
+    for c in x.chunks(step) {
+        let mut buf = vec![0; r.output_len_max(c.len())];
+        let n = r.process_into(c, &mut buf).unwrap();
+        out.extend_from_slice(&buf[..n]);
+        counts.push(out.len());
+    }
+    let mut buf = vec![0; r.flush_len_max()];
+    let n = r.flush_into(&mut buf).unwrap();
+    out.extend_from_slice(&buf[..n]);
+    (counts, out)
+}
+
+#[test]
+fn holding_partial_groups_gives_whole_groups_of_the_same_samples() {
+    let x: Vec<i16> = (0..9000i64)
+        .map(|i| ((i * 7919) % 50_000 - 25_000) as i16)
+        .collect();
+    for q in [Quality::Phone, Quality::Voice] {
+        for (a, b) in all_pairs() {
+            let grouped = matches!(
+                &Resampler::new(a, b, q).unwrap().core,
+                Some((bank, _)) if bank.bcast.is_some()
+            );
+            for k in kernels() {
+                for step in [1, 7, a as usize / 200, a as usize / 50, 4097] {
+                    let mut plain = make(a, b, q, k);
+                    let mut held = make(a, b, q, k);
+                    held.hold_partial_groups(true);
+                    // Two streams each: the hold outlasts a flush, and a refused one.
+                    for _ in 0..2 {
+                        let refused = held.flush_into(&mut []);
+                        let fresh = held.flush_len() == 0;
+                        assert!(
+                            fresh || matches!(refused, Err(ResampleError::OutputTooSmall { .. }))
+                        );
+                        let (cp, op) = cumulative(&mut plain, &x, step);
+                        let (ch, oh) = cumulative(&mut held, &x, step);
+                        let what = format!("{a}->{b} {q:?} {k:?} in {step}s");
+                        assert!(op == oh, "{what}: different samples");
+                        let want: Vec<usize> = if grouped {
+                            cp.iter().map(|n| n / OUTPUT_GROUP * OUTPUT_GROUP).collect()
+                        } else {
+                            cp
+                        };
+                        assert!(ch == want, "{what}: not the ready whole groups");
+                    }
+                }
+            }
+        }
     }
 }
