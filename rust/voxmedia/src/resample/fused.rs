@@ -165,12 +165,13 @@ impl Fused {
         }
         let out = next.buf.as_mut_ptr();
         let mut dst = [out; MAX_ROWS];
-        for (s, d) in dst.iter_mut().enumerate().take(R) {
+        // Linear history has no streams: its rows are interleaved from `out` on.
+        let rows = if self.linear { 0 } else { R };
+        for (s, d) in dst.iter_mut().enumerate().take(rows) {
             let p = p0 + s;
             // SAFETY: sample p is item p / R of stream p % R, inside the buffer: p0 < next.cap
             // and s < R, so the item is at most cap / R + 1, and each stream has
-            // cap.div_ceil(R) + PAD items (ahead of linear history, where these go unused,
-            // item p / R is inside it too).
+            // cap.div_ceil(R) + PAD items.
             *d = unsafe { out.add(p % R * next.stride + p / R) };
         }
         let pairs: &[f32; N] = self.pairs[..].try_into().expect("N pairs");

@@ -369,7 +369,7 @@ pub struct Resampler {
     /// 2:1 half-band pre-decimators run before `core`, in order (see `design::cascade`);
     /// empty for most pairs.
     pre: Vec<(Arc<Bank>, State)>,
-    /// f32 staging after each pre-decimator, sized for one [`PIECE`] of input.
+    /// f32 staging after each pre-decimator not fused (see [`staging`]).
     mid: Vec<Vec<Unit>>,
     /// The main (or only) stage; `None` for equal rates (passthrough copy).
     core: Option<(Arc<Bank>, State)>,
@@ -408,6 +408,24 @@ fn fuse(pre: &mut [(Arc<Bank>, State)], main: Option<&Bank>, fuse_last: bool) ->
 /// Input samples a cascade passes through all its stages at a time (bounds the staging).
 const PIECE: usize = 2048;
 
+/// The f32 staging after each pre-decimator of `pre`, sized for one [`PIECE`] of input; none
+/// for the first `fused`, which write straight into the next stage (2-4 KB each saved per
+/// resampler, that is per call).
+fn staging(pre: &[(Arc<Bank>, State)], fused: usize) -> Vec<Vec<Unit>> {
+    let mut n = PIECE;
+    pre.iter()
+        .enumerate()
+        .map(|(k, (b, _))| {
+            n = ceil_div(n as u128 * b.l as u128, b.m as u128);
+            if k < fused {
+                Vec::new()
+            } else {
+                vec![Unit::ZERO; n]
+            }
+        })
+        .collect()
+}
+
 const ZEROS_I16: [i16; 256] = [0; 256];
 const ZEROS_F32: [f32; 256] = [0.0; 256];
 
@@ -430,16 +448,11 @@ impl Resampler {
             .iter()
             .map(|&r| with_state(shared_bank(r, out_rate, design, true)))
             .collect();
-        let mut mid = Vec::new();
-        let mut n = PIECE;
-        for (b, _) in &pre {
-            n = ceil_div(n as u128 * b.l as u128, b.m as u128);
-            mid.push(vec![Unit::ZERO; n]);
-        }
         let main_rate = rates.last().map_or(in_rate, |&r| r / 2);
         let core = (in_rate != out_rate)
             .then(|| with_state(shared_bank(main_rate, out_rate, design, false)));
         let fused = fuse(&mut pre, core.as_ref().map(|(b, _)| &**b), true);
+        let mid = staging(&pre, fused.len());
         Ok(Resampler {
             in_rate,
             out_rate,

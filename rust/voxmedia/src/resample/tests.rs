@@ -913,6 +913,7 @@ fn make_fused(rate: u32, q: Quality, k: Kernel, fused: usize) -> Resampler {
             0 => Vec::new(),
             _ => super::fuse(&mut r.pre, r.core.as_ref().map(|(b, _)| &**b), false),
         };
+        r.mid = super::staging(&r.pre, r.fused.len());
     }
     r
 }
@@ -1052,6 +1053,12 @@ fn fused_halfband_matches_its_stages_run_by_hand() {
             );
             // The voice rows are what `Resampler::new` plans.
             assert!(q == phone || whole.fused.len() == fused, "{rate} {q:?}");
+            // Staging only after the half-bands that are not fused.
+            for p in [&whole, &r] {
+                let staged: Vec<bool> = p.mid.iter().map(|m| !m.is_empty()).collect();
+                let want: Vec<bool> = (0..p.pre.len()).map(|k| k >= p.fused.len()).collect();
+                assert_eq!(staged, want, "{rate} {q:?}");
+            }
             let (out, out2) = cascade_by_hand(rate, q, k, &x, fused);
             assert_eq!(out.len(), out2.len(), "{rate} {q:?} {k:?}");
             let worst = max_abs_diff(&out, &out2);
