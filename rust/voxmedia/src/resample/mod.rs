@@ -604,6 +604,15 @@ impl Resampler {
         self.set_hold(on);
     }
 
+    /// Outputs whose input has arrived but which a held group keeps back (see
+    /// [`Resampler::hold_partial_groups`]); less than [`OUTPUT_GROUP`].
+    pub fn held_len(&self) -> usize {
+        match &self.core {
+            Some((b, st)) if st.hold && b.bcast.is_some() => ready_len(b, st, 0),
+            _ => 0,
+        }
+    }
+
     fn set_hold(&mut self, on: bool) {
         if let Some((_, st)) = &mut self.core {
             st.hold = on;
@@ -695,6 +704,18 @@ impl Resampler {
 
 /// Exactly how many samples one stage emits when fed `input_len` more samples.
 fn stage_output_len(b: &Bank, s: &State, input_len: usize) -> usize {
+    let ready = ready_len(b, s, input_len);
+    if s.hold && b.bcast.is_some() {
+        // Only whole groups: up to the last group boundary the ready outputs reach.
+        let lane = s.phase % bcast::W;
+        return ((lane + ready) / bcast::W * bcast::W).saturating_sub(lane);
+    }
+    ready
+}
+
+/// How many outputs of one stage have their input once it is fed `input_len` more samples,
+/// held or not.
+fn ready_len(b: &Bank, s: &State, input_len: usize) -> usize {
     let avail = (s.fill + input_len) as u128;
     let next = s.next as u128;
     if avail <= next {
@@ -706,13 +727,7 @@ fn stage_output_len(b: &Bank, s: &State, input_len: usize) -> usize {
     }
     let ph = s.phase * b.m % b.l;
     let k = (avail - next) * b.l as u128 - ph as u128;
-    let ready = ceil_div(k, b.m as u128);
-    if s.hold && b.bcast.is_some() {
-        // Only whole groups: up to the last group boundary the ready outputs reach.
-        let lane = s.phase % bcast::W;
-        return ((lane + ready) / bcast::W * bcast::W).saturating_sub(lane);
-    }
-    ready
+    ceil_div(k, b.m as u128)
 }
 
 /// Feeds `input` to one stage and writes every output it makes ready to `out` (which must
