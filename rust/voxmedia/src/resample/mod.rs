@@ -310,7 +310,7 @@ struct State {
     /// f32 outputs staged before conversion, so the conversion loop vectorises.
     ybuf: Vec<f32>,
     /// A grouped stage holds back the outputs of a group until all of them are ready (see
-    /// [`Resampler::hold_partial_groups`]).
+    /// [`Resampler::hold_partial_groups`]); only ever set on a grouped stage.
     hold: bool,
 }
 
@@ -378,8 +378,6 @@ pub struct Resampler {
     /// Either every pre-decimator or only the first.
     fused: Vec<fused::Fused>,
     kernel: Kernel,
-    /// See [`Resampler::hold_partial_groups`].
-    hold: bool,
 }
 
 /// Plans which half-bands of the cascade `pre` (ahead of `main`) write straight into the next
@@ -462,7 +460,6 @@ impl Resampler {
             core,
             fused,
             kernel: Kernel::detect(),
-            hold: false,
         })
     }
 
@@ -487,7 +484,7 @@ impl Resampler {
         });
         // A held group can come out with the next call's outputs.
         match &self.core {
-            Some((b, st)) if st.hold && b.bcast.is_some() => n.saturating_add(bcast::W - 1),
+            Some((_, st)) if st.hold => n.saturating_add(bcast::W - 1),
             _ => n,
         }
     }
@@ -564,9 +561,10 @@ impl Resampler {
         out: &mut [S],
     ) -> Result<usize, ResampleError> {
         // The tail ends the stream, so a group's last outputs are all there will be.
+        let hold = self.core.as_ref().is_some_and(|(_, st)| st.hold);
         self.set_hold(false);
         let done = self.tail(zeros, out);
-        self.set_hold(self.hold);
+        self.set_hold(hold);
         done
     }
 
@@ -600,7 +598,6 @@ impl Resampler {
     /// without the hold: a frame ends where a group ends. `flush_into` still returns everything.
     /// No effect on other conversions.
     pub fn hold_partial_groups(&mut self, on: bool) {
-        self.hold = on;
         self.set_hold(on);
     }
 
@@ -608,14 +605,15 @@ impl Resampler {
     /// [`Resampler::hold_partial_groups`]); less than [`OUTPUT_GROUP`].
     pub fn held_len(&self) -> usize {
         match &self.core {
-            Some((b, st)) if st.hold && b.bcast.is_some() => ready_len(b, st, 0),
+            Some((b, st)) if st.hold => ready_len(b, st, 0),
             _ => 0,
         }
     }
 
+    /// Sets the main stage's hold, where it is grouped (the one place that checks).
     fn set_hold(&mut self, on: bool) {
-        if let Some((_, st)) = &mut self.core {
-            st.hold = on;
+        if let Some((b, st)) = &mut self.core {
+            st.hold = on && b.bcast.is_some();
         }
     }
 
@@ -705,7 +703,7 @@ impl Resampler {
 /// Exactly how many samples one stage emits when fed `input_len` more samples.
 fn stage_output_len(b: &Bank, s: &State, input_len: usize) -> usize {
     let ready = ready_len(b, s, input_len);
-    if s.hold && b.bcast.is_some() {
+    if s.hold {
         // Only whole groups: up to the last group boundary the ready outputs reach.
         let lane = s.phase % bcast::W;
         return ((lane + ready) / bcast::W * bcast::W).saturating_sub(lane);
@@ -755,14 +753,13 @@ fn run_stage<I: Sample, O: Sample>(
 /// later output needs; returns how many.
 fn drain<O: Sample>(bank: &Bank, st: &mut State, kernel: Kernel, out: &mut [O]) -> usize {
     let mut written = 0;
-    let holds = st.hold && bank.bcast.is_some();
     loop {
         let room = st.ybuf.len().min(out.len() - written);
         let k = kernel.emit(bank, st, &mut out[written..]);
         written += k;
         // No output can be ready once the next one needs an input not yet staged; held, none
         // is when a group would still have fitted.
-        if k == 0 || st.next >= st.fill || (holds && k + bcast::W <= room) {
+        if k == 0 || st.next >= st.fill || (st.hold && k + bcast::W <= room) {
             break;
         }
     }
