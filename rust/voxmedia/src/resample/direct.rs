@@ -232,7 +232,11 @@ pub(super) mod avx2 {
             // them as cheap); an empty asm statement hides where `q` came from, so the
             // shuffles stay. The grouped 11.025 kHz -> 8 kHz stage: -5 % (`rs_profile`).
             // SAFETY: the statement is empty; it reads and writes `q` only.
-            std::arch::asm!("/* {0} */", inout(xmm_reg) q, options(pure, nomem, nostack, preserves_flags));
+            std::arch::asm!(
+                "/* {0} */",
+                inout(xmm_reg) q,
+                options(pure, nomem, nostack, preserves_flags)
+            );
             let v = _mm256_set_m128(q, q);
             [
                 A8(_mm256_permute_ps(v, 0x00)),

@@ -483,9 +483,10 @@ impl Resampler {
             _ => ceil_div(n as u128 * b.l as u128, b.m as u128),
         });
         // A held group can come out with the next call's outputs.
-        match &self.core {
-            Some((_, st)) if st.hold => n.saturating_add(bcast::W - 1),
-            _ => n,
+        if self.holding() {
+            n.saturating_add(bcast::W - 1)
+        } else {
+            n
         }
     }
 
@@ -561,10 +562,10 @@ impl Resampler {
         out: &mut [S],
     ) -> Result<usize, ResampleError> {
         // The tail ends the stream, so a group's last outputs are all there will be.
-        let hold = self.core.as_ref().is_some_and(|(_, st)| st.hold);
-        self.set_hold(false);
+        let hold = self.holding();
+        self.hold_partial_groups(false);
         let done = self.tail(zeros, out);
-        self.set_hold(hold);
+        self.hold_partial_groups(hold);
         done
     }
 
@@ -596,9 +597,16 @@ impl Resampler {
     /// output in frames of a multiple of [`OUTPUT_GROUP`] samples, counted from the start of
     /// the stream (or the last flush or reset), gets every whole frame from the same call as
     /// without the hold: a frame ends where a group ends. `flush_into` still returns everything.
-    /// No effect on other conversions.
+    /// No effect on other conversions (only a grouped stage's hold is ever set).
     pub fn hold_partial_groups(&mut self, on: bool) {
-        self.set_hold(on);
+        if let Some((b, st)) = &mut self.core {
+            st.hold = on && b.bcast.is_some();
+        }
+    }
+
+    /// Whether the main stage holds partial groups.
+    fn holding(&self) -> bool {
+        self.core.as_ref().is_some_and(|(_, st)| st.hold)
     }
 
     /// Outputs whose input has arrived but which a held group keeps back (see
@@ -607,13 +615,6 @@ impl Resampler {
         match &self.core {
             Some((b, st)) if st.hold => ready_len(b, st, 0),
             _ => 0,
-        }
-    }
-
-    /// Sets the main stage's hold, where it is grouped (the one place that checks).
-    fn set_hold(&mut self, on: bool) {
-        if let Some((b, st)) = &mut self.core {
-            st.hold = on && b.bcast.is_some();
         }
     }
 
