@@ -36,8 +36,6 @@ def test_demo_runs_the_media_path_and_writes_the_call(
 def test_demo_holds_a_conversation_with_the_local_engines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("faster_whisper")
-    pytest.importorskip("piper")
     out = tmp_path / "call.wav"
     assert main(["demo", "--out", str(out)]) == 0
     text = capsys.readouterr().out

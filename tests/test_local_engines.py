@@ -1,19 +1,18 @@
 """The offline engines of the `voxrelay[local]` extra, with the real models.
 
-Skipped as a whole where the extra is not installed (it is optional and GPL); where it is,
-these run the real piper, espeak-ng and Whisper models (a few seconds in all).
+The extra is optional (GPL) for users, but the test command installs it, so a missing or broken
+install fails here instead of skipping. These run the real piper, espeak-ng and Whisper models
+(a few seconds in all).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import espeakng_loader  # noqa: F401  (the [local] extra the test command installs)
+import faster_whisper  # noqa: F401  (the [local] extra the test command installs)
+import piper  # noqa: F401  (the [local] extra the test command installs)
 import pytest
-
-pytest.importorskip("faster_whisper")
-pytest.importorskip("piper")
-pytest.importorskip("espeakng_loader")
-
 from voxrelay import media
 from voxrelay.conversation.phone_audio import PhoneEncoder
 from voxrelay.conversation.providers import (

@@ -137,7 +137,6 @@ def test_conversation_timing_is_checked(changes: dict[str, int], message: str) -
 def test_conversation_agent_with_a_missing_script_fails_before_calls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("piper")
     from voxrelay.cli import main
 
     missing = tmp_path / "nope.toml"

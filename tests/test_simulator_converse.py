@@ -8,7 +8,6 @@ was heard), never about how fast the relay was: that is for benches.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,8 +37,6 @@ from voxrelay.simulator import (
 
 SECRET = "s3cret-stream-token"
 REPLY_SILENCE_MS = 500
-
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +114,6 @@ def loud_segments(r: CallResult) -> list[tuple[int, int]]:
     return speech_segments(r.heard, min_gap_ms=REPLY_SILENCE_MS)
 
 
-@needs_espeak
 def test_converse_waits_for_each_reply_and_reads_back_the_records(
     two_utterances: bytes, tmp_path: Path
 ) -> None:
@@ -170,7 +166,6 @@ def test_converse_waits_for_each_reply_and_reads_back_the_records(
     assert both[:, 0].tobytes() == r.said and both[:, 1].tobytes() == r.heard
 
 
-@needs_espeak
 def test_barge_in_talks_over_the_reply_and_the_relay_clears_it(two_utterances: bytes) -> None:
     agents: list[RecordingEcho] = []
 
@@ -202,7 +197,6 @@ def test_barge_in_talks_over_the_reply_and_the_relay_clears_it(two_utterances: b
     assert r.marks_received == r.marks_echoed
 
 
-@needs_espeak
 def test_voxrelay_call_converse_cli_prints_the_waterfall(
     hello: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import faster_whisper  # noqa: F401  (the [local] extra the test command installs)
+import piper  # noqa: F401  (the [local] extra the test command installs)
 import pytest
-
-pytest.importorskip("faster_whisper")
-pytest.importorskip("piper")
-
 from call_support import phone_leg
 from voxrelay.conversation.providers import Transcript, make_tts
 from voxrelay.conversation.stt_whisper import WhisperSTT
