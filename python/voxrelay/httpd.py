@@ -18,6 +18,7 @@ dependency is bounded to the `websockets` major versions it was tested with.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import http
 import json
@@ -120,8 +121,11 @@ class RelayHttp:
     def voice(
         self, method: str, target: str, headers: Mapping[str, str], form: Mapping[str, str]
     ) -> HttpReply:
-        """Twilio's call webhook: answer with `<Connect><Stream>` to our WebSocket."""
+        """Twilio's call webhook: answer with `<Connect><Stream>` to our WebSocket (503 while
+        draining, so the platform tries its fallback rather than a stream we would refuse)."""
         s = self.settings
+        if not self._is_serving():
+            return _text(503, "draining\n")
         try:
             url = public_http_url(headers, target, s.public_url)
         except ValueError as e:
@@ -205,6 +209,8 @@ class RelayHttp:
         path = urlsplit(target).path
         headers = request.headers
         if path == STREAM_PATH:
+            if not self._is_serving():
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
             if self.settings.twilio_auth_token is not None:
                 try:
                     url = public_ws_url(headers, target, self.settings.public_url)
@@ -311,6 +317,7 @@ class RelayConnection(ServerConnection):
     _detached = False
     _frag_op = 0
     _frag: bytearray | None = None
+    _close_task: asyncio.Task[None] | None = None
     _reader: WsReader | None = None  # None before the upgrade and on the stock websockets path
     media_inbound: TwilioInbound | None = None
     """Set by the attached sink while media may flow: whole text frames then go through this
@@ -429,8 +436,23 @@ class RelayConnection(ServerConnection):
         # A bug in one call must not reach the transport (which would drop it without a
         # close frame) or anything else: end that call with 1011 and keep serving.
         log.exception("call failed while handling a message")
+        self._end(1011, "internal error")
+
+    def _end(self, code: int, reason: str) -> None:
+        """Stop delivering messages and close with `code` (the task is kept, not dropped)."""
+        self._frag = None
         self.detach()
-        self.loop.create_task(self.close(1011, "internal error"))
+        if self._close_task is None:
+            self._close_task = self.loop.create_task(self.close(code, reason))
+
+    def _bad_frames(self, code: int, reason: str) -> None:
+        """Data frames that break RFC 6455's fragmentation rules (or the size limit): the
+        stream can no longer be read reliably, so the connection fails with `code`, as
+        `websockets` fails it when it parses frames itself. Logged once: nothing is delivered
+        after it."""
+        call = getattr(self.sink, "call_sid", "-")
+        log.warning("call %s: %s; closing with %d", call, reason, code)
+        self._end(code, reason)
 
     def _data_frame(self, op: int, fin: bool, data: bytes | bytearray | memoryview) -> None:
         if self.sink is None:
@@ -444,18 +466,20 @@ class RelayConnection(ServerConnection):
         if op == 0:  # continuation
             frag = self._frag
             if frag is None:
+                self._bad_frames(1002, "unexpected continuation frame")
                 return
             frag += data
             limit = self.protocol.max_message_size
             if limit is not None and len(frag) > limit:
-                self._frag = None
-                self.detach()
-                self.loop.create_task(self.close(1009, "message too big"))
+                self._bad_frames(1009, f"message too big: over {limit} bytes in fragments")
                 return
             if not fin:
                 return
             op, data = self._frag_op, bytes(frag)
             self._frag = None
+        elif self._frag is not None:
+            self._bad_frames(1002, "expected a continuation frame")
+            return
         elif not fin:
             self._frag_op, self._frag = op, bytearray(data)
             return

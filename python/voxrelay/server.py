@@ -2,10 +2,11 @@
 
 The server object only accepts connections, routes them, and keeps the set of live sessions
 for shutdown; each call's state lives in its `Session`. Shutdown is two-phase: stop accepting
-(new upgrades get 503, `/healthz` says draining), give live calls `drain_timeout_s` to end on
-their own, then close the rest with 1001 (going away) so the platform can fail over. The
-server also keeps the per-turn latency records of the last `RECORDS_KEPT` calls, for
-`GET /calls/{call_sid}/turns`: they outlive the session, which is freed when the call ends.
+(the port stays open, but new upgrades and webhooks get 503 and `/healthz` says draining),
+give live calls `drain_timeout_s` to end on their own, then close the rest with 1001 (going
+away) so the platform can fail over, and close the port. The server also keeps the per-turn
+latency records of the last `RECORDS_KEPT` calls, for `GET /calls/{call_sid}/turns`: they
+outlive the session, which is freed when the call ends.
 """
 
 from __future__ import annotations
@@ -123,8 +124,10 @@ class RelayServer:
 
     def _keep_records(self, session: Session) -> None:
         sid = session.state.call_sid
-        if not sid:
-            return  # never started: nothing anyone could ask for
+        if not sid or not session.started:
+            # Never streamed (no start, or one refused for a wrong stream token): nothing
+            # anyone could ask for, and its claimed call SID must not replace a real call's.
+            return
         self.records[sid] = list(session.turn_records)
         self.records.move_to_end(sid)
         while len(self.records) > RECORDS_KEPT:
@@ -132,8 +135,8 @@ class RelayServer:
 
     @property
     def live_call_sids(self) -> set[str]:
-        """Call SIDs of calls in progress (known once their `start` arrived)."""
-        return {sid for s in self.sessions if (sid := s.state.call_sid)}
+        """Call SIDs of calls in progress (known once their `start` was accepted)."""
+        return {sid for s in self.sessions if s.started and (sid := s.state.call_sid)}
 
     async def turn_records(
         self, call_sid: str, wait_s: float = 0.0
@@ -141,7 +144,10 @@ class RelayServer:
         """The records of a finished call, or `live` if it is still going after waiting up to
         `wait_s` for it to end (on its end event: a caller asking right after hanging up gets
         the records as soon as the session has let go), or `unknown` (or forgotten)."""
-        ended = next((ev for s, ev in self._ended.items() if s.state.call_sid == call_sid), None)
+        ended = next(
+            (ev for s, ev in self._ended.items() if s.started and s.state.call_sid == call_sid),
+            None,
+        )
         if ended is not None and wait_s > 0:
             try:
                 await asyncio.wait_for(ended.wait(), timeout=wait_s)
@@ -152,14 +158,16 @@ class RelayServer:
         return self.records.get(call_sid, "unknown")
 
     async def shutdown(self, drain_timeout_s: float | None = None) -> None:
-        """Stop accepting, wait for calls to end, then close the rest with 1001."""
+        """Stop accepting, wait for calls to end, then close the rest with 1001 and the port.
+
+        While draining the port stays open so that health checks see 503 (and a load balancer
+        moves on) instead of a refused connection; new upgrades and webhooks get 503 too
+        (`RelayHttp`, and `_handler` for an upgrade that was already under way)."""
         drain = self.settings.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
         self._draining = True
         server = self._ws_server
         if server is None:
             return
-        # Stop listening; keep live connections (they get the drain period).
-        server.close(close_connections=False)
         live = len(self.sessions)
         if live:
             log.info("shutting down: %d call(s) live, draining up to %.1f s", live, drain)
@@ -169,6 +177,8 @@ class RelayServer:
                 log.info("drain timeout: closing %d call(s) with 1001", len(self.sessions))
                 for session in list(self.sessions):
                     session.close(GOING_AWAY, "server shutting down", "shutdown")
+        # Stop listening; the calls closed above finish their closing handshakes.
+        server.close(close_connections=False)
         await server.wait_closed()
         log.info("server stopped")
 

@@ -71,6 +71,16 @@ FRAME_S: Final = 0.020
 _AGENT_QUEUE: Final = 256
 # A peer that stops reading while we keep writing gets closed before it costs real memory.
 _MAX_WRITE_BUFFER: Final = 1 << 20
+# RFC 6455: a close frame's reason is at most 123 bytes of UTF-8.
+_MAX_REASON_BYTES: Final = 123
+
+
+def _close_reason(reason: str) -> str:
+    """`reason` cut to what a close frame can carry, on a character boundary."""
+    data = reason.encode("utf-8", "replace")
+    if len(data) <= _MAX_REASON_BYTES:
+        return reason
+    return data[:_MAX_REASON_BYTES].decode("utf-8", "ignore")
 
 
 def _text_header(n: int) -> bytes:
@@ -119,7 +129,15 @@ class Session:
         self.turn_records: list[dict[str, object]] = []
         self._marks = 0
         self._streaming = False
+        self.started = False
+        """True once an authorised `start` began the stream (only such calls keep records)."""
         self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+        # Barge-ins cleared on the media path whose BargeIn the agent has not been handed yet:
+        # while any is, agent audio is dropped (it was meant for the reply just cut off).
+        self._barge_pending = 0
+        self._agent_errors: dict[str, int] = {}
+        self._marks_overflow_logged = False
         self._ending: str | None = None
         self._rx = 0
         self._t_ended = 0.0
@@ -134,6 +152,8 @@ class Session:
             "barge_ins": 0,
             "utterances": 0,
             "agent_events_dropped": 0,
+            "audio_dropped_ms": 0,
+            "marks_dropped": 0,
             "reply_us_max": 0,
         }
         self.agent: Agent = agent_factory(self)
@@ -186,6 +206,9 @@ class Session:
         sid = self.state.stream_sid
         if sid is None or not self._streaming or self._closed:
             raise RuntimeError("no stream to play to (before start, or after the call)")
+        if self._barge_pending:
+            self._counts["audio_dropped_ms"] += len(pcm) * 500 // rate
+            return
         out = self._outbound
         if out is None or out.in_rate != rate:
             if out is not None:
@@ -205,6 +228,9 @@ class Session:
         sid = self.state.stream_sid
         if sid is None or not self._streaming or self._closed:
             raise RuntimeError("no stream to play to (before start, or after the call)")
+        if self._barge_pending:
+            self._counts["audio_dropped_ms"] += len(codes) // 8
+            return
         # PCM still waiting goes first; TwilioOutbound keeps a partial frame of codes until
         # more arrive (or `last` pads it), whatever its PCM rate.
         out = self._outbound
@@ -279,18 +305,28 @@ class Session:
             self._stop_pacer()
             self._streaming = False
             self._post(CallEnded(self._ending or "disconnected"), force=True)
+            cancelled = False
             try:
                 await asyncio.wait_for(agent_task, timeout=2.0)
-            except (TimeoutError, asyncio.CancelledError):
+            except TimeoutError:
                 agent_task.cancel()
+            except asyncio.CancelledError:
+                agent_task.cancel()
+                # The agent task was cancelled (by the agent itself, say): the call ends as
+                # usual. But if this task is being cancelled, that must not be swallowed.
+                task = asyncio.current_task()
+                cancelled = task is not None and task.cancelling() > 0
             log.info(
-                "call %s ended (%s): %s bad=%s",
+                "call %s ended (%s): %s bad=%s%s",
                 self.call_sid,
                 self._ending or "disconnected",
                 self.stats,
                 self.bad_input.counts(),
+                f" agent_errors={self._agent_errors}" if self._agent_errors else "",
             )
             self._outbound = None
+            if cancelled:
+                raise asyncio.CancelledError
 
     def close(self, code: int, reason: str, why: str) -> None:
         """Close the call (from any callback); `run` then finishes the teardown."""
@@ -299,7 +335,19 @@ class Session:
         self._closed = True
         self._ending = self._ending or why
         self._stop_pacer()
-        self._loop.create_task(self.ws.close(code, reason))
+        task = self._close_task = self._loop.create_task(self.ws.close(code, _close_reason(reason)))
+        task.add_done_callback(self._close_done)
+
+    def _close_done(self, task: asyncio.Task[None]) -> None:
+        """The closing handshake could not even start: drop the connection, or the call (and
+        anyone awaiting `hangup`) would wait for a close that never comes."""
+        if task.cancelled():
+            return
+        e = task.exception()
+        if e is None:
+            return
+        log.warning("call %s: close failed (%r); dropping the connection", self.call_sid, e)
+        self.ws.transport.abort()
 
     @property
     def _received(self) -> int:
@@ -396,10 +444,27 @@ class Session:
         try:
             ev = self.state.receive(event, data)
         except ProtocolError as e:
-            self._bad(e.kind, str(e))
+            if event == "start" and not self._streaming:
+                self._start_rejected(e)
+            else:
+                self._bad(e.kind, str(e))
             return
         if ev is not None:
             self._on_control(ev)
+
+    def _start_rejected(self, e: ProtocolError) -> None:
+        """A `start` that cannot begin a stream (wrong media format, missing fields...): the
+        call cannot carry audio, so it ends now with the close code the error calls for,
+        rather than lingering while its media are counted as arriving before a start."""
+        self.bad_input.record(e.kind, self._loop.time())
+        log.warning(
+            "call %s: start rejected (%s): %s; closing with %d",
+            self.call_sid,
+            e.kind,
+            str(e)[:200],
+            e.close_code,
+        )
+        self.close(e.close_code, f"bad start: {e}", "bad_start")
 
     def on_frame_error(self, text: str) -> None:
         """A message the inbound path could not read (bad JSON, base64, payload size...)."""
@@ -441,6 +506,7 @@ class Session:
                     log.warning("call %s: stream token missing or wrong; closing", ev.call_sid)
                     self.close(1008, "stream token missing or wrong", "unauthorised")
                     return
+            self.started = True
             self._set_streaming(True)
             log.info("call %s started (stream %s)", ev.call_sid, ev.stream_sid)
             self._post(
@@ -486,7 +552,11 @@ class Session:
         if flags & BARGE_IN and self.playing:
             cleared = self._clear()
             self._counts["barge_ins"] += 1
-            self._post(BargeIn(cleared.heard_ms, cleared.sent_ms))
+            # Until the agent has the BargeIn (its task runs later), audio it hands over was
+            # meant for the reply just cut off: drop it (see `play`), or the caller would hear
+            # the rest of a clause the clear was for.
+            if self._post(BargeIn(cleared.heard_ms, cleared.sent_ms)):
+                self._barge_pending += 1
         if flags & ENDED:
             self._counts["utterances"] += 1
             self._t_ended = self._loop.time()
@@ -505,25 +575,47 @@ class Session:
 
     # -- agent events -------------------------------------------------------------------------
 
-    def _post(self, ev: AgentEvent, *, force: bool = False) -> None:
+    def _post(self, ev: AgentEvent, *, force: bool = False) -> bool:
+        """Queue `ev` for the agent; False if it was dropped (the agent is far behind)."""
         try:
             self._events.put_nowait(ev)
         except asyncio.QueueFull:
             self._counts["agent_events_dropped"] += 1
-            if force:
-                self._events.get_nowait()
-                self._events.put_nowait(ev)
+            if not force:
+                return False
+            dropped = self._events.get_nowait()
+            if isinstance(dropped, BargeIn) and self._barge_pending:
+                self._barge_pending -= 1
+            self._events.put_nowait(ev)
+        return True
 
     async def _agent_loop(self) -> None:
         on_event = self.agent.on_event
         while True:
             ev = await self._events.get()
+            if isinstance(ev, BargeIn) and self._barge_pending:
+                # From here the agent knows: what it plays next is its new reply.
+                self._barge_pending -= 1
             try:
                 await on_event(ev)
-            except Exception:
-                log.exception("call %s: agent failed on %s", self.call_sid, type(ev).__name__)
+            except Exception as e:
+                self._agent_failed(ev, e)
             if isinstance(ev, CallEnded):
                 return
+
+    def _agent_failed(self, ev: AgentEvent, e: Exception) -> None:
+        """Log each kind of agent failure once per call (an agent can fail on every 20 ms
+        event); the count of each goes in the call's end line."""
+        kind = type(e).__name__
+        n = self._agent_errors[kind] = self._agent_errors.get(kind, 0) + 1
+        if n == 1:
+            log.error(
+                "call %s: agent failed on %s; further %s on this call are counted, not logged",
+                self.call_sid,
+                type(ev).__name__,
+                kind,
+                exc_info=e,
+            )
 
     # -- outbound -----------------------------------------------------------------------------
 
@@ -573,7 +665,7 @@ class Session:
             item = q[0]
             if isinstance(item, str):  # a mark's name
                 q.popleft()
-                self.tracker.sent(item, self._sent_ms)
+                self._mark_sent(item, now)
                 counts["marks_sent"] += 1
                 out.append(_text_frame(mark_message(sid, item)))
                 continue
@@ -598,6 +690,24 @@ class Session:
                 counts["reply_us_max"] = max(counts["reply_us_max"], delay_us)
         if q and not self._closed:
             self._timer = loop.call_at(self._play_end - self._low_s, self._pump)
+
+    def _mark_sent(self, name: str, now: float) -> None:
+        """Tell the tracker a mark went out. A platform that never echoes marks fills it up:
+        then the oldest pending mark counts as played (its audio went out at 1x real time
+        long ago), so the pacer goes on and the heard position still moves."""
+        t = self.tracker
+        if t.full:
+            if not self._marks_overflow_logged:
+                self._marks_overflow_logged = True
+                log.warning(
+                    "call %s: %d marks pending, the platform is not echoing them; from now on "
+                    "the oldest pending mark counts as played when another is sent",
+                    self.call_sid,
+                    len(t.pending),
+                )
+            t.drop_oldest(now * 1000)
+            self._counts["marks_dropped"] += 1
+        t.sent(name, self._sent_ms)
 
     def _clear(self) -> Cleared:
         """Stop agent audio now: drop the queue, tell the platform, work out what was heard.

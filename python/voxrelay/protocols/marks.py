@@ -55,6 +55,7 @@ class PlayoutTracker:
         "_played",
         "_segment_start",
         "_sent",
+        "dropped_marks",
         "flushed_echoes",
         "skipped_marks",
         "unknown_echoes",
@@ -78,6 +79,7 @@ class PlayoutTracker:
         self.unknown_echoes = 0
         self.flushed_echoes = 0
         self.skipped_marks = 0
+        self.dropped_marks = 0
 
     # -- what the session did -----------------------------------------------------------------
 
@@ -100,6 +102,27 @@ class PlayoutTracker:
         self._flushed.pop(name, None)
         self._pending[name] = pos
         self._sent = pos
+
+    @property
+    def full(self) -> bool:
+        """`max_pending` marks are pending: `sent` refuses another until one goes."""
+        return len(self._pending) >= self._max_pending
+
+    def drop_oldest(self, now_ms: float | None = None) -> str | None:
+        """Stop waiting for the oldest pending mark and count it as played at `now_ms`.
+
+        For a platform that does not echo marks: the session sends audio at 1x real time, so
+        the audio before a mark sent `max_pending` marks ago has played by now. Counting it as
+        played (as an echo of it would, and as `echoed` does for marks it skips) rather than as
+        flushed keeps a later barge-in from claiming the caller heard none of it. Its echo, if
+        it ever comes, counts as unknown. Returns the mark's name (None if none was pending).
+        """
+        if not self._pending:
+            return None
+        name = next(iter(self._pending))
+        self.echoed(name, now_ms)
+        self.dropped_marks += 1
+        return name
 
     def audio_started(self, now_ms: float) -> None:
         """Audio was sent at `now_ms` after a quiet spell; playback of it starts about then.
@@ -196,4 +219,5 @@ class PlayoutTracker:
             "unknown_echoes": self.unknown_echoes,
             "flushed_echoes": self.flushed_echoes,
             "skipped_marks": self.skipped_marks,
+            "dropped_marks": self.dropped_marks,
         }
