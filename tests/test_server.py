@@ -58,11 +58,17 @@ class Recorder:
     def __init__(self, call: CallControl) -> None:
         self.echo = EchoAgent(call)
         self.events: list[AgentEvent] = []
+        self._seen: dict[str, asyncio.Event] = {}
         self.instances.append(self)
 
     async def on_event(self, event: AgentEvent) -> None:
         self.events.append(event)
+        self._seen.setdefault(type(event).__name__, asyncio.Event()).set()
         await self.echo.on_event(event)
+
+    async def seen(self, kind: str, timeout: float = 5.0) -> None:
+        """Return once an event of type `kind` has reached the agent."""
+        await asyncio.wait_for(self._seen.setdefault(kind, asyncio.Event()).wait(), timeout)
 
 
 @asynccontextmanager
@@ -214,7 +220,7 @@ def test_fifty_concurrent_calls_keep_pace_without_dropped_frames(hello: bytes) -
                 for i in range(50)
             ]
             results = await asyncio.gather(*(run_call(o) for o in opts))
-            await _wait_for(lambda: len(server.finished) == 50)
+            await server.wait_until(lambda: len(server.finished) == 50)
             for r in results:
                 assert r.close_code == 1000
                 assert r.turns and r.turns[0].latency_ms is not None
@@ -223,13 +229,6 @@ def test_fifty_concurrent_calls_keep_pace_without_dropped_frames(hello: bytes) -
             assert sorted(s["media_in"] for s in server.finished) == sent
 
     run(main(), timeout=45)
-
-
-async def _wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition that the server makes true as a side effect of a close."""
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,11 +322,11 @@ def test_stop_closes_the_socket_and_frees_the_session() -> None:
     async def main() -> None:
         async with serving() as server, connect(ws_url(server)) as ws:
             await start_call(ws)
-            await _wait_for(lambda: len(server.sessions) == 1)
+            await server.wait_until(lambda: len(server.sessions) == 1)
             await ws.send(tw.stop_message(SID, 3, CALL, ACCOUNT))
             code, reason = await asyncio.wait_for(closed(ws), 5)
             assert (code, reason) == (1000, "stream stopped")
-            await _wait_for(lambda: not server.sessions)
+            await server.wait_until(lambda: not server.sessions)
 
     run(main())
 
@@ -337,9 +336,9 @@ def test_vanished_client_frees_its_session() -> None:
         async with serving() as server:
             ws = await connect(ws_url(server))
             await start_call(ws)
-            await _wait_for(lambda: len(server.sessions) == 1)
+            await server.wait_until(lambda: len(server.sessions) == 1)
             ws.transport.abort()  # gone without a close frame
-            await _wait_for(lambda: not server.sessions)
+            await server.wait_until(lambda: not server.sessions)
             assert server.finished[-1]["media_in"] == 0
 
     run(main())
@@ -353,9 +352,8 @@ def test_dtmf_and_agent_audio_at_any_rate(rate: int) -> None:
         async with serving(record=rec) as server, connect(ws_url(server)) as ws:
             await start_call(ws)
             await ws.send(tw.dtmf_message(SID, 3, "7"))
-            await _wait_for(
-                lambda: bool(rec) and any(type(e).__name__ == "Dtmf" for e in rec[0].events)
-            )
+            await server.wait_until(lambda: bool(rec))
+            await rec[0].seen("Dtmf")
             call: Any = server.sessions.copy().pop()
             t = np.arange(rate // 2) / rate
             tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
@@ -514,9 +512,9 @@ def test_shutdown_drains_then_closes_with_1001() -> None:
             lingering = await connect(ws_url(server))
             await start_call(done)
             await start_call(lingering)
-            await _wait_for(lambda: len(server.sessions) == 2)
+            await server.wait_until(lambda: len(server.sessions) == 2)
             shutdown = asyncio.create_task(server.shutdown(drain_timeout_s=1.0))
-            await _wait_for(lambda: not server.http._is_serving())
+            await server.wait_until(lambda: not server.http._is_serving())
             # A call that ends during the drain ends normally.
             await done.send(tw.stop_message(SID, 3, CALL, ACCOUNT))
             assert (await asyncio.wait_for(closed(done), 5))[0] == 1000

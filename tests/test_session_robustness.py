@@ -661,7 +661,7 @@ def test_while_draining_health_and_new_calls_get_503_then_the_port_closes() -> N
             await start_call(live)
             assert await http_status(port, health) == 200
             shutdown = asyncio.create_task(server.shutdown(drain_timeout_s=30.0))
-            await asyncio.sleep(0)  # let it start draining
+            await server.wait_until(lambda: not server.http._is_serving())
             assert not shutdown.done()
             assert await http_status(port, health) == 503
             assert await http_status(port, webhook) == 503

@@ -61,6 +61,20 @@ class RelayServer:
         self.http = RelayHttp(settings, is_serving=lambda: not self._draining, turns=self)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._change = asyncio.Event()
+
+    def _changed(self) -> None:
+        """Wake `wait_until`: the live or finished calls, or the draining state, changed."""
+        ev, self._change = self._change, asyncio.Event()
+        ev.set()
+
+    async def wait_until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Return once `cond()` holds, checked again whenever a call begins or ends or the
+        server starts draining; TimeoutError after `timeout` s. For tests and tools that drive
+        a server in the same process: they wait on what the server did, not for a while."""
+        async with asyncio.timeout(timeout):
+            while not cond():
+                await self._change.wait()
 
     @property
     def port(self) -> int:
@@ -108,6 +122,7 @@ class RelayServer:
         self.sessions.add(session)
         self._ended[session] = asyncio.Event()
         self._idle.clear()
+        self._changed()
         try:
             await session.run()
         except Exception:
@@ -121,6 +136,7 @@ class RelayServer:
             self._ended.pop(session).set()
             if not self.sessions:
                 self._idle.set()
+            self._changed()
 
     def _keep_records(self, session: Session) -> None:
         sid = session.state.call_sid
@@ -165,6 +181,7 @@ class RelayServer:
         (`RelayHttp`, and `_handler` for an upgrade that was already under way)."""
         drain = self.settings.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
         self._draining = True
+        self._changed()
         server = self._ws_server
         if server is None:
             return
