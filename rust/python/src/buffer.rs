@@ -1,5 +1,6 @@
 //! Read-only access to any C-contiguous bytes-like object (bytes, bytearray, memoryview,
-//! numpy arrays, array.array) without copying it.
+//! numpy arrays, array.array) without copying it, except a large one that is not `bytes` and
+//! is read with the GIL released (see [`Bytes::for_work`]).
 
 use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::ffi;
@@ -53,6 +54,25 @@ impl<'py> Bytes<'py> {
                     unsafe { std::slice::from_raw_parts(v.buf as *const u8, v.len as usize) }
                 }
             }
+        }
+    }
+}
+
+impl Bytes<'_> {
+    /// The bytes for work that releases the GIL when they reach [`DETACH_BYTES`], and whether
+    /// it may: `true` for inputs that large. Borrowed unless such an input is not a `bytes`
+    /// object: with the GIL released, another thread may write a bytearray or numpy array
+    /// while Rust reads it (a data race, undefined behaviour), so it is copied first (a
+    /// memcpy, small beside the work). A read-only view is copied too: it may alias memory
+    /// that is writable through another object (`memoryview(bytearray).toreadonly()`).
+    pub fn for_work(&self) -> (std::borrow::Cow<'_, [u8]>, bool) {
+        let raw = self.as_slice();
+        if raw.len() < DETACH_BYTES {
+            return (std::borrow::Cow::Borrowed(raw), false);
+        }
+        match self {
+            Bytes::Bytes(_) => (std::borrow::Cow::Borrowed(raw), true),
+            Bytes::Buffer(_) => (std::borrow::Cow::Owned(raw.to_vec()), true),
         }
     }
 }

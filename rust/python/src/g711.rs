@@ -1,6 +1,6 @@
 //! G.711 functions: bytes-like in, `bytes` out.
 
-use crate::buffer::{new_bytes, Bytes, DETACH_BYTES};
+use crate::buffer::{new_bytes, Bytes};
 use crate::errors::media_err;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -12,10 +12,10 @@ fn decode<'py>(
     law: Law,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let input = Bytes::extract(data, "data")?;
-    let codes = input.as_slice();
+    let (codes, detach) = input.for_work();
     new_bytes(py, codes.len() * 2, |out| {
-        let mut run = || law.decode_to_le_bytes(codes, out).expect("sized above");
-        if codes.len() >= DETACH_BYTES {
+        let mut run = || law.decode_to_le_bytes(&codes, out).expect("sized above");
+        if detach {
             py.detach(run)
         } else {
             run()
@@ -29,13 +29,13 @@ fn encode<'py>(
     law: Law,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let input = Bytes::extract(pcm, "pcm")?;
-    let pcm = input.as_slice();
+    let (pcm, detach) = input.for_work();
     if pcm.len() % 2 != 0 {
         return Err(media_err(G711Error::OddPcmLength(pcm.len())));
     }
     new_bytes(py, pcm.len() / 2, |out| {
-        let mut run = || law.encode_from_le_bytes(pcm, out).expect("checked above");
-        if pcm.len() >= DETACH_BYTES {
+        let mut run = || law.encode_from_le_bytes(&pcm, out).expect("checked above");
+        if detach {
             py.detach(run)
         } else {
             run()

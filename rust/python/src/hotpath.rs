@@ -7,7 +7,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use voxmedia::g711::Law;
-use voxmedia::pipeline::{Inbound, InboundConfig, Outbound, WIRE_RATE};
+use voxmedia::pipeline::{
+    Inbound, InboundConfig, Outbound, PipelineError, INBOUND_FRAME_MS, OUTBOUND_FRAME_MS, WIRE_RATE,
+};
 use voxmedia::resample::Quality;
 use voxmedia::wire::twilio::Event;
 
@@ -82,24 +84,53 @@ pub struct PyInbound {
     events: Vec<Py<PyString>>,
 }
 
+/// Integer settings are taken as i128, so that one out of the engine's integer types (a
+/// negative rate, a frame of 2**40 ms) raises the ValueError naming it and the valid values
+/// that an in-range bad value gets, not PyO3's OverflowError.
+fn setting<T: TryFrom<i128>>(v: i128, name: &'static str, valid: &'static str) -> PyResult<T> {
+    T::try_from(v).map_err(|_| {
+        PyValueError::new_err(
+            PipelineError::Setting {
+                name,
+                value: v,
+                valid,
+            }
+            .to_string(),
+        )
+    })
+}
+
+fn rate(v: i128) -> PyResult<u32> {
+    crate::resample::rate_arg(v).map_err(PyValueError::new_err)
+}
+
+/// A message size limit: negative is refused; past `usize::MAX` it is no limit, as
+/// `usize::MAX` is.
+pub(crate) fn message_limit(v: i128, valid: &'static str) -> PyResult<usize> {
+    if v < 0 {
+        return setting(v, "max_message_bytes", valid);
+    }
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
+}
+
 #[pymethods]
 impl PyInbound {
     #[new]
     #[pyo3(signature = (*, out_rate=16000, codec="ulaw", frame_ms=20, max_message_bytes=65536, reorder_window=2, quality="phone"))]
     fn new(
         py: Python<'_>,
-        out_rate: u32,
+        out_rate: i128,
         codec: &str,
-        frame_ms: u32,
-        max_message_bytes: usize,
+        frame_ms: i128,
+        max_message_bytes: i128,
         reorder_window: u32,
         quality: &str,
     ) -> PyResult<Self> {
         let cfg = InboundConfig {
-            out_rate,
-            frame_ms,
+            out_rate: rate(out_rate)?,
+            frame_ms: setting(frame_ms, "frame_ms", INBOUND_FRAME_MS)?,
             law: parse_law(codec)?,
-            max_message_bytes,
+            max_message_bytes: message_limit(max_message_bytes, ">= 256")?,
             reorder_window,
             quality: Quality::from_name(quality).map_err(media_err)?,
             ..InboundConfig::default()
@@ -251,12 +282,14 @@ impl PyOutbound {
     #[pyo3(signature = (stream_sid, in_rate, *, codec="ulaw", frame_ms=20, quality="phone"))]
     fn new(
         stream_sid: &str,
-        in_rate: u32,
+        in_rate: i128,
         codec: &str,
-        frame_ms: u32,
+        frame_ms: i128,
         quality: &str,
     ) -> PyResult<Self> {
         let q = Quality::from_name(quality).map_err(media_err)?;
+        let in_rate = rate(in_rate)?;
+        let frame_ms = setting(frame_ms, "frame_ms", OUTBOUND_FRAME_MS)?;
         let inner = Outbound::new(stream_sid, in_rate, parse_law(codec)?, frame_ms, q)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(PyOutbound { inner })

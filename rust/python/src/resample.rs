@@ -1,6 +1,6 @@
 //! `Resampler`: streaming sample-rate conversion, bytes-like in, `bytes` out.
 
-use crate::buffer::{new_bytes, pcm_samples, Bytes, DETACH_BYTES};
+use crate::buffer::{new_bytes, pcm_samples, Bytes};
 use crate::errors::media_err;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -26,13 +26,19 @@ pub struct PyResampler {
     in_f32: Vec<f32>,
 }
 
-fn rate(v: i64) -> PyResult<u32> {
+/// A rate argument taken as i128 (so that PyO3 raises no OverflowError), as the u32 the
+/// engine checks; one that is no u32 gets the resampler's own words for an unsupported rate.
+pub(crate) fn rate_arg(v: i128) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| {
-        media_err(format!(
+        format!(
             "unsupported sample rate {v} Hz; supported rates are {}",
             SUPPORTED_RATES.map(|r| r.to_string()).join(", ")
-        ))
+        )
     })
+}
+
+fn rate(v: i128) -> PyResult<u32> {
+    rate_arg(v).map_err(media_err)
 }
 
 /// Writes into the `bytes` buffer directly when it is aligned for `S` (little-endian hosts),
@@ -83,7 +89,7 @@ impl LeBytes for f32 {
 impl PyResampler {
     #[new]
     #[pyo3(signature = (in_rate, out_rate, *, quality="voice"))]
-    fn new(in_rate: i64, out_rate: i64, quality: &str) -> PyResult<Self> {
+    fn new(in_rate: i128, out_rate: i128, quality: &str) -> PyResult<Self> {
         let q = Quality::from_name(quality).map_err(media_err)?;
         let inner = Resampler::new(rate(in_rate)?, rate(out_rate)?, q).map_err(media_err)?;
         Ok(PyResampler {
@@ -102,24 +108,20 @@ impl PyResampler {
         pcm: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let input = Bytes::extract(pcm, "pcm")?;
-        let raw = input.as_slice();
+        let (raw, detach) = input.for_work();
         if raw.len() % 2 != 0 {
             return Err(media_err(ResampleError::OddLength {
                 len: raw.len(),
                 sample_bytes: 2,
             }));
         }
-        let samples = pcm_samples(raw);
+        let samples = pcm_samples(&raw);
         let n = self.inner.output_len(samples.len());
         let (inner, scratch) = (&mut self.inner, &mut self.out_i16);
         let mut res = Ok(0);
         let out = new_bytes(py, n * 2, |buf| {
             let mut run = move || write_out(buf, scratch, |o| inner.process_into(&samples, o));
-            res = if raw.len() >= DETACH_BYTES {
-                py.detach(run)
-            } else {
-                run()
-            };
+            res = if detach { py.detach(run) } else { run() };
         })?;
         res.map_err(media_err)?;
         Ok(out)
@@ -133,7 +135,7 @@ impl PyResampler {
         x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let input = Bytes::extract(x, "x")?;
-        let raw = input.as_slice();
+        let (raw, detach) = input.for_work();
         if raw.len() % 4 != 0 {
             return Err(media_err(ResampleError::OddLength {
                 len: raw.len(),
@@ -158,11 +160,7 @@ impl PyResampler {
         let mut res = Ok(0);
         let out = new_bytes(py, n * 4, |buf| {
             let mut run = move || write_out(buf, scratch, |o| inner.process_f32_into(samples, o));
-            res = if raw.len() >= DETACH_BYTES {
-                py.detach(run)
-            } else {
-                run()
-            };
+            res = if detach { py.detach(run) } else { run() };
         })?;
         res.map_err(media_err)?;
         Ok(out)

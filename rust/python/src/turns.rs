@@ -20,7 +20,9 @@ use voxmedia::turns::{TurnConfig, TurnDetector};
 /// `configure(...)` changes timing mid-call. Properties: `in_speech`, `position_ms` (the
 /// detector's clock: audio fed so far), `speech_start_ms`, `onset_offset_ms`, `silence_ms`,
 /// `speech_run_ms`, `pause_count`, `run_token` (the current silence's pause token, -1 before
-/// `pause_ms`), `end_ms`. The flag values are in `voxrelay.turns`.
+/// `pause_ms`), `end_ms`. The flag values are in `voxrelay.turns`. `rate` is one of the
+/// engine's rates (8000 to 48000 Hz); timings are at most 60000 ms (`max_utterance_ms`
+/// 600000), so the buffers sized from them stay small.
 #[pyclass(module = "voxrelay.media", name = "TurnDetector")]
 pub struct PyTurns {
     pub(crate) inner: TurnDetector,

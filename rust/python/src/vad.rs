@@ -1,6 +1,6 @@
 //! `Vad`: streaming voice activity detection on PCM16 bytes.
 
-use crate::buffer::{pcm_samples, Bytes, DETACH_BYTES};
+use crate::buffer::{pcm_samples, Bytes};
 use crate::errors::media_err;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -33,8 +33,8 @@ impl PyVad {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        sample_rate: i64,
-        frame_ms: i64,
+        sample_rate: i128,
+        frame_ms: i128,
         threshold: Option<f32>,
         release: Option<f32>,
         band_margin_db: Option<f32>,
@@ -127,14 +127,14 @@ impl PyVad {
         pcm: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let input = Bytes::extract(pcm, "pcm")?;
-        let bytes = input.as_slice();
+        let (bytes, detach) = input.for_work();
         if bytes.len() % 2 != 0 {
             return Err(media_err(VadError::OddLength(bytes.len())));
         }
-        let samples = pcm_samples(bytes);
+        let samples = pcm_samples(&bytes);
         self.out.clear();
         let (inner, out) = (&mut self.inner, &mut self.out);
-        if bytes.len() >= DETACH_BYTES {
+        if detach {
             py.detach(|| inner.process(&samples, out));
         } else {
             inner.process(&samples, out);

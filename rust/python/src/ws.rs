@@ -1,7 +1,7 @@
 //! `WsReader`: the connection's WebSocket frame reader, with the media hot path fused in.
 
 use crate::buffer::Bytes;
-use crate::hotpath::{pcm_bytes, PyInbound};
+use crate::hotpath::{message_limit, pcm_bytes, PyInbound};
 use crate::turns::PyTurns;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyTuple};
@@ -49,11 +49,11 @@ fn item<'py>(
 impl PyWsReader {
     #[new]
     #[pyo3(signature = (max_message_bytes))]
-    fn new(max_message_bytes: usize) -> Self {
-        PyWsReader {
-            inner: FrameReader::new(max_message_bytes),
+    fn new(max_message_bytes: i128) -> PyResult<Self> {
+        Ok(PyWsReader {
+            inner: FrameReader::new(message_limit(max_message_bytes, ">= 0")?),
             media: 0,
-        }
+        })
     }
 
     /// Appends bytes read from the socket.

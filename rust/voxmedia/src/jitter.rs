@@ -127,6 +127,20 @@ pub struct JitterConfig {
     pub initial_delay_ms: u32,
 }
 
+impl JitterConfig {
+    /// The fewest slots (`max_packets`) this config works with: `max_delay_ms` of frames, the
+    /// reorder window and two more. Meaningful once `frame_ms` is valid (0 counts as 1).
+    pub fn packets_needed(&self) -> usize {
+        self.max_delay_ms.div_ceil(self.frame_ms.max(1)) as usize + self.reorder_window + 2
+    }
+
+    /// [`JitterConfig::packets_needed`], never fewer than 64 slots nor more than 4096: the
+    /// size a caller that does not choose `max_packets` itself should ask for.
+    pub fn packets_default(&self) -> usize {
+        self.packets_needed().clamp(64, 4096)
+    }
+}
+
 impl Default for JitterConfig {
     fn default() -> Self {
         JitterConfig {
@@ -467,7 +481,7 @@ impl JitterBuffer {
         if cfg.reorder_window == 0 || cfg.reorder_window > 50 {
             return Err(cfg_err("reorder_window", cfg.reorder_window, "1..=50"));
         }
-        let need = cfg.max_delay_ms.div_ceil(cfg.frame_ms) as usize + cfg.reorder_window + 2;
+        let need = cfg.packets_needed();
         if cfg.max_packets < need || cfg.max_packets > 4096 {
             return Err(cfg_err(
                 "max_packets",

@@ -20,10 +20,10 @@ pub enum PipelineError {
     Resample(ResampleError),
     Vad(VadError),
     Jitter(JitterError),
-    /// A setting of the pipeline itself.
+    /// A setting of the pipeline itself (`value` as wide as a binding's integers).
     Setting {
         name: &'static str,
-        value: i64,
+        value: i128,
         valid: &'static str,
     },
 }
@@ -45,6 +45,13 @@ impl std::error::Error for PipelineError {}
 
 /// Telephony audio on these platforms is 8 kHz narrowband.
 pub const WIRE_RATE: u32 = 8000;
+
+/// The `frame_ms` values [`Inbound`] takes, as its error names them.
+pub const INBOUND_FRAME_MS: &str = "10, 20 or 30";
+/// The `frame_ms` values [`Outbound`] takes, as its error names them.
+pub const OUTBOUND_FRAME_MS: &str = "10, 20, 30, 40, 60 or 100";
+/// The smallest `max_message_bytes` [`Inbound`] takes (a media message is ~400 bytes).
+pub const MIN_MESSAGE_BYTES: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct InboundConfig {
@@ -111,19 +118,19 @@ impl Inbound {
         if !matches!(cfg.frame_ms, 10 | 20 | 30) {
             return Err(PipelineError::Setting {
                 name: "frame_ms",
-                value: cfg.frame_ms as i64,
-                valid: "10, 20 or 30",
+                value: cfg.frame_ms.into(),
+                valid: INBOUND_FRAME_MS,
             });
         }
-        if cfg.max_message_bytes < 256 {
+        if cfg.max_message_bytes < MIN_MESSAGE_BYTES {
             return Err(PipelineError::Setting {
                 name: "max_message_bytes",
-                value: cfg.max_message_bytes as i64,
+                value: cfg.max_message_bytes as i128,
                 valid: ">= 256",
             });
         }
         let frame_len = (WIRE_RATE * cfg.frame_ms / 1000) as usize;
-        let jitter = JitterBuffer::new(JitterConfig {
+        let mut jcfg = JitterConfig {
             sample_rate: WIRE_RATE,
             frame_ms: cfg.frame_ms,
             codec: match cfg.law {
@@ -132,8 +139,11 @@ impl Inbound {
             },
             reorder_window: cfg.reorder_window as usize,
             ..JitterConfig::default()
-        })
-        .map_err(PipelineError::Jitter)?;
+        };
+        // The ring is sized here, not by the caller, so its size must follow what the other
+        // settings need (10 ms frames and a wide reorder window need more than the default).
+        jcfg.max_packets = jcfg.packets_default();
+        let jitter = JitterBuffer::new(jcfg).map_err(PipelineError::Jitter)?;
         let vad = Vad::new(
             WIRE_RATE,
             VadConfig {
@@ -368,8 +378,8 @@ impl Outbound {
         if !matches!(frame_ms, 10 | 20 | 30 | 40 | 60 | 100) {
             return Err(PipelineError::Setting {
                 name: "frame_ms",
-                value: frame_ms as i64,
-                valid: "10, 20, 30, 40, 60 or 100",
+                value: frame_ms.into(),
+                valid: OUTBOUND_FRAME_MS,
             });
         }
         let frame_len = (WIRE_RATE * frame_ms / 1000) as usize;
@@ -592,6 +602,36 @@ mod tests {
 
     fn codes(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 37 % 251) as u8).collect()
+    }
+
+    /// The jitter ring is sized by the pipeline, so any reorder window the jitter buffer
+    /// takes must work at every frame length (10 ms frames and a window of 20 used to be
+    /// refused naming `max_packets`, which the caller cannot set); a window out of range is
+    /// refused naming the window.
+    #[test]
+    fn every_reorder_window_works_at_every_frame_length() {
+        for frame_ms in [10, 20, 30] {
+            for reorder_window in [1, 2, 20, 50] {
+                let cfg = InboundConfig {
+                    frame_ms,
+                    reorder_window,
+                    ..InboundConfig::default()
+                };
+                if let Err(e) = Inbound::new(cfg) {
+                    panic!("{frame_ms} ms, window {reorder_window}: {e}");
+                }
+            }
+        }
+        for reorder_window in [0, 51] {
+            let cfg = InboundConfig {
+                frame_ms: 10,
+                reorder_window,
+                ..InboundConfig::default()
+            };
+            let e = Inbound::new(cfg).err().expect("refused").to_string();
+            assert!(e.starts_with("reorder_window = "), "{e}");
+            assert!(e.contains("1..=50"), "{e}");
+        }
     }
 
     #[test]

@@ -8,8 +8,16 @@
 //! Durations are f64 milliseconds computed exactly as the original Python detector did
 //! (`bytes / (rate * 2 / 1000)`), so decisions are identical to it frame for frame.
 
+use crate::resample::SUPPORTED_RATES;
 use std::collections::VecDeque;
 use std::fmt;
+
+/// Longest `start_ms`, `end_ms`, `barge_in_ms` (and so `pause_ms`, `keep_tail_ms`): a minute.
+/// Longer is no turn-taking a caller would notice, and the bound keeps every buffer sized from
+/// these (the pre-roll is allocated up front) to a few MB.
+pub const MAX_TIMING_MS: u32 = 60_000;
+/// Longest `max_utterance_ms`: ten minutes (dictation), 58 MB of PCM at 48 kHz at most.
+pub const MAX_UTTERANCE_MS: u32 = 600_000;
 
 /// The caller has spoken for `start_ms`: an utterance is open.
 pub const STARTED: u32 = 1;
@@ -20,7 +28,9 @@ pub const BARGE_IN: u32 = 4;
 /// The open utterance has been silent for `pause_ms` (once per silence run).
 pub const PAUSED: u32 = 8;
 
-/// Timing of a [`TurnDetector`], in ms.
+/// Timing of a [`TurnDetector`], in ms, at `rate` (one of [`SUPPORTED_RATES`]). Durations are
+/// 1..=[`MAX_TIMING_MS`] (`max_utterance_ms` 1..=[`MAX_UTTERANCE_MS`]), `preroll_ms`
+/// 0..=2000, `keep_tail_ms` 0..=`end_ms`, `pause_ms` 0..`end_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TurnConfig {
     pub rate: u32,
@@ -64,6 +74,14 @@ pub enum TurnError {
     Pause { pause_ms: i64, end_ms: i64 },
     /// `end_ms` shorter than the kept tail (on reconfiguration).
     EndBelowTail { end_ms: u32 },
+    /// A positive duration above its maximum (`max` ms).
+    TooLong {
+        name: &'static str,
+        value: u32,
+        max: u32,
+    },
+    /// A rate the media engine does not produce (not in [`SUPPORTED_RATES`]).
+    Rate(u32),
 }
 
 impl fmt::Display for TurnError {
@@ -88,6 +106,14 @@ impl fmt::Display for TurnError {
             TurnError::EndBelowTail { end_ms } => {
                 write!(f, "end_ms {end_ms} is shorter than the kept tail")
             }
+            TurnError::TooLong { name, value, max } => {
+                write!(f, "{name} must be 1..={max}, got {value}")
+            }
+            TurnError::Rate(rate) => write!(
+                f,
+                "rate must be one of {} Hz, got {rate}",
+                SUPPORTED_RATES.map(|r| r.to_string()).join(", ")
+            ),
         }
     }
 }
@@ -133,6 +159,19 @@ fn positive(name: &'static str, value: i64) -> Result<u32, TurnError> {
     }
 }
 
+/// A positive duration of at most `max` ms.
+fn duration(name: &'static str, value: i64, max: u32) -> Result<u32, TurnError> {
+    let v = positive(name, value)?;
+    if v > max {
+        return Err(TurnError::TooLong {
+            name,
+            value: v,
+            max,
+        });
+    }
+    Ok(v)
+}
+
 fn pause(pause_ms: i64, end_ms: u32) -> Result<u32, TurnError> {
     match u32::try_from(pause_ms) {
         Ok(p) if p < end_ms => Ok(p),
@@ -158,10 +197,13 @@ impl TurnConfig {
         pause_ms: i64,
     ) -> Result<Self, TurnError> {
         let rate = positive("rate", rate)?;
-        let start_ms = positive("start_ms", start_ms)?;
-        let end = positive("end_ms", end_ms)?;
-        let barge_in_ms = positive("barge_in_ms", barge_in_ms)?;
-        let max_utterance_ms = positive("max_utterance_ms", max_utterance_ms)?;
+        if !SUPPORTED_RATES.contains(&rate) {
+            return Err(TurnError::Rate(rate));
+        }
+        let start_ms = duration("start_ms", start_ms, MAX_TIMING_MS)?;
+        let end = duration("end_ms", end_ms, MAX_TIMING_MS)?;
+        let barge_in_ms = duration("barge_in_ms", barge_in_ms, MAX_TIMING_MS)?;
+        let max_utterance_ms = duration("max_utterance_ms", max_utterance_ms, MAX_UTTERANCE_MS)?;
         if !(0..=2000).contains(&preroll_ms) || !(0..=end_ms).contains(&keep_tail_ms) {
             return Err(TurnError::PrerollOrTail {
                 preroll_ms,
@@ -195,7 +237,9 @@ impl TurnDetector {
             c.pause_ms.into(),
         )?;
         let bytes_per_ms = f64::from(c.rate) * 2.0 / 1000.0;
-        let preroll_bytes = (f64::from(c.preroll_ms + c.start_ms) * bytes_per_ms) as usize;
+        // Bounded by the ranges above (2 s + 60 s at 48 kHz: 6 MB); summed in f64, exactly.
+        let preroll_bytes =
+            ((f64::from(c.preroll_ms) + f64::from(c.start_ms)) * bytes_per_ms) as usize;
         // Frames leave the pre-roll while what stays holds at least `preroll_bytes`.
         let preroll_max = preroll_bytes.div_ceil(2);
         Ok(TurnDetector {
@@ -327,8 +371,16 @@ impl TurnDetector {
         pause_ms: Option<i64>,
         barge_in_ms: Option<i64>,
     ) -> Result<(), TurnError> {
-        let end = positive("end_ms", end_ms.unwrap_or(self.end_ms.into()))?;
-        let barge = positive("barge_in_ms", barge_in_ms.unwrap_or(self.barge_ms.into()))?;
+        let end = duration(
+            "end_ms",
+            end_ms.unwrap_or(self.end_ms.into()),
+            MAX_TIMING_MS,
+        )?;
+        let barge = duration(
+            "barge_in_ms",
+            barge_in_ms.unwrap_or(self.barge_ms.into()),
+            MAX_TIMING_MS,
+        )?;
         let pause = pause(pause_ms.unwrap_or(self.pause_ms.into()), end)?;
         if self.tail_bytes as f64 > f64::from(end) * self.bytes_per_ms {
             return Err(TurnError::EndBelowTail { end_ms: end });
@@ -463,5 +515,85 @@ mod tests {
         };
         let e = TurnDetector::new(zero).unwrap_err().to_string();
         assert_eq!(e, "start_ms must be a positive integer, got 0");
+    }
+
+    /// Every timing is bounded before anything is sized from it: a huge `start_ms` used to
+    /// size the pre-roll (2^31 ms at 16 kHz: 64 GB, an abort), a huge rate the onset's
+    /// reservation, and `preroll_ms + start_ms` could overflow u32.
+    #[test]
+    fn huge_timings_and_rates_are_refused_naming_the_range() {
+        let cfg = |f: fn(&mut TurnConfig)| {
+            let mut c = TurnConfig::default();
+            f(&mut c);
+            TurnDetector::new(c).map(|_| ()).unwrap_err().to_string()
+        };
+        assert_eq!(
+            cfg(|c| c.start_ms = 1 << 31),
+            "start_ms must be 1..=60000, got 2147483648"
+        );
+        assert_eq!(
+            cfg(|c| c.start_ms = u32::MAX),
+            "start_ms must be 1..=60000, got 4294967295"
+        );
+        assert_eq!(
+            cfg(|c| c.end_ms = 60_001),
+            "end_ms must be 1..=60000, got 60001"
+        );
+        assert_eq!(
+            cfg(|c| c.barge_in_ms = u32::MAX),
+            "barge_in_ms must be 1..=60000, got 4294967295"
+        );
+        assert_eq!(
+            cfg(|c| c.max_utterance_ms = 600_001),
+            "max_utterance_ms must be 1..=600000, got 600001"
+        );
+        assert_eq!(
+            cfg(|c| c.rate = 1 << 31),
+            "rate must be one of 8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000 Hz, \
+             got 2147483648"
+        );
+        assert_eq!(
+            cfg(|c| c.rate = 7),
+            "rate must be one of 8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000 Hz, got 7"
+        );
+        let mut det = TurnDetector::new(TurnConfig::default()).unwrap();
+        assert_eq!(
+            det.configure(Some(1 << 40), None, None)
+                .unwrap_err()
+                .to_string(),
+            "end_ms must be a positive integer, got 1099511627776"
+        );
+        assert_eq!(
+            det.configure(None, None, Some(60_001))
+                .unwrap_err()
+                .to_string(),
+            "barge_in_ms must be 1..=60000, got 60001"
+        );
+        assert_eq!(det.end_ms(), 500, "a refused call changes nothing");
+    }
+
+    /// The largest accepted config builds and detects a turn (its buffers are sized from the
+    /// maxima).
+    #[test]
+    fn the_largest_config_works() {
+        let cfg = TurnConfig {
+            rate: 48000,
+            start_ms: MAX_TIMING_MS,
+            end_ms: MAX_TIMING_MS,
+            barge_in_ms: MAX_TIMING_MS,
+            preroll_ms: 2000,
+            max_utterance_ms: MAX_UTTERANCE_MS,
+            keep_tail_ms: MAX_TIMING_MS,
+            pause_ms: MAX_TIMING_MS - 1,
+        };
+        let mut det = TurnDetector::new(cfg).unwrap();
+        let frame = [1000i16; 960]; // 20 ms at 48 kHz
+        let mut flags = 0;
+        for i in 0..200 + 3001 {
+            flags |= det.feed(&frame, i >= 200);
+        }
+        assert_eq!(flags & STARTED, STARTED);
+        // 2 s of pre-roll before the minute of speech that opened the utterance, plus 20 ms.
+        assert_eq!(det.audio_so_far().len(), 3101 * 960);
     }
 }

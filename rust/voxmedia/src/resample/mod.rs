@@ -519,9 +519,11 @@ impl Resampler {
         delay.ceil() as usize + per_main
     }
 
-    /// Exactly how many samples the next `flush_into` writes.
+    /// Exactly how many samples the next `flush_into` writes. The flush turns any hold off
+    /// first (its tail ends the stream), so every ready output counts, held or not.
     pub fn flush_len(&self) -> usize {
-        self.output_len(self.flush_zeros())
+        self.stages()
+            .fold(self.flush_zeros(), |n, (b, s)| ready_len(b, s, n))
     }
 
     /// Upper bound on what `flush_into` writes, whatever the state.

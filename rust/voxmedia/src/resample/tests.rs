@@ -1163,3 +1163,34 @@ fn holding_partial_groups_gives_whole_groups_of_the_same_samples() {
         }
     }
 }
+
+proptest! {
+    /// `flush_len` is exact with the hold on too: the flush turns the hold off before its
+    /// tail, so the held outputs come out with it (it used to count whole groups only, and a
+    /// buffer of `flush_len` was refused).
+    #[test]
+    fn flush_len_is_exact_with_or_without_the_hold(
+        a in prop::sample::select(vec![44100u32, 22050]),
+        hold in any::<bool>(),
+        chunks in prop::collection::vec(0usize..1500, 0..6),
+    ) {
+        let mut r = Resampler::new(a, 8000, Quality::Phone).unwrap();
+        r.hold_partial_groups(hold);
+        let x: Vec<i16> = (0..1500i64).map(|i| ((i * 7919) % 50_000 - 25_000) as i16).collect();
+        for &n in &chunks {
+            let mut buf = vec![0; r.output_len_max(n)];
+            r.process_into(&x[..n], &mut buf).unwrap();
+        }
+        let n = r.flush_len();
+        prop_assert!(n <= r.flush_len_max());
+        if n > 0 {
+            let refused = r.clone().flush_into(&mut vec![0; n - 1]);
+            prop_assert!(
+                matches!(refused, Err(ResampleError::OutputTooSmall { .. })),
+                "flush_len() - 1 accepted"
+            );
+        }
+        let mut tail = vec![0; n];
+        prop_assert_eq!(r.flush_into(&mut tail), Ok(n));
+    }
+}

@@ -46,8 +46,7 @@ impl<'a> RawStr<'a> {
                 b't' => b'\t',
                 b'u' => {
                     let hex = s.get(i..i + 4).ok_or("short \\u escape")?;
-                    let h = std::str::from_utf8(hex).map_err(|_| "bad \\u escape")?;
-                    let v = u16::from_str_radix(h, 16).map_err(|_| "bad \\u escape")?;
+                    let v = hex4(hex).ok_or("bad \\u escape")?;
                     i += 4;
                     if v > 0x7F {
                         return Err("non-ASCII \\u escape in an ASCII field");
@@ -59,6 +58,16 @@ impl<'a> RawStr<'a> {
         }
         Ok(())
     }
+}
+
+/// The value of exactly four ASCII hex digits (`from_str_radix` would also take a sign).
+#[inline]
+fn hex4(h: &[u8]) -> Option<u16> {
+    let [a, b, c, d] = *h else { return None };
+    [a, b, c, d].iter().try_fold(0u16, |v, &x| {
+        let digit = (x as char).to_digit(16)?;
+        Some(v << 4 | digit as u16)
+    })
 }
 
 /// A scalar value the caller asked for.
@@ -210,31 +219,77 @@ impl<'a> Walker<'a> {
                 }
                 b'\\' => {
                     escaped = true;
-                    self.pos += 2;
-                    if self.pos > self.s.len() {
-                        self.pos = self.s.len();
-                        return Err(self.err("unterminated string"));
-                    }
+                    self.escape()?;
                 }
                 _ => return Err(self.err("control character in string")),
             }
         }
     }
 
+    /// Checks the escape at the current backslash and steps over it: one of `"\\/bfnrt`, or
+    /// `u` and exactly four hex digits. Cold: platforms escape nothing in media messages.
+    #[cold]
+    fn escape(&mut self) -> Result<(), FrameError> {
+        let Some(&e) = self.s.get(self.pos + 1) else {
+            self.pos = self.s.len();
+            return Err(self.err("unterminated string"));
+        };
+        match e {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 2,
+            b'u' => {
+                if self
+                    .s
+                    .get(self.pos + 2..self.pos + 6)
+                    .and_then(hex4)
+                    .is_none()
+                {
+                    return Err(self.err("\\u escape without four hex digits"));
+                }
+                self.pos += 6;
+            }
+            _ => return Err(self.err("invalid escape in string")),
+        }
+        Ok(())
+    }
+
+    /// Digits from the current position; how many.
+    #[inline]
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// A number by the JSON grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
     fn number(&mut self) -> Result<&'a [u8], FrameError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
-        let digits_start = self.pos;
-        while matches!(
-            self.peek(),
-            Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
-        ) {
-            self.pos += 1;
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ if self.pos == start => return Err(self.err("expected a value")),
+            _ => return Err(self.err("expected a digit after '-'")),
         }
-        if self.pos == digits_start {
-            return Err(self.err("expected a value"));
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.err("expected a digit after '.'"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err("expected a digit in the exponent"));
+            }
         }
         Ok(&self.s[start..self.pos])
     }
@@ -350,6 +405,8 @@ mod tests {
             r#"{}"#,
             r#"{"a":1,"b":[1,2,{"c":null}],"d":"x\"y","e":true,"f":-1.5e3}"#,
             " { \"a\" : [ ] , \"b\" : { } } ",
+            r#"[0,-0,0.5,-0.0e0,1e5,1E+5,-1.5e-3,10,123.456e789]"#,
+            r#"{"x\u00aFy":"\b\f\n\r\t\/\\\"\uD83D\ude00"}"#,
         ] {
             walk_all(s).unwrap_or_else(|e| panic!("{s}: {e}"));
         }
@@ -368,6 +425,47 @@ mod tests {
         ] {
             let e = walk_all(s).unwrap_err();
             assert!(matches!(e, FrameError::Json { .. }), "{s}: {e:?}");
+        }
+    }
+
+    /// Numbers follow the JSON grammar exactly; it used to take any run of `0-9.eE+-`.
+    #[test]
+    fn rejects_numbers_outside_the_grammar() {
+        for n in [
+            "+", ".", "-", "+1", ".5", "1.", "1.2.3", "01", "-01", "00", "1e", "1e+", "1E-",
+            "1.e5", "1e5.0", "1e5e5", "--1", "1-", "1+1", "-.5", "0x10", "1ee5",
+        ] {
+            let s = format!(r#"{{"x":{n}}}"#);
+            let e = walk_all(&s).unwrap_err();
+            assert!(matches!(e, FrameError::Json { .. }), "{s}: {e:?}");
+        }
+    }
+
+    /// Escapes are checked in every string the walker passes, keys included; `\u` takes
+    /// exactly four hex digits (no sign).
+    #[test]
+    fn rejects_invalid_escapes_anywhere() {
+        for bad in [
+            r#"\q"#,
+            r#"\x41"#,
+            r#"\u+02F"#,
+            r#"\u-02F"#,
+            r#"\u02"#,
+            r#"\u02G1"#,
+            r#"\U0041"#,
+            r#"\u 041"#,
+            r#"\'"#,
+            "\\\u{e9}",
+            r#"\"#,
+        ] {
+            for s in [
+                format!(r#"{{"x":"{bad}"}}"#),
+                format!(r#"{{"{bad}":1}}"#),
+                format!(r#"[["{bad}"]]"#),
+            ] {
+                let e = walk_all(&s).unwrap_err();
+                assert!(matches!(e, FrameError::Json { .. }), "{s}: {e:?}");
+            }
         }
     }
 
@@ -395,6 +493,17 @@ mod tests {
         }
         .unescape_into(&mut out)
         .is_err());
+        // Exactly four hex digits: `from_str_radix` took a leading '+'.
+        for raw in [
+            &br"\u+02F"[..],
+            br"\u+07F",
+            br"\u-002",
+            br"\u 041",
+            br"\u004",
+        ] {
+            let got = RawStr { raw, escaped: true }.unescape_into(&mut out);
+            assert!(got.is_err(), "{raw:?}: {out:?}");
+        }
     }
 
     #[test]

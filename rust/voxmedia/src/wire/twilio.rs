@@ -408,19 +408,28 @@ fn base64_error(text: &[u8]) -> FrameError {
     }
 }
 
-/// Append `s` to `out` as a JSON string body (no quotes).
+/// Append `s` to `out` as a JSON string body (no quotes), in ASCII: anything outside it is
+/// written as `\uXXXX` (a surrogate pair above U+FFFF). The messages built from it reach Python
+/// through the ASCII codec, which is cheaper than the UTF-8 one per message; JSON readers see
+/// the same string.
 pub fn escape_json_into(s: &str, out: &mut Vec<u8>) {
-    for &c in s.as_bytes() {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let unit = |u: u16, out: &mut Vec<u8>| {
+        out.extend_from_slice(b"\\u");
+        out.extend([12, 8, 4, 0].map(|sh| HEX[usize::from(u >> sh & 15)]));
+    };
+    for c in s.chars() {
         match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0..=0x1F => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(c >> 4) as usize]);
-                out.push(HEX[(c & 15) as usize]);
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\0'..='\x1f' => unit(c as u16, out),
+            ' '..='~' | '\x7f' => out.push(c as u8),
+            _ => {
+                let mut units = [0u16; 2];
+                for &u in c.encode_utf16(&mut units).iter() {
+                    unit(u, out);
+                }
             }
-            _ => out.push(c),
         }
     }
 }
@@ -717,6 +726,49 @@ mod tests {
         }
     }
 
+    /// A JSON string body read back by the grammar (the test's own reader, for
+    /// `escape_json_into`): simple escapes and `\\uXXXX`, surrogate pairs joined.
+    fn json_string_body(body: &[u8]) -> String {
+        let text = std::str::from_utf8(body).unwrap();
+        let mut units = Vec::new();
+        let mut rest = text;
+        while let Some(c) = rest.chars().next() {
+            if c != '\\' {
+                units.extend(c.encode_utf16(&mut [0; 2]).iter());
+                rest = &rest[c.len_utf8()..];
+                continue;
+            }
+            let e = rest.as_bytes()[1];
+            rest = &rest[2..];
+            match e {
+                b'"' | b'\\' | b'/' => units.push(u16::from(e)),
+                b'n' => units.push(10),
+                b'u' => {
+                    assert!(rest.as_bytes()[..4].iter().all(u8::is_ascii_hexdigit));
+                    units.push(u16::from_str_radix(&rest[..4], 16).unwrap());
+                    rest = &rest[4..];
+                }
+                _ => panic!("unexpected escape {e}"),
+            }
+        }
+        char::decode_utf16(units).map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn non_ascii_ids_are_escaped_as_utf16_units() {
+        let mut out = Vec::new();
+        escape_json_into("MZ\u{e9}\u{1f600}\"\\\n\x7f~", &mut out);
+        assert_eq!(out, b"MZ\\u00e9\\ud83d\\ude00\\\"\\\\\\u000a\x7f~");
+        let b = MediaMessageBuilder::new("MZ\u{e9}");
+        let mut msg = Vec::new();
+        b.append(&[0xff; 3], &mut msg);
+        assert_eq!(
+            msg,
+            b"{\"event\":\"media\",\"streamSid\":\"MZ\\u00e9\",\"media\":{\"payload\":\"////\"}}"
+        );
+        assert_eq!(b.message_len(3), msg.len());
+    }
+
     proptest::proptest! {
         #[test]
         fn block_decoder_agrees_with_the_library(
@@ -752,6 +804,17 @@ mod tests {
             if let Ok(Scanned { media: Some(m), .. }) = scan(&s, 1 << 16) {
                 let _ = decode_payload(&m.payload, &mut Vec::new(), &mut [0u8; 160]);
             }
+        }
+
+        /// Any stream id comes out as ASCII JSON that reads back as itself (a non-ASCII id
+        /// was passed through as UTF-8, which the binding's ASCII codec refused on every
+        /// message).
+        #[test]
+        fn escaped_ids_are_ascii_and_read_back(sid in "\\PC{0,20}|[\\x00-\\x7f\\u{e9}\\u{1f600}]{0,20}") {
+            let mut out = Vec::new();
+            escape_json_into(&sid, &mut out);
+            proptest::prop_assert!(out.is_ascii());
+            proptest::prop_assert_eq!(json_string_body(&out), sid);
         }
 
         #[test]

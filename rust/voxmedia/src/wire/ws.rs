@@ -130,11 +130,13 @@ impl FrameReader {
             ),
             n => (n, 2),
         };
-        if len > self.max_payload {
-            return self.stop();
-        }
         let start = head + 4;
-        let end = start + len as usize; // len <= max_payload, a usize
+        // Over the limit, or a length no buffer here could hold (possible when the limit is
+        // near usize::MAX): handed over like any oversized frame.
+        let end = match usize::try_from(len).ok().and_then(|n| n.checked_add(start)) {
+            Some(end) if len <= self.max_payload => end,
+            _ => return self.stop(),
+        };
         if b.len() < end {
             return Next::NeedMore;
         }
@@ -275,6 +277,25 @@ mod tests {
             rest.extend_from_slice(&ok);
             assert_eq!(r.take_rest(), rest);
             assert_eq!(r.next_frame(), Next::Handoff);
+        }
+    }
+
+    /// With a limit near `usize::MAX`, a declared length the header arithmetic cannot hold
+    /// used to overflow (a panic); it is handed over like any frame over the limit.
+    #[test]
+    fn lengths_past_usize_are_handed_over_whatever_the_limit() {
+        for len in [u64::MAX, u64::MAX - 9, u64::MAX - 13] {
+            let mut wire = frame(1, true, b"ok", [1, 2, 3, 4]);
+            let mut bad = vec![0x82, 0x80 | 127];
+            bad.extend_from_slice(&len.to_be_bytes());
+            bad.extend_from_slice(&[0; 4]);
+            wire.extend_from_slice(&bad);
+            let mut r = FrameReader::new(usize::MAX);
+            r.push(&wire);
+            let mut got = Vec::new();
+            assert!(drain(&mut r, &mut got), "length {len}");
+            assert_eq!(got, vec![(1, true, b"ok".to_vec())]);
+            assert_eq!(r.take_rest(), bad);
         }
     }
 
