@@ -152,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             return run(settings, ready, progress=lambda msg: print(f"voxrelay: {msg}", flush=True))
-        except (ValueError, ImportError) as e:  # unknown engine, missing extra, bad script
+        except (ValueError, ImportError, OSError) as e:
+            # Unknown engine, missing extra, bad script; the port taken or not ours to bind.
             print(f"voxrelay serve: {e}", file=sys.stderr)
             return 2
     if args.command == "demo":

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, get_type_hints
 
+from voxrelay.protocols.twiml import public_ws_url
+
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
 ENV_PREFIX: Final = "VOXRELAY_"
@@ -29,7 +31,9 @@ class Settings:
     agent: str = "echo"
     """`echo`, or `package.module:factory` for a callable taking the session."""
     public_url: str | None = None
-    """`https://example.com[/base]` as the platform sees us; else Host/X-Forwarded-Proto."""
+    """`https://example.com[/base]` as the platform sees us; else Host/X-Forwarded-Proto.
+    Checked at startup: an absolute http(s):// or ws(s):// URL; empty in a file or the
+    environment means unset."""
     twilio_auth_token: str | None = field(default=None, repr=False)
     """When set, `X-Twilio-Signature` is required on the webhook and the WebSocket upgrade."""
     stream_secret: str | None = field(default=None, repr=False)
@@ -89,11 +93,13 @@ class Settings:
     reprompt_text: str = "Are you still there?"
     goodbye_text: str = "I haven't heard from you, so I'll hang up now. Goodbye!"
     idle_timeout_s: float = 10.0
-    """A call that sends nothing for this long is closed (a peer gone without a FIN)."""
+    """A call that sends nothing for this long is closed (a peer gone without a FIN); > 0."""
     drain_timeout_s: float = 10.0
     """On SIGTERM/SIGINT, live calls get this long to end before they are closed with 1001."""
     ping_interval_s: float | None = 20.0
+    """WebSocket keepalive ping period, also the wait for its pong; > 0, or None for no pings."""
     open_timeout_s: float = 10.0
+    """Time a new connection gets to finish its opening handshake; > 0."""
     max_http_body_bytes: int = 65536
     turn_records_texts: bool = False
     """Include what the caller said and the reply text in `GET /calls/{sid}/turns`. Off by
@@ -101,6 +107,12 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        for name in ("bad_input_window_s", "idle_timeout_s", "ping_interval_s", "open_timeout_s"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                # 0 is not "off" here: it would close every call at once.
+                off = " (or none to switch pings off)" if name == "ping_interval_s" else ""
+                raise ValueError(f"{name} must be a finite number of seconds > 0{off}, got {v!r}")
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, bool) or v is None or isinstance(v, str):
@@ -112,8 +124,6 @@ class Settings:
         for name in ("max_message_bytes", "bad_input_max", "max_http_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.bad_input_window_s <= 0:
-            raise ValueError(f"bad_input_window_s must be > 0, got {self.bad_input_window_s}")
         # The pacer counts the frame the platform is playing as unheard, so the lead must hold
         # it and at least one more.
         if not 40 <= self.playout_lead_ms <= 1000:
@@ -143,6 +153,15 @@ class Settings:
         if self.stream_secret == "" or self.twilio_auth_token == "":
             # An empty secret would silently accept anyone: refuse rather than guess.
             raise ValueError("stream_secret and twilio_auth_token must be unset or non-empty")
+        if self.public_url is not None:
+            # Checked once here, not at each webhook: a bad one would refuse every call.
+            try:
+                public_ws_url({}, "/", self.public_url)
+            except ValueError as e:
+                raise ValueError(
+                    f"public_url {self.public_url!r} must be an absolute http(s):// or "
+                    "ws(s):// URL such as https://voice.example.com (or unset)"
+                ) from e
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -150,6 +169,9 @@ class Settings:
 
 _HINTS: Final[dict[str, Any]] = get_type_hints(Settings)
 _FIELDS: Final = frozenset(f.name for f in fields(Settings))
+_EMPTY_KEPT: Final = frozenset({"twilio_auth_token", "stream_secret", "greeting"})
+"""Optional strings whose empty value is not read as unset: an empty secret is refused by
+`Settings` rather than silently switching the check off, and an empty greeting is silence."""
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:
@@ -162,6 +184,8 @@ def _convert(name: str, raw: Any, source: str) -> Any:
             return None
         if not isinstance(raw, str):
             raise ValueError(f"{source}: {name} must be a string, got {raw!r}")
+        if optional and not raw.strip() and name not in _EMPTY_KEPT:
+            return None  # `VOXRELAY_PUBLIC_URL=` is how an environment leaves a value unset
         return raw
     if isinstance(raw, str):
         text = raw.strip()

@@ -19,6 +19,10 @@ How a turn flows (all on the call's agent task, never on the media path):
    than backchannels. Either way the LLM and TTS are cancelled through one `CancelToken` and
    the context keeps only what the caller heard, marked interrupted.
 6. Silence after the agent finished: a re-prompt, then a goodbye and a hang-up.
+7. A failing engine is logged once per kind per call and the caller hears `error_text`
+   rather than silence: an LLM or TTS that fails a reply, an STT that cannot start, whose
+   audio input or transcript stream dies (then every later utterance gets the apology), or
+   that gives no final transcript within `final_timeout_s` of the end of an utterance.
 
 Engines are shared by all calls (loaded once by `ConversationFactory.prepare`, off the event
 loop); each call gets its own STT stream and context.
@@ -77,6 +81,11 @@ __all__ = [
 log = logging.getLogger("voxrelay.conversation")
 
 _HANGUP_GRACE_S: Final = 2.0
+_FINAL_TIMEOUT_S: Final = 10.0
+"""Longest wait for an utterance's final transcript once it ended (finalize included). A
+local tiny.en decode takes ~0.3-1 s, a cloud final well under a second; ten seconds leaves
+room for a recogniser queue shared by many calls, and past it the caller is told we have
+trouble rather than left in silence."""
 _WORD: Final = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 
 
@@ -107,6 +116,8 @@ class ConversationConfig:
     error_text: str = "Sorry, I'm having trouble answering right now. Please try again."
     record_texts: bool = False
     """Put transcripts and replies in the per-turn log lines (personal data: off by default)."""
+    final_timeout_s: float = _FINAL_TIMEOUT_S
+    """How long a turn waits for its final transcript before the caller gets `error_text`."""
 
     @classmethod
     def from_settings(cls, s: Settings) -> ConversationConfig:
@@ -214,6 +225,10 @@ class _CallGone(Exception):
     """The session would not take more audio: the call ended under the reply."""
 
 
+class _SttUnavailable(Exception):
+    """The recogniser failed earlier on this call (start, audio or transcript stream)."""
+
+
 class _Turn:
     """One reply in flight and the bookkeeping for its latency record."""
 
@@ -260,7 +275,10 @@ class ConversationAgent:
         self._interim_running = False
         self._interim_wanted = -1
         self._interim_tokens: list[int] = []
-        self._finals: asyncio.Queue[Transcript] = asyncio.Queue()
+        # Final transcripts in order; an exception when the recogniser died under a turn.
+        self._finals: asyncio.Queue[Transcript | BaseException] = asyncio.Queue()
+        self._late_finals = 0  # turns that gave up on their final: drop those arriving late
+        self._stt_error: BaseException | None = None  # set once the recogniser is gone
         self._ended: asyncio.Queue[SpeechEnded] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._caller_speaking = False
@@ -305,11 +323,18 @@ class ConversationAgent:
             pause_ms=cfg.pause_ms,
             barge_in_ms=cfg.interrupt_min_ms,
         )
-        await self.stt.start()
-        self.call.set_audio_sink(stt_sink(self.stt, self.input_rate))
-        self._spawn(self._read_transcripts())
+        try:
+            await self.stt.start()
+        except Exception as e:  # a recogniser that cannot connect: say so, keep the call
+            self._stt_dead(e)
+        else:
+            self.call.set_audio_sink(stt_sink(self.stt, self.input_rate, on_error=self._stt_dead))
+            self._spawn(self._read_transcripts())
         self._spawn(self._turn_worker())
-        self._start_reply("", None, self._loop.time(), fixed=cfg.greeting)
+        # Without a recogniser a greeting would invite speech nobody hears: apologise instead
+        # (every utterance gets the same answer; the caller decides when to hang up).
+        first = cfg.greeting if self._stt_error is None else cfg.error_text
+        self._start_reply("", None, self._loop.time(), fixed=first)
 
     async def _on_call_ended(self) -> None:
         self._closing = True
@@ -357,6 +382,8 @@ class ConversationAgent:
                 self.records.remove(turn.record)
 
     def _on_pause(self, ev: SpeechPaused) -> None:
+        if self._stt_error is not None:
+            return  # no recogniser: the turn ends on the silence cap
         self._interim_wanted = ev.token
         if not self._interim_running:
             self._run_interim(ev.token)
@@ -395,11 +422,45 @@ class ConversationAgent:
             self._run_interim(self._interim_wanted)  # newer pause: transcribe again
 
     async def _read_transcripts(self) -> None:
-        async for t in self.stt.events():
-            if t.is_final:
-                self._finals.put_nowait(t)
-            else:
+        events = aiter(self.stt.events())
+        while True:
+            try:
+                t = await anext(events)
+            except StopAsyncIteration:
+                if not self._closing:  # it ends after close(), not before
+                    self._stt_dead(EOFError("the transcript stream ended while the call went on"))
+                return
+            except Exception as e:
+                if not self._closing:
+                    self._stt_dead(e)
+                return
+            if not t.is_final:
                 self._on_interim(t)
+            elif self._late_finals:
+                # The final of a turn that stopped waiting for it (finals come in order):
+                # that turn got an apology; this text must not become the next turn's.
+                self._late_finals -= 1
+                log.debug("dropped a final transcript that came after its turn gave up")
+            else:
+                self._finals.put_nowait(t)
+
+    def _stt_dead(self, exc: BaseException) -> None:
+        """The recogniser is gone for this call (its start, audio input or transcript stream
+        failed): logged once; a turn waiting for its final and every later one get
+        `error_text` instead of silence, and caller audio is no longer forwarded."""
+        first = self._stt_error is None
+        if first:
+            self._stt_error = exc
+        self._provider_failed("stt", exc)
+        if first:
+            self._finals.put_nowait(exc)  # wakes a turn waiting for its final
+            if not self._closing:
+                # Not from inside the sink's own call on the media path: next loop pass.
+                self._loop.call_soon(self._drop_sink)
+
+    def _drop_sink(self) -> None:
+        if not self._closing:
+            self.call.set_audio_sink(None)
 
     def _observe(self, who: str, text: str) -> None:
         if self.observer is not None:
@@ -443,10 +504,27 @@ class ConversationAgent:
         if interim is not None and interim[0] != token:
             interim = None
         self._interim = None
+        if self._stt_error is not None:
+            raise _SttUnavailable("the recogniser failed earlier on this call")
         finalize = self.stt.finalize
         t_dec = self._loop.time()
-        await finalize(reuse_interim=reuse)
-        final = await self._finals.get()
+        timeout = self.config.final_timeout_s
+        finalized = False
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                await finalize(reuse_interim=reuse)
+                finalized = True
+                final = await self._finals.get()
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the recogniser's own error
+            if finalized:
+                self._late_finals += 1  # asked for and still owed (a cancelled finalize is not)
+            raise TimeoutError(
+                f"no final transcript {timeout:g} s after the end of the utterance"
+            ) from None
+        if isinstance(final, BaseException):
+            raise _SttUnavailable("the recogniser failed while transcribing") from final
         t_final = self._loop.time()
         log.debug(
             "turn ended after %.0f ms of silence (pause %d, reuse %s): %r in %.0f ms",
@@ -740,24 +818,51 @@ def input_rate_for(stt: StreamingSTT) -> int:
     return 8000 if stt.input_format.sample_rate == 8000 else 16000
 
 
-def stt_sink(stt: StreamingSTT, rate: int = 16000) -> Callable[[bytes], None]:
+def stt_sink(
+    stt: StreamingSTT,
+    rate: int = 16000,
+    *,
+    on_error: Callable[[Exception], None] | None = None,
+) -> Callable[[bytes], None]:
     """Caller PCM at `rate` (what the session gives) -> the recogniser's declared format.
 
     At most one Rust call per frame. The common cases do no DSP: 16 kHz PCM recognisers take
     the frames as they are, and 8 kHz ones get the wire's audio sample for sample (the session
     skips its resampler; re-encoding decoded mu-law gives the phone's codes back, but for the
     sign of zero).
+
+    The sink is called on the media path, so it never raises: the first failure (a cloud
+    recogniser's dropped socket) goes to `on_error` (else it is logged) and later audio is
+    dropped, leaving the call to go on without the recogniser.
     """
     fmt = stt.input_format
     send = stt.send_audio
     rs = Resampler(rate, fmt.sample_rate) if fmt.sample_rate != rate else None
+    convert: Callable[[bytes], bytes] | None
     if fmt.encoding == "ulaw":
-        if rs is None:
-            return lambda pcm: send(ulaw_encode(pcm))
-        return lambda pcm: send(ulaw_encode(rs.process(pcm)))
-    if rs is None:
-        return send
-    return lambda pcm: send(rs.process(pcm))
+        convert = ulaw_encode if rs is None else (lambda pcm: ulaw_encode(rs.process(pcm)))
+    else:
+        convert = None if rs is None else rs.process
+    failed = False
+
+    def sink(pcm: bytes) -> None:
+        nonlocal failed
+        if failed:
+            return
+        try:
+            send(pcm if convert is None else convert(pcm))
+        except Exception as e:
+            failed = True
+            if on_error is not None:
+                on_error(e)
+            else:
+                log.error(
+                    "stt send_audio failed (%s: %s); caller audio is no longer forwarded",
+                    type(e).__name__,
+                    e,
+                )
+
+    return sink
 
 
 def _join(*parts: str) -> str:

