@@ -127,6 +127,13 @@ def test_body_requests_routing() -> None:
         ({"turn_pause_ms": 250}, "turn_pause_ms must be 20..turn_complete_ms-1"),
         ({"turn_pause_ms": 10}, "turn_pause_ms must be 20..turn_complete_ms-1"),
         ({"interrupt_min_ms": 10}, "interrupt_min_ms must be >= 20"),
+        # The media engine's own limits, checked at startup rather than failing every call.
+        ({"max_utterance_ms": 900_000}, r"max_utterance_ms must be 1\.\.=600000, got 900000"),
+        ({"turn_incomplete_ms": 70_000}, r"turn_incomplete_ms must be 1\.\.=60000"),
+        ({"interrupt_min_ms": 70_000}, r"interrupt_min_ms must be 1\.\.=60000"),
+        ({"speech_start_ms": 70_000}, r"speech_start_ms must be 1\.\.=60000"),
+        ({"barge_in_ms": 70_000}, r"barge_in_ms must be 1\.\.=60000"),
+        ({"preroll_ms": 5000}, r"preroll_ms must be 0\.\.2000"),
     ],
 )
 def test_conversation_timing_is_checked(changes: dict[str, int], message: str) -> None:

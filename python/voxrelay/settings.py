@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, get_type_hints
 
+from voxrelay.media import TurnDetector
 from voxrelay.protocols.twiml import public_ws_url
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
@@ -150,6 +151,7 @@ class Settings:
             )
         if self.interrupt_min_ms < 20:
             raise ValueError(f"interrupt_min_ms must be >= 20, got {self.interrupt_min_ms}")
+        self._check_turn_timing()
         if self.stream_secret == "" or self.twilio_auth_token == "":
             # An empty secret would silently accept anyone: refuse rather than guess.
             raise ValueError("stream_secret and twilio_auth_token must be unset or non-empty")
@@ -162,6 +164,44 @@ class Settings:
                     f"public_url {self.public_url!r} must be an absolute http(s):// or "
                     "ws(s):// URL such as https://voice.example.com (or unset)"
                 ) from e
+
+    def _check_turn_timing(self) -> None:
+        """The media engine's own limits on the timings each call's turn detector gets (at
+        the call's start, and from the conversation agent): checked once here by building one,
+        so that a setting past them stops `serve` instead of failing every call."""
+
+        def named(e: ValueError, names: dict[str, str]) -> ValueError:
+            text = str(e)
+            for param, setting in names.items():
+                if text.startswith(param + " ") or text.startswith(param + "="):
+                    text = setting + text[len(param) :]
+            return ValueError(text)
+
+        try:
+            det = TurnDetector(
+                rate=16000,
+                start_ms=self.speech_start_ms,
+                end_ms=self.speech_end_ms,
+                barge_in_ms=self.barge_in_ms,
+                preroll_ms=self.preroll_ms,
+                max_utterance_ms=self.max_utterance_ms,
+            )
+        except ValueError as e:
+            names = {"start_ms": "speech_start_ms", "end_ms": "speech_end_ms"}
+            raise named(e, names) from e
+        try:
+            det.configure(
+                end_ms=self.turn_incomplete_ms,
+                pause_ms=self.turn_pause_ms,
+                barge_in_ms=self.interrupt_min_ms,
+            )
+        except ValueError as e:
+            names = {
+                "end_ms": "turn_incomplete_ms",
+                "pause_ms": "turn_pause_ms",
+                "barge_in_ms": "interrupt_min_ms",
+            }
+            raise named(e, names) from e
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

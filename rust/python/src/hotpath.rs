@@ -123,7 +123,7 @@ impl PyInbound {
         codec: &str,
         frame_ms: i128,
         max_message_bytes: i128,
-        reorder_window: u32,
+        reorder_window: i128,
         quality: &str,
     ) -> PyResult<Self> {
         let cfg = InboundConfig {
@@ -131,7 +131,7 @@ impl PyInbound {
             frame_ms: setting(frame_ms, "frame_ms", INBOUND_FRAME_MS)?,
             law: parse_law(codec)?,
             max_message_bytes: message_limit(max_message_bytes, ">= 256")?,
-            reorder_window,
+            reorder_window: setting(reorder_window, "reorder_window", "1..=50")?,
             quality: Quality::from_name(quality).map_err(media_err)?,
             ..InboundConfig::default()
         };

@@ -77,11 +77,11 @@ pub enum TurnError {
     /// A positive duration above its maximum (`max` ms).
     TooLong {
         name: &'static str,
-        value: u32,
+        value: i64,
         max: u32,
     },
     /// A rate the media engine does not produce (not in [`SUPPORTED_RATES`]).
-    Rate(u32),
+    Rate(i64),
 }
 
 impl fmt::Display for TurnError {
@@ -159,17 +159,13 @@ fn positive(name: &'static str, value: i64) -> Result<u32, TurnError> {
     }
 }
 
-/// A positive duration of at most `max` ms.
+/// A positive duration of at most `max` ms (compared before narrowing, so a huge value is
+/// reported against its range, not as "not positive").
 fn duration(name: &'static str, value: i64, max: u32) -> Result<u32, TurnError> {
-    let v = positive(name, value)?;
-    if v > max {
-        return Err(TurnError::TooLong {
-            name,
-            value: v,
-            max,
-        });
+    if value > i64::from(max) {
+        return Err(TurnError::TooLong { name, value, max });
     }
-    Ok(v)
+    positive(name, value)
 }
 
 fn pause(pause_ms: i64, end_ms: u32) -> Result<u32, TurnError> {
@@ -196,10 +192,10 @@ impl TurnConfig {
         keep_tail_ms: i64,
         pause_ms: i64,
     ) -> Result<Self, TurnError> {
-        let rate = positive("rate", rate)?;
-        if !SUPPORTED_RATES.contains(&rate) {
+        if rate > 0 && !SUPPORTED_RATES.iter().any(|&r| i64::from(r) == rate) {
             return Err(TurnError::Rate(rate));
         }
+        let rate = positive("rate", rate)?;
         let start_ms = duration("start_ms", start_ms, MAX_TIMING_MS)?;
         let end = duration("end_ms", end_ms, MAX_TIMING_MS)?;
         let barge_in_ms = duration("barge_in_ms", barge_in_ms, MAX_TIMING_MS)?;
@@ -561,7 +557,7 @@ mod tests {
             det.configure(Some(1 << 40), None, None)
                 .unwrap_err()
                 .to_string(),
-            "end_ms must be a positive integer, got 1099511627776"
+            "end_ms must be 1..=60000, got 1099511627776"
         );
         assert_eq!(
             det.configure(None, None, Some(60_001))
