@@ -758,3 +758,261 @@ def test_cancelling_a_session_while_its_agent_winds_down_is_not_swallowed() -> N
             assert task.cancelled()
 
     run(main())
+
+
+# ----------------------------------------------------------------------------------------------
+# 9. Barge-in follow-ups: the BargeIn always reaches the agent, play() checks its arguments
+
+
+def agent_loop_task() -> asyncio.Task[Any]:
+    """The task running the (only) call's agent loop."""
+    (task,) = (
+        t
+        for t in asyncio.all_tasks()
+        if getattr(t.get_coro(), "__qualname__", "") == "Session._agent_loop"
+    )
+    return task
+
+
+class SelfCancelling:
+    """Cancels and awaits its own TTS task on DTMF 1 (the CancelledError escapes on_event);
+    answers a BargeIn with REPLY; gets stuck on DTMF 9."""
+
+    instances: ClassVar[list[SelfCancelling]] = []
+
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+        loop = asyncio.get_running_loop()
+        self.cancelled_own: asyncio.Future[None] = loop.create_future()
+        self.barge: asyncio.Future[BargeIn] = loop.create_future()
+        self.stuck: asyncio.Future[None] = loop.create_future()
+        self.tts: asyncio.Task[Any] | None = None
+        self.instances.append(self)
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, CallStarted):
+            self.call.play(FIRST, 8000)
+            self.tts = asyncio.get_running_loop().create_task(asyncio.Event().wait())
+        elif isinstance(event, Dtmf) and event.digit == "1":
+            assert self.tts is not None
+            self.tts.cancel()
+            self.cancelled_own.set_result(None)
+            await self.tts
+        elif isinstance(event, Dtmf) and event.digit == "9":
+            self.stuck.set_result(None)
+            await asyncio.Event().wait()
+        elif isinstance(event, BargeIn):
+            self.call.play(REPLY, 8000)
+            self.barge.set_result(event)
+
+
+def test_an_agent_awaiting_its_own_cancelled_task_keeps_getting_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    SelfCancelling.instances.clear()
+
+    async def main() -> None:
+        async with serving(factory=SelfCancelling) as server, connect(ws_url(server)) as ws:
+            await start_call(ws)
+            ev = await next_event(ws)
+            while not isinstance(ev, tw.Media):
+                ev = await next_event(ws)
+            session = the_session(server)
+            agent = SelfCancelling.instances[0]
+            await ws.send(tw.dtmf_message(SID, 3, "1"))
+            await asyncio.wait_for(agent.cancelled_own, 5)
+            session._on_turn(BARGE_IN, b"")
+            # The loop went on: the BargeIn arrives and what the agent plays then is played.
+            await asyncio.wait_for(agent.barge, 5)
+            assert session._barge_pending == 0
+            assert session.stats["audio_dropped_ms"] == 0
+            assert session._agent_errors == {"CancelledError": 1}
+            # A real cancellation of the agent's loop still ends it.
+            await ws.send(tw.dtmf_message(SID, 4, "9"))
+            await asyncio.wait_for(agent.stuck, 5)
+            task = agent_loop_task()
+            task.cancel()
+            await asyncio.wait([task], timeout=5)
+            assert task.cancelled()
+            await ws.send(tw.stop_message(SID, 5, CALL, ACCOUNT))
+            assert (await asyncio.wait_for(closed(ws), 5))[0] == 1000
+
+    run(main())
+    (failed,) = messages(caplog, "agent failed")
+    assert failed.exc_info is not None and failed.exc_info[0] is asyncio.CancelledError
+
+
+class Blocked:
+    """Plays FIRST, then stays in its CallStarted handler until `gate`; records its BargeIn."""
+
+    instances: ClassVar[list[Blocked]] = []
+
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+        loop = asyncio.get_running_loop()
+        self.busy: asyncio.Future[None] = loop.create_future()
+        self.gate: asyncio.Future[None] = loop.create_future()
+        self.barge: asyncio.Future[BargeIn] = loop.create_future()
+        self.instances.append(self)
+
+    async def on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, CallStarted):
+            self.call.play(FIRST, 8000)
+            self.busy.set_result(None)
+            await self.gate
+        elif isinstance(event, BargeIn):
+            self.barge.set_result(event)
+
+
+@asynccontextmanager
+async def blocked_call() -> AsyncIterator[tuple[Session, Blocked, ClientConnection]]:
+    """A call whose agent is playing FIRST and is busy (its event queue is not read)."""
+    Blocked.instances.clear()
+    async with serving(factory=Blocked) as server, connect(ws_url(server)) as ws:
+        await start_call(ws)
+        ev = await next_event(ws)
+        while not isinstance(ev, tw.Media):
+            ev = await next_event(ws)
+        agent = Blocked.instances[0]
+        await asyncio.wait_for(agent.busy, 5)
+        yield the_session(server), agent, ws
+        if not agent.gate.done():
+            agent.gate.set_result(None)
+        await ws.send(tw.stop_message(SID, 3, CALL, ACCOUNT))
+        assert (await asyncio.wait_for(closed(ws), 5))[0] == 1000
+
+
+def test_barge_in_reaches_an_agent_whose_queue_is_full() -> None:
+    async def main() -> None:
+        async with blocked_call() as (session, agent, _):
+            for _ in range(256):
+                assert session._post(Dtmf("1"))
+            assert not session._post(Dtmf("1"))  # full
+            session._on_turn(BARGE_IN, b"")
+            assert session._barge_pending == 1
+            assert session.stats["agent_events_dropped"] == 2  # the Dtmf above, and one more
+            session.play(STALE, 8000)  # the rest of the reply the clear was for
+            assert session.stats["audio_dropped_ms"] == 200
+            agent.gate.set_result(None)
+            await asyncio.wait_for(agent.barge, 5)
+            assert session._barge_pending == 0
+
+    run(main())
+
+
+def test_play_checks_its_arguments_while_a_barge_in_is_pending() -> None:
+    async def main() -> None:
+        async with blocked_call() as (session, agent, _):
+            session._on_turn(BARGE_IN, b"")
+            assert session._barge_pending == 1
+            with pytest.raises(ValueError, match="unsupported sample rate 0"):
+                session.play(STALE, 0)
+            with pytest.raises(ValueError, match="unsupported sample rate 12345"):
+                session.play(STALE, 12345)
+            with pytest.raises(media.MediaError, match="odd length of 3 bytes"):
+                session.play(b"\0\0\0", 8000)
+            assert session.stats["audio_dropped_ms"] == 0
+            session.play(REPLY, 16000)  # a good call is still dropped, at its own rate
+            assert session.stats["audio_dropped_ms"] == 100
+            session.play(REPLY, 8000)
+            assert session.stats["audio_dropped_ms"] == 300
+            agent.gate.set_result(None)
+            await asyncio.wait_for(agent.barge, 5)
+            assert session._barge_pending == 0
+
+    run(main())
+
+
+def test_barge_in_after_unechoed_marks_reports_the_playout_clocks_position(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        "voxrelay.session.PlayoutTracker", functools.partial(PlayoutTracker, max_pending=4)
+    )
+
+    async def main() -> None:
+        settings = Settings(mark_interval_ms=100, playout_lead_ms=100, idle_timeout_s=60)
+        async with serving(settings, Player) as server, connect(ws_url(server)) as ws:
+            await start_call(ws)
+            n_marks = 0
+            while n_marks < 10:  # all 1 s sent; nothing echoed
+                n_marks += isinstance(await asyncio.wait_for(next_event(ws), 5), tw.Mark)
+            session = the_session(server)
+            assert session.stats["marks_dropped"] == 6
+            # The tracker alone stops at the oldest pending mark (m7 at 700 ms) ...
+            now_ms = asyncio.get_running_loop().time() * 1000
+            assert session.tracker.position_ms(now_ms) <= 700
+            heard = await session.clear()
+            # ... while the pacer kept the caller's ear within the lead of what was sent.
+            assert session._sent_ms == 1000
+            assert heard >= 1000 - settings.playout_lead_ms
+            await ws.send(tw.stop_message(SID, 3, CALL, ACCOUNT))
+            assert (await asyncio.wait_for(closed(ws), 5))[0] == 1000
+
+    run(main())
+
+
+# ----------------------------------------------------------------------------------------------
+# 10. Closing: the connection's own close failing, reasons that cannot be sent
+
+
+def test_a_failed_close_after_bad_frames_drops_the_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken_close(self: RelayConnection, code: int = 1000, reason: str = "") -> None:
+        raise RuntimeError("cannot close")
+
+    async def main() -> None:
+        async with serving(Settings(idle_timeout_s=60)) as server:
+            monkeypatch.setattr(RelayConnection, "close", broken_close)
+            r, w = await raw_connect(server.port)
+            w.write(frame(1, tw.connected_message()) + frame(0, '{"event":"dtmf"}'))
+            try:
+                rest = await asyncio.wait_for(r.read(), 5)
+            except ConnectionResetError:
+                rest = b""
+            assert rest == b""  # no close frame: the transport was aborted
+            w.close()
+            monkeypatch.undo()
+
+    run(main())
+    assert len(messages(caplog, "unexpected continuation frame")) == 1
+    (failed,) = messages(caplog, "close failed")
+    assert "cannot close" in failed.getMessage()
+
+
+def test_close_reasons_with_lone_surrogates_are_sent_with_replacements(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voxrelay.session import _close_reason
+
+    assert _close_reason("bye \ud800 now") == "bye ? now"
+    assert _close_reason("café") == "café"
+    Hanger.hangups.clear()
+    monkeypatch.setattr(Hanger, "reason", "bye \udcff")
+
+    async def main() -> None:
+        async with serving(Settings(idle_timeout_s=60), Hanger) as server:
+            async with connect(ws_url(server)) as ws:
+                await start_call(ws)
+                assert await asyncio.wait_for(closed(ws), 5) == (1000, "bye ?")
+            await asyncio.wait_for(Hanger.hangups[0], 5)
+
+    run(main())
+
+
+# ----------------------------------------------------------------------------------------------
+# 11. wait_until wakes when a call starts streaming
+
+
+def test_wait_until_sees_a_call_start_streaming() -> None:
+    async def main() -> None:
+        async with serving(factory=Player) as server, connect(ws_url(server)) as ws:
+            await server.wait_until(lambda: len(server.sessions) == 1)
+            assert CALL not in server.live_call_sids
+            await start_call(ws)
+            await server.wait_until(lambda: CALL in server.live_call_sids, timeout=5)
+            await ws.send(tw.stop_message(SID, 3, CALL, ACCOUNT))
+            assert (await asyncio.wait_for(closed(ws), 5))[0] == 1000
+
+    run(main())

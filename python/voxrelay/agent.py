@@ -111,7 +111,11 @@ class BargeIn:
 @dataclass(frozen=True, slots=True)
 class CallEnded:
     reason: str
-    """`stop`, `hangup`, `disconnected`, `shutdown`, `idle`, `bad_input` or `error`."""
+    """Why the call ended: `stop` (the platform stopped the stream), `hangup` (the agent),
+    `disconnected` (the socket closed without either), `shutdown` (the server's drain ran
+    out), `idle` (nothing received for `idle_timeout_s`), `bad_input` (too many bad messages),
+    `bad_start` (a `start` that cannot begin a stream), `unauthorised` (wrong or missing
+    stream token) or `error` (the peer stopped reading)."""
 
 
 AgentEvent: TypeAlias = (
@@ -134,11 +138,16 @@ class CallControl(Protocol):
 
         `last=False` keeps a partial 20 ms frame for the next call (streaming TTS); `last=True`
         pads and ends the chunk. A mark follows every chunk.
+
+        Audio handed over between a barge-in and the agent receiving its `BargeIn` is dropped
+        (counted in the call's `audio_dropped_ms`): it was meant for the reply just cut off.
+        From the `BargeIn`'s `on_event` on, audio plays as usual.
         """
         ...
 
     def play_ulaw(self, codes: bytes, *, last: bool = True) -> None:
-        """Queue agent audio already in mu-law 8 kHz: sent without transcoding."""
+        """Queue agent audio already in mu-law 8 kHz: sent without transcoding (and dropped,
+        as `play`'s is, between a barge-in and the agent receiving its `BargeIn`)."""
         ...
 
     async def clear(self) -> float:

@@ -440,10 +440,23 @@ class RelayConnection(ServerConnection):
 
     def _end(self, code: int, reason: str) -> None:
         """Stop delivering messages and close with `code` (the task is kept, not dropped)."""
+        call = getattr(self.sink, "call_sid", "-")
         self._frag = None
         self.detach()
         if self._close_task is None:
-            self._close_task = self.loop.create_task(self.close(code, reason))
+            task = self._close_task = self.loop.create_task(self.close(code, reason))
+            task.add_done_callback(lambda t: self._close_done(t, call))
+
+    def _close_done(self, task: asyncio.Task[None], call: str) -> None:
+        """The closing handshake could not even start: drop the connection (logged once; there
+        is one close task per connection), or it would wait for a close that never comes."""
+        if task.cancelled():
+            return
+        e = task.exception()
+        if e is None:
+            return
+        log.warning("call %s: close failed (%r); dropping the connection", call, e)
+        self.transport.abort()
 
     def _bad_frames(self, code: int, reason: str) -> None:
         """Data frames that break RFC 6455's fragmentation rules (or the size limit): the

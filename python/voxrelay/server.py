@@ -64,14 +64,16 @@ class RelayServer:
         self._change = asyncio.Event()
 
     def _changed(self) -> None:
-        """Wake `wait_until`: the live or finished calls, or the draining state, changed."""
+        """Wake `wait_until`: the live or finished calls (a call connected, started streaming
+        or ended), or the draining state, changed."""
         ev, self._change = self._change, asyncio.Event()
         ev.set()
 
     async def wait_until(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Return once `cond()` holds, checked again whenever a call begins or ends or the
-        server starts draining; TimeoutError after `timeout` s. For tests and tools that drive
-        a server in the same process: they wait on what the server did, not for a while."""
+        """Return once `cond()` holds, checked again whenever a call connects, starts streaming
+        (its `start` accepted) or ends, or the server starts draining; TimeoutError after
+        `timeout` s. For tests and tools that drive a server in the same process: they wait on
+        what the server did, not for a while."""
         async with asyncio.timeout(timeout):
             while not cond():
                 await self._change.wait()
@@ -114,7 +116,7 @@ class RelayServer:
             await ws.close(GOING_AWAY, "server shutting down")
             return
         try:
-            session = Session(ws, self.settings, self.agent_factory)
+            session = Session(ws, self.settings, self.agent_factory, on_started=self._changed)
         except Exception:
             log.exception("could not set up a session")
             await ws.close(1011, "internal error")

@@ -77,9 +77,9 @@ _MAX_REASON_BYTES: Final = 123
 
 def _close_reason(reason: str) -> str:
     """`reason` cut to what a close frame can carry, on a character boundary."""
-    data = reason.encode("utf-8", "replace")
+    data = reason.encode("utf-8", "replace")  # a lone surrogate (which cannot be sent) -> "?"
     if len(data) <= _MAX_REASON_BYTES:
-        return reason
+        return data.decode("utf-8")
     return data[:_MAX_REASON_BYTES].decode("utf-8", "ignore")
 
 
@@ -102,9 +102,17 @@ class Session:
     """A Twilio Media Streams call from the upgrade to the end of the socket."""
 
     def __init__(
-        self, ws: RelayConnection, settings: Settings, agent_factory: AgentFactory
+        self,
+        ws: RelayConnection,
+        settings: Settings,
+        agent_factory: AgentFactory,
+        *,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
+        """`on_started`, if given, is called once an authorised `start` began the stream (the
+        server wakes its `wait_until` with it)."""
         self.ws = ws
+        self._on_started = on_started
         self.settings = settings
         self._loop = asyncio.get_running_loop()
         self.state = StreamState(max_message_bytes=settings.max_message_bytes)
@@ -206,14 +214,23 @@ class Session:
         sid = self.state.stream_sid
         if sid is None or not self._streaming or self._closed:
             raise RuntimeError("no stream to play to (before start, or after the call)")
-        if self._barge_pending:
-            self._counts["audio_dropped_ms"] += len(pcm) * 500 // rate
-            return
         out = self._outbound
         if out is None or out.in_rate != rate:
-            if out is not None:
+            fresh = media.TwilioOutbound(sid, rate)  # ValueError for an unsupported rate
+            if out is not None and not self._barge_pending:
                 self._enqueue(out.flush_frames())
-            out = self._outbound = media.TwilioOutbound(sid, rate)
+            # (While a barge-in is pending the old one holds nothing: `_clear` reset it and
+            # nothing has been played since.)
+            out = self._outbound = fresh
+        if self._barge_pending:
+            # Checked as `process_frames` would, so that a bad call fails whatever the timing.
+            if len(pcm) % 2:
+                raise media.MediaError(
+                    f"PCM16 input has an odd length of {len(pcm)} bytes; it must be a "
+                    "multiple of 2 (16-bit samples)"
+                )
+            self._counts["audio_dropped_ms"] += len(pcm) * 500 // rate
+            return
         frames = out.process_frames(pcm)
         if last:
             frames += out.flush_frames()
@@ -509,6 +526,8 @@ class Session:
             self.started = True
             self._set_streaming(True)
             log.info("call %s started (stream %s)", ev.call_sid, ev.stream_sid)
+            if self._on_started is not None:
+                self._on_started()
             self._post(
                 CallStarted(ev.stream_sid, ev.call_sid, ev.account_sid, dict(ev.custom_parameters))
             )
@@ -555,8 +574,10 @@ class Session:
             # Until the agent has the BargeIn (its task runs later), audio it hands over was
             # meant for the reply just cut off: drop it (see `play`), or the caller would hear
             # the rest of a clause the clear was for.
-            if self._post(BargeIn(cleared.heard_ms, cleared.sent_ms)):
-                self._barge_pending += 1
+            # Forced: with the agent's queue full, dropping the BargeIn would leave the rest
+            # of the reply playing (`_post` takes back the count of a BargeIn it drops).
+            self._post(BargeIn(cleared.heard_ms, cleared.sent_ms), force=True)
+            self._barge_pending += 1
         if flags & ENDED:
             self._counts["utterances"] += 1
             self._t_ended = self._loop.time()
@@ -598,12 +619,21 @@ class Session:
                 self._barge_pending -= 1
             try:
                 await on_event(ev)
+            except asyncio.CancelledError as e:
+                # A CancelledError from an agent awaiting a task it cancelled itself (its TTS,
+                # say) is an agent failure like any other: the loop must go on, or later
+                # events (a BargeIn ending a barge-in's drop of agent audio) go unread. Only a
+                # cancellation of this task ends it.
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                self._agent_failed(ev, e)
             except Exception as e:
                 self._agent_failed(ev, e)
             if isinstance(ev, CallEnded):
                 return
 
-    def _agent_failed(self, ev: AgentEvent, e: Exception) -> None:
+    def _agent_failed(self, ev: AgentEvent, e: BaseException) -> None:
         """Log each kind of agent failure once per call (an agent can fail on every 20 ms
         event); the count of each goes in the call's end line."""
         kind = type(e).__name__
@@ -715,7 +745,8 @@ class Session:
         Marks give the platform's word for it; between the last echoed mark and the first
         pending one the tracker interpolates. Frames sent after the last mark have no mark yet,
         so when none is pending the playout clock fills in (sent minus what is still queued at
-        the caller's end).
+        the caller's end). Once marks were dropped unechoed (see `_mark_sent`) the tracker
+        lags playback by about `max_pending` marks, so the clock's estimate counts then too.
         """
         now = self._loop.time()
         clock_heard = self._sent_ms - max(0.0, self._play_end - now) * 1000
@@ -723,7 +754,10 @@ class Session:
         if self._outbound is not None:
             self._outbound.reset()
         cleared = self.tracker.cleared(now * 1000)
-        heard = cleared.heard_ms if cleared.flushed else max(cleared.heard_ms, clock_heard)
+        if cleared.flushed and not self.tracker.dropped_marks:
+            heard = cleared.heard_ms
+        else:
+            heard = max(cleared.heard_ms, clock_heard)
         cleared = Cleared(heard_ms=heard, sent_ms=self._sent_ms, flushed=cleared.flushed)
         self._play_end = now
         self._counts["clears"] += 1

@@ -116,6 +116,10 @@ class PlayoutTracker:
         played (as an echo of it would, and as `echoed` does for marks it skips) rather than as
         flushed keeps a later barge-in from claiming the caller heard none of it. Its echo, if
         it ever comes, counts as unknown. Returns the mark's name (None if none was pending).
+
+        The heard position still trails playback by about `max_pending` marks: it is anchored
+        at the dropped mark and capped at the oldest one still pending. Once `dropped_marks`
+        is non-zero, a caller with a playout clock of its own should take the later of the two.
         """
         if not self._pending:
             return None
