@@ -15,14 +15,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 from call_support import media_frames, run, silence, speak
+from relay_support import ACCOUNT, CALL, SID, closed, start_call, ws_url
+from relay_support import serving as relay_serving
 from twilio.request_validator import RequestValidator
 from voxrelay import media
 from voxrelay.agent import AgentEvent, BargeIn, CallControl, EchoAgent, SpeechEnded, SpeechStarted
@@ -34,9 +36,6 @@ from voxrelay.simulator import CallOptions, read_wav, run_call, speech_segments
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-SID = "MZ" + "0" * 32
-CALL = "CA" + "1" * 32
-ACCOUNT = "AC" + "2" * 32
 TOKEN = "12345678901234567890123456789012"
 
 
@@ -71,28 +70,14 @@ class Recorder:
         await asyncio.wait_for(self._seen.setdefault(kind, asyncio.Event()).wait(), timeout)
 
 
-@asynccontextmanager
-async def serving(
+def serving(
     settings: Settings | None = None, *, record: list[Recorder] | None = None
-) -> AsyncIterator[RelayServer]:
+) -> AbstractAsyncContextManager[RelayServer]:
+    """A server whose calls' agents are `Recorder`s appending themselves to `record`."""
     factory: Any = None
     if record is not None:
         factory = type("Rec", (Recorder,), {"instances": record})
-    server = RelayServer((settings or Settings()).replace(port=0), factory)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown(drain_timeout_s=0.0)
-
-
-def ws_url(server: RelayServer, path: str = "/twilio") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
-
-
-async def start_call(ws: ClientConnection, params: dict[str, str] | None = None) -> None:
-    await ws.send(tw.connected_message())
-    await ws.send(tw.start_message(SID, CALL, ACCOUNT, params or {}))
+    return relay_serving(settings, factory)
 
 
 async def first(ws: ClientConnection, pred: Callable[[tw.TwilioEvent], bool]) -> tw.TwilioEvent:
@@ -101,16 +86,6 @@ async def first(ws: ClientConnection, pred: Callable[[tw.TwilioEvent], bool]) ->
         ev = tw.parse_message(await ws.recv())
         if pred(ev):
             return ev
-
-
-async def closed(ws: ClientConnection) -> tuple[int | None, str]:
-    """Drain until the server closes; returns (code, reason)."""
-    try:
-        while True:
-            await ws.recv()
-    except ConnectionClosed:
-        pass
-    return ws.close_code, ws.close_reason or ""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 from call_support import run
+from relay_support import ACCOUNT, CALL, SID, closed, serving, start_call, ws_url
 from voxrelay import media
 from voxrelay.agent import (
     AgentEvent,
@@ -48,41 +49,6 @@ from voxrelay.turns import BARGE_IN
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-SID = "MZ" + "0" * 32
-CALL = "CA" + "1" * 32
-ACCOUNT = "AC" + "2" * 32
-
-
-@asynccontextmanager
-async def serving(
-    settings: Settings | None = None, factory: Any = None
-) -> AsyncIterator[RelayServer]:
-    server = RelayServer((settings or Settings()).replace(port=0), factory)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown(drain_timeout_s=0.0)
-
-
-def ws_url(server: RelayServer, path: str = "/twilio") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
-
-
-async def start_call(ws: ClientConnection, params: dict[str, str] | None = None) -> None:
-    await ws.send(tw.connected_message())
-    await ws.send(tw.start_message(SID, CALL, ACCOUNT, params or {}))
-
-
-async def closed(ws: ClientConnection) -> tuple[int | None, str]:
-    """Drain until the server closes; returns (code, reason)."""
-    try:
-        while True:
-            await ws.recv()
-    except ConnectionClosed:
-        pass
-    return ws.close_code, ws.close_reason or ""
 
 
 async def next_event(ws: ClientConnection) -> tw.TwilioEvent:
