@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import logging
 import os
 import socket
 import subprocess
 import sys
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 
 import pytest
 from call_support import run, silence, speak
+from relay_support import ACCOUNT, CALL, SID
 from voxrelay import media
 from voxrelay.agent import CallControl
 from voxrelay.conversation import models
@@ -48,10 +51,6 @@ from voxrelay.settings import Settings, load_settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-SID = "MZ" + "0" * 32
-CALL = "CA" + "1" * 32
-ACCOUNT = "AC" + "2" * 32
-
 GREETING = "Hi there."
 SORRY = "Sorry, I have trouble hearing you."
 ANSWER = "We open at noon."
@@ -69,9 +68,11 @@ def question() -> bytes:
 # Scripted engines
 
 
-Step = str | BaseException | None
-"""What one `finalize()` does: emit that final text, kill the transcript stream with that
-error, or emit nothing (a final lost on the way)."""
+HANG = "hang"
+Step = str | tuple[str, str] | BaseException | None
+"""What one `finalize()` does: emit that final text; (late, own): first the late final of the
+previous utterance, then this one's; kill the transcript stream with that error; emit
+nothing (a final lost on the way); or HANG: never return (cut short by the timeout)."""
 
 
 class ScriptedSTT:
@@ -83,12 +84,18 @@ class ScriptedSTT:
         start_error: BaseException | None = None,
         send_error: BaseException | None = None,
         steps: Sequence[Step] = (),
+        timed: bool = True,
     ) -> None:
+        """`timed`: finals say which audio they cover, as the protocol asks; False gives
+        every final the same meaningless times (0-100 ms), as some engines might."""
         self.start_error = start_error
         self.send_error = send_error
         self.steps = list(steps)
+        self.timed = timed
         self.sent = 0  # send_audio calls, failed ones included
         self.finalized = 0
+        self.sent_ms = 0.0  # audio received since start(), the clock of Transcript times
+        self.spans: list[tuple[float, float]] = [(0.0, 0.0)]  # audio of each finalize()
         self.q: asyncio.Queue[Transcript | BaseException | None] = asyncio.Queue()
 
     @property
@@ -103,9 +110,12 @@ class ScriptedSTT:
         self.sent += 1
         if self.send_error is not None:
             raise self.send_error
+        self.sent_ms += len(pcm) / 32  # PCM16 16 kHz
 
-    def emit(self, text: str) -> None:
-        self.q.put_nowait(Transcript(text, True, 0.0, 100.0))
+    def emit(self, text: str, utterance: int = -1) -> None:
+        """A final for the audio of that `finalize()` (the latest by default)."""
+        start, end = self.spans[utterance] if self.timed else (0.0, 100.0)
+        self.q.put_nowait(Transcript(text, True, start, end))
 
     async def events(self) -> AsyncIterator[Transcript]:
         while (item := await self.q.get()) is not None:
@@ -118,9 +128,16 @@ class ScriptedSTT:
 
     async def finalize(self, *, reuse_interim: bool = False) -> None:
         self.finalized += 1
+        self.spans.append((self.spans[-1][1], self.sent_ms))
         step = self.steps.pop(0) if self.steps else ""
-        if isinstance(step, str):
+        if step == HANG:
+            await asyncio.Event().wait()
+        elif isinstance(step, str):
             self.emit(step)
+        elif isinstance(step, tuple):
+            late, own = step
+            self.emit(late, -2)
+            self.emit(own)
         elif step is not None:
             self.q.put_nowait(step)
 
@@ -136,10 +153,15 @@ class OneLineLLM:
 
 
 class ListeningTTS:
-    """20 ms of mu-law per clause; what the agent says is readable in order from `said`."""
+    """`ms` of mu-law per clause; what the agent says is readable in order from `said`.
 
-    def __init__(self) -> None:
+    No audio by default: the test caller, who speaks faster than real time, then never speaks
+    over a reply still playing (which does not take the turn when its words are unknown).
+    """
+
+    def __init__(self, ms: int = 0) -> None:
         self.said: asyncio.Queue[str] = asyncio.Queue()
+        self.ms = ms
 
     @property
     def output_format(self) -> AudioFormat:
@@ -149,7 +171,7 @@ class ListeningTTS:
         self, text: str, *, cancel: CancelToken | None = None
     ) -> AsyncIterator[AudioChunk]:
         self.said.put_nowait(text)
-        yield AudioChunk(b"\xff" * 160, 8000, "ulaw")
+        yield AudioChunk(b"\xff" * (self.ms * 8), 8000, "ulaw")
 
     async def close(self) -> None:
         pass
@@ -161,9 +183,9 @@ class ListeningTTS:
 class Relay:
     """A relay whose calls get a conversation agent over the given recogniser."""
 
-    def __init__(self, stt: ScriptedSTT, **config: Any) -> None:
+    def __init__(self, stt: ScriptedSTT, *, tts_ms: int = 0, **config: Any) -> None:
         self.stt = stt
-        self.tts = ListeningTTS()
+        self.tts = ListeningTTS(tts_ms)
         self.config = ConversationConfig(
             greeting=GREETING, error_text=SORRY, reprompt_after_s=0, **config
         )
@@ -355,10 +377,170 @@ def test_final_that_never_comes_times_out_and_a_late_one_is_not_the_next_turns(
     ]
 
 
+def test_a_final_that_never_comes_costs_only_its_own_turn(
+    question: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Counting owed finals made every later turn drop its own final as the lost one's,
+    # wait out the timeout and apologise, for the rest of the call.
+    stt = ScriptedSTT(steps=[None, "first", "second", "third"])
+    relay = Relay(stt, final_timeout_s=0.3)
+
+    async def main() -> list[str]:
+        async with relay.call() as ws:
+            caller = Caller(ws)
+            heard = [await relay.tts.next()]
+            for _ in range(4):
+                await caller.say(question)
+                heard.append(await relay.tts.next())
+            await caller.hang_up()
+            return heard
+
+    assert run(main()) == [GREETING, SORRY, ANSWER, ANSWER, ANSWER]
+    assert relay.agents[0].transcripts == ["first", "second", "third"]
+    assert len(stt_failures(caplog)) == 1
+
+
+def test_without_meaningful_times_a_lost_final_costs_at_most_one_more_turn(
+    question: bytes,
+) -> None:
+    # An engine whose finals all claim the same audio cannot be told from a late final while
+    # the next turn waits: that turn may be lost too, but the ones after it are not.
+    stt = ScriptedSTT(steps=[None, "first", "second", "third"], timed=False)
+    relay = Relay(stt, final_timeout_s=0.3)
+
+    async def main() -> list[str]:
+        async with relay.call() as ws:
+            caller = Caller(ws)
+            heard = [await relay.tts.next()]
+            for _ in range(4):
+                await caller.say(question)
+                heard.append(await relay.tts.next())
+            await caller.hang_up()
+            return heard
+
+    assert run(main()) == [GREETING, SORRY, SORRY, ANSWER, ANSWER]
+    assert relay.agents[0].transcripts == ["second", "third"]
+
+
+def test_a_late_final_that_comes_while_the_next_turn_waits_is_not_its_text(
+    question: bytes,
+) -> None:
+    # Turn 1's final comes only after turn 2 asked for its own: told apart by the audio each
+    # covers, it is dropped and turn 2 answers its own words.
+    stt = ScriptedSTT(steps=[None, ("words of the turn that gave up", QUESTION), "next"])
+    relay = Relay(stt, final_timeout_s=0.3)
+
+    async def main() -> None:
+        async with relay.call() as ws:
+            caller = Caller(ws)
+            assert await relay.tts.next() == GREETING
+            await caller.say(question)
+            assert await relay.tts.next() == SORRY
+            await caller.say(question)
+            assert await relay.tts.next() == ANSWER
+            await caller.say(question)
+            assert await relay.tts.next() == ANSWER
+            await caller.hang_up()
+
+    run(main())
+    assert relay.agents[0].transcripts == [QUESTION, "next"]
+
+
+def test_a_final_whose_finalize_was_cut_short_is_not_the_next_turns(question: bytes) -> None:
+    stt = ScriptedSTT(steps=[HANG, QUESTION])  # turn 1's finalize never returns
+    relay = Relay(stt, final_timeout_s=0.3)
+
+    async def main() -> None:
+        async with relay.call() as ws:
+            caller = Caller(ws)
+            assert await relay.tts.next() == GREETING
+            await caller.say(question)
+            assert await relay.tts.next() == SORRY
+            stt.emit("words of the turn that gave up", 1)  # the engine emits it after all
+            await caller.say(question)
+            assert await relay.tts.next() == ANSWER
+            await caller.hang_up()
+
+    run(main())
+    assert relay.agents[0].transcripts == [QUESTION]
+
+
 def test_final_timeout_default_is_documented_and_bounded() -> None:
     # The wait exists by default (no setting needed to avoid a hang) and is long enough for
     # a loaded shared recogniser.
     assert 5.0 <= ConversationConfig().final_timeout_s <= 30.0
+
+
+def test_a_recogniser_dying_after_a_logged_timeout_is_logged_too(
+    question: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A final timeout is logged as an "stt" failure; the recogniser's death afterwards is
+    # news (every later utterance gets the apology) and must not hide behind it.
+    stt = ScriptedSTT(steps=[None, ConnectionError("stt websocket dropped")])
+    relay = Relay(stt, final_timeout_s=0.3)
+
+    async def main() -> None:
+        async with relay.call() as ws:
+            caller = Caller(ws)
+            assert await relay.tts.next() == GREETING
+            for _ in range(3):
+                await caller.say(question)
+                assert await relay.tts.next() == SORRY
+            await caller.hang_up()
+
+    run(main())
+    assert stt_failures(caplog) == [
+        "stt provider failed (TimeoutError: no final transcript 0.3 s after the end of the "
+        "utterance); further stt failures on this call are not logged",
+        "stt provider failed (ConnectionError: stt websocket dropped); the recogniser is gone "
+        "for this call",
+    ]
+    assert stt.finalized == 2
+
+
+@contextmanager
+def logged(message: str) -> Iterator[asyncio.Event]:
+    """An event set when the conversation logs `message` (at any level): to wait on what the
+    agent decided when that decision has no other outward sign."""
+    event = asyncio.Event()
+
+    class Signal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() == message:
+                event.set()
+
+    logger = logging.getLogger("voxrelay.conversation")
+    handler = Signal(logging.DEBUG)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield event
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_an_utterance_over_an_apology_does_not_start_a_second_one(
+    question: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With a dead recogniser every utterance takes the apology path: a cough while the
+    # apology plays started another, and both played interleaved.
+    relay = Relay(ScriptedSTT(start_error=ConnectionError("stt endpoint refused")), tts_ms=5000)
+    cough = speak("Oh.") + silence(2.0)  # shorter than a barge-in
+
+    async def main() -> None:
+        with logged("no transcript for an utterance over a reply: not answered") as skipped:
+            async with relay.call() as ws:
+                caller = Caller(ws)
+                assert await relay.tts.next() == SORRY  # 5 s of it: still playing below
+                await caller.say(cough)
+                await asyncio.wait_for(skipped.wait(), WAIT_S)
+                await caller.hang_up()
+
+    run(main())
+    assert relay.tts.said.empty()  # one apology, not two at once
+    assert len(relay.agents[0].records) == 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,6 +578,18 @@ def test_a_calls_whisper_engine_reuses_the_loaded_model_without_disk() -> None:
         second = WhisperSTT()  # as each call does, on the event loop
     assert first._fast is not None
     assert second._fast is first._fast  # the tokenizer set-up is not paid again
+
+
+def test_a_whisper_model_let_go_of_by_the_cache_is_not_kept_alive_by_its_fast_path() -> None:
+    from voxrelay.conversation import stt_whisper
+
+    stt = stt_whisper.WhisperSTT(cpu_threads=1)
+    assert stt._fast is not None
+    model, fast = weakref.ref(stt._model), weakref.ref(stt._fast)
+    del stt
+    stt_whisper._load_model.cache_clear()  # as when two other models pushed it out
+    gc.collect()
+    assert (model(), fast()) == (None, None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,12 @@ How a turn flows (all on the call's agent task, never on the media path):
 7. A failing engine is logged once per kind per call and the caller hears `error_text`
    rather than silence: an LLM or TTS that fails a reply, an STT that cannot start, whose
    audio input or transcript stream dies (then every later utterance gets the apology), or
-   that gives no final transcript within `final_timeout_s` of the end of an utterance.
+   that gives no final transcript within `final_timeout_s` of the end of an utterance. A
+   final that comes after its turn gave up is told from the next turn's own by the audio it
+   covers (`Transcript.end_ms` against what was sent before each `finalize()`), so it never
+   becomes a later turn's text, and a final that never comes costs only its own turn (at
+   most one more with an engine whose times mean nothing).
+   An apology is not started over a reply that is still playing (one reply at a time).
 
 Engines are shared by all calls (loaded once by `ConversationFactory.prepare`, off the event
 loop); each call gets its own STT stream and context.
@@ -86,6 +91,8 @@ _FINAL_TIMEOUT_S: Final = 10.0
 local tiny.en decode takes ~0.3-1 s, a cloud final well under a second; ten seconds leaves
 room for a recogniser queue shared by many calls, and past it the caller is told we have
 trouble rather than left in silence."""
+_POSITION_SLACK_MS: Final = 20.0
+"""Rounding room (a frame) when a final's `end_ms` is compared with the audio sent."""
 _WORD: Final = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 
 
@@ -275,9 +282,16 @@ class ConversationAgent:
         self._interim_running = False
         self._interim_wanted = -1
         self._interim_tokens: list[int] = []
-        # Final transcripts in order; an exception when the recogniser died under a turn.
+        # The waiting turn's final transcript; an exception when the recogniser died under it.
         self._finals: asyncio.Queue[Transcript | BaseException] = asyncio.Queue()
-        self._late_finals = 0  # turns that gave up on their final: drop those arriving late
+        self._sent_ms = 0.0  # caller audio handed to the recogniser: its transcripts' clock
+        self._asked_ms = 0.0  # ... as of the latest finalize(): where the next utterance begins
+        self._want_final = False  # a turn asked for its final and has not got it yet
+        # Turns that gave up while their final may still come, and the audio those finals
+        # cover (from the start of the first such utterance to the end of the last).
+        self._owed = 0
+        self._owed_span = (0.0, 0.0)
+        self._took_owed = False  # the waiting turn saw a final dropped as an owed one
         self._stt_error: BaseException | None = None  # set once the recogniser is gone
         self._ended: asyncio.Queue[SpeechEnded] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -328,13 +342,24 @@ class ConversationAgent:
         except Exception as e:  # a recogniser that cannot connect: say so, keep the call
             self._stt_dead(e)
         else:
-            self.call.set_audio_sink(stt_sink(self.stt, self.input_rate, on_error=self._stt_dead))
+            self.call.set_audio_sink(self._counting_sink())
             self._spawn(self._read_transcripts())
         self._spawn(self._turn_worker())
         # Without a recogniser a greeting would invite speech nobody hears: apologise instead
         # (every utterance gets the same answer; the caller decides when to hang up).
         first = cfg.greeting if self._stt_error is None else cfg.error_text
         self._start_reply("", None, self._loop.time(), fixed=first)
+
+    def _counting_sink(self) -> Callable[[bytes], None]:
+        """`stt_sink`, keeping count of the audio sent (the clock of `Transcript` times)."""
+        send = stt_sink(self.stt, self.input_rate, on_error=self._stt_dead)
+        ms_per_byte = 500 / self.input_rate  # PCM16 at the session's rate
+
+        def sink(pcm: bytes) -> None:
+            self._sent_ms += len(pcm) * ms_per_byte
+            send(pcm)
+
+        return sink
 
     async def _on_call_ended(self) -> None:
         self._closing = True
@@ -436,23 +461,61 @@ class ConversationAgent:
                 return
             if not t.is_final:
                 self._on_interim(t)
-            elif self._late_finals:
-                # The final of a turn that stopped waiting for it (finals come in order):
-                # that turn got an apology; this text must not become the next turn's.
-                self._late_finals -= 1
-                log.debug("dropped a final transcript that came after its turn gave up")
             else:
-                self._finals.put_nowait(t)
+                self._on_final(t)
+
+    def _on_final(self, t: Transcript) -> None:
+        """Route a final transcript to the turn waiting for it, or drop it.
+
+        Finals come in order, one per `finalize()`. One a turn gave up on may still come:
+        before the next turn asks for its own, any final is that late one (or one nobody
+        asked for); while the next turn waits, a final is the late one only if it covers the
+        audio of the turns that gave up. Engines whose times mean nothing fall back to the
+        order alone, which can cost one more turn but never shifts every later turn by one.
+        """
+        if self._owed and (not self._want_final or self._is_owed(t)):
+            # That turn got an apology; its text must not become a later turn's.
+            self._owed -= 1
+            self._took_owed = self._want_final
+            log.debug("dropped a final transcript that came after its turn gave up")
+        elif not self._want_final:
+            log.debug("dropped a final transcript that no turn asked for")
+        else:
+            self._want_final = False
+            self._owed = 0  # finals come in order: any still owed before this one are lost
+            self._finals.put_nowait(t)
+
+    def _is_owed(self, t: Transcript) -> bool:
+        start, end = self._owed_span
+        return start - _POSITION_SLACK_MS < t.end_ms <= end + _POSITION_SLACK_MS
+
+    def _gave_up(self, start_ms: float, end_ms: float) -> None:
+        """A turn stopped waiting for the final of the audio `start_ms`..`end_ms`."""
+        own = 0
+        while not self._finals.empty():  # queued in the very step the deadline fired
+            own += isinstance(self._finals.get_nowait(), Transcript)
+        if own or self._took_owed:
+            # Its final did come (too late), or the one dropped as an earlier turn's while
+            # it waited was its own: either way, nothing more is owed for it.
+            return
+        self._owed_span = (self._owed_span[0] if self._owed else start_ms, end_ms)
+        self._owed += 1
 
     def _stt_dead(self, exc: BaseException) -> None:
         """The recogniser is gone for this call (its start, audio input or transcript stream
-        failed): logged once; a turn waiting for its final and every later one get
-        `error_text` instead of silence, and caller audio is no longer forwarded."""
-        first = self._stt_error is None
-        if first:
+        failed): logged once, even after a passing STT failure was; a turn waiting for its
+        final and every later one get `error_text` instead of silence, and caller audio is
+        no longer forwarded."""
+        if self._stt_error is None:
             self._stt_error = exc
-        self._provider_failed("stt", exc)
-        if first:
+            if "stt" in self._failed:  # an interim failure or a timeout was logged before
+                log.error(
+                    "stt provider failed (%s: %s); the recogniser is gone for this call",
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                self._provider_failed("stt", exc)
             self._finals.put_nowait(exc)  # wakes a turn waiting for its final
             if not self._closing:
                 # Not from inside the sink's own call on the media path: next loop pass.
@@ -489,8 +552,23 @@ class ConversationAgent:
                 await self._on_utterance(ev)
             except Exception as e:  # the STT failed: say so, keep the call
                 self._provider_failed("stt", e)
-                if not self._closing:
+                if self._closing:
+                    continue
+                if self._reply_busy():
+                    # As a backchannel: unheard words do not take the turn from a reply
+                    # (with a dead recogniser, a cough during the apology would be another).
+                    log.debug("no transcript for an utterance over a reply: not answered")
+                else:
                     self._start_reply("", None, self._loop.time(), fixed=self.config.error_text)
+
+    def _reply_busy(self) -> bool:
+        """A reply is being made or is still playing (and nobody cancelled it)."""
+        turn = self._turn
+        if turn is None or turn.cancel.cancelled:
+            return False
+        if turn.task is not None and not turn.task.done():
+            return True
+        return turn.audio_started and self.call.playing
 
     async def _on_utterance(self, ev: SpeechEnded) -> None:
         t0 = ev.at - ev.silence_ms / 1000
@@ -509,20 +587,27 @@ class ConversationAgent:
         finalize = self.stt.finalize
         t_dec = self._loop.time()
         timeout = self.config.final_timeout_s
-        finalized = False
+        while not self._finals.empty():  # nothing queued before this turn asked is its own
+            self._finals.get_nowait()
+        # The audio this utterance's final covers, on the recogniser's clock.
+        start_ms, end_ms = self._asked_ms, self._sent_ms
+        self._asked_ms = end_ms
+        self._want_final = True
+        self._took_owed = False
         try:
             async with asyncio.timeout(timeout) as deadline:
                 await finalize(reuse_interim=reuse)
-                finalized = True
                 final = await self._finals.get()
         except TimeoutError:
             if not deadline.expired():
                 raise  # the recogniser's own error
-            if finalized:
-                self._late_finals += 1  # asked for and still owed (a cancelled finalize is not)
+            # Owed even if finalize itself was cut short: the engine may still emit it.
+            self._gave_up(start_ms, end_ms)
             raise TimeoutError(
                 f"no final transcript {timeout:g} s after the end of the utterance"
             ) from None
+        finally:
+            self._want_final = False
         if isinstance(final, BaseException):
             raise _SttUnavailable("the recogniser failed while transcribing") from final
         t_final = self._loop.time()

@@ -75,11 +75,35 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return pool
 
 
+class _Loaded:
+    """A loaded model and the fast paths built over it: they live and go together, so a
+    model dropped from the cache is not kept alive by a fast path that still points to it."""
+
+    __slots__ = ("_fast", "_lock", "model")
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._fast: dict[tuple[str, int, float], _FastPath] = {}
+        self._lock = threading.Lock()
+
+    def fast_path(self, language: str, beam_size: int, window_s: float) -> _FastPath:
+        """One fast path per option set, shared by every call's engine: building its
+        tokenizer costs ~1.5 ms, too much to pay on the event loop at each call's start. It
+        holds no per-utterance state, and a model's decodes already run on a shared pool."""
+        key = (language, beam_size, window_s)
+        with self._lock:
+            fast = self._fast.get(key)
+            if fast is None:
+                fast = self._fast[key] = _FastPath(self.model, language, beam_size, window_s)
+            return fast
+
+
 @lru_cache(maxsize=2)
-def _load_model(path: str, compute_type: str, cpu_threads: int) -> Any:
+def _load_model(path: str, compute_type: str, cpu_threads: int) -> _Loaded:
     from faster_whisper import WhisperModel  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-    return WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
+    model = WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
+    return _Loaded(model)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -131,13 +155,14 @@ class WhisperSTT:
                 f"fast_window_s {fast_window_s} out of range [{_MIN_WINDOW_S:g}, {_MAX_BUFFER_S}]"
                 " (or None)"
             )
-        self._model = _load_model(str(model_path), compute_type, cpu_threads)
+        loaded = _load_model(str(model_path), compute_type, cpu_threads)
+        self._model = loaded.model
         self._pool = _pool(workers)
         self._language = language
         self._beam = beam_size
         self._fast: _FastPath | None = None
         if fast_window_s is not None:
-            self._fast = _fast_path(self._model, language, beam_size, fast_window_s)
+            self._fast = loaded.fast_path(language, beam_size, fast_window_s)
         self._paths: Counter[str] = Counter()
         self._buf = bytearray()
         self._buf_start = 0  # samples since start() at which _buf begins
@@ -280,14 +305,6 @@ class WhisperSTT:
         if not self._closed:
             self._closed = True
             self._events.put_nowait(_END)
-
-
-@lru_cache(maxsize=4)
-def _fast_path(model: Any, language: str, beam_size: int, window_s: float) -> _FastPath:
-    """One fast path per loaded model and options, shared by every call's engine: building
-    its tokenizer costs ~1.5 ms, too much to pay on the event loop at each call's start.
-    It holds no per-utterance state, and a model's decodes already run on a shared pool."""
-    return _FastPath(model, language, beam_size, window_s)
 
 
 class _FastPath:
