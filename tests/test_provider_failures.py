@@ -377,6 +377,18 @@ def test_final_that_never_comes_times_out_and_a_late_one_is_not_the_next_turns(
     ]
 
 
+async def ask_four_times(relay: Relay, question: bytes) -> list[str]:
+    """What the caller hears: the greeting, then the answer to each of four questions."""
+    async with relay.call() as ws:
+        caller = Caller(ws)
+        heard = [await relay.tts.next()]
+        for _ in range(4):
+            await caller.say(question)
+            heard.append(await relay.tts.next())
+        await caller.hang_up()
+        return heard
+
+
 def test_a_final_that_never_comes_costs_only_its_own_turn(
     question: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -385,17 +397,7 @@ def test_a_final_that_never_comes_costs_only_its_own_turn(
     stt = ScriptedSTT(steps=[None, "first", "second", "third"])
     relay = Relay(stt, final_timeout_s=0.3)
 
-    async def main() -> list[str]:
-        async with relay.call() as ws:
-            caller = Caller(ws)
-            heard = [await relay.tts.next()]
-            for _ in range(4):
-                await caller.say(question)
-                heard.append(await relay.tts.next())
-            await caller.hang_up()
-            return heard
-
-    assert run(main()) == [GREETING, SORRY, ANSWER, ANSWER, ANSWER]
+    assert run(ask_four_times(relay, question)) == [GREETING, SORRY, ANSWER, ANSWER, ANSWER]
     assert relay.agents[0].transcripts == ["first", "second", "third"]
     assert len(stt_failures(caplog)) == 1
 
@@ -408,17 +410,7 @@ def test_without_meaningful_times_a_lost_final_costs_at_most_one_more_turn(
     stt = ScriptedSTT(steps=[None, "first", "second", "third"], timed=False)
     relay = Relay(stt, final_timeout_s=0.3)
 
-    async def main() -> list[str]:
-        async with relay.call() as ws:
-            caller = Caller(ws)
-            heard = [await relay.tts.next()]
-            for _ in range(4):
-                await caller.say(question)
-                heard.append(await relay.tts.next())
-            await caller.hang_up()
-            return heard
-
-    assert run(main()) == [GREETING, SORRY, SORRY, ANSWER, ANSWER]
+    assert run(ask_four_times(relay, question)) == [GREETING, SORRY, SORRY, ANSWER, ANSWER]
     assert relay.agents[0].transcripts == ["second", "third"]
 
 
