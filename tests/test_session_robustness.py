@@ -2,7 +2,7 @@
 close code, is logged once, and never stalls or crashes the server or another call.
 
 Nothing here sleeps to synchronise: every wait is on a message, a close, a future or an event,
-bounded by a timeout (`asyncio.sleep(0)` only yields once to let a just-created task start).
+bounded by a timeout.
 """
 
 from __future__ import annotations
