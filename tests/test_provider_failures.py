@@ -377,12 +377,12 @@ def test_final_that_never_comes_times_out_and_a_late_one_is_not_the_next_turns(
     ]
 
 
-async def ask_four_times(relay: Relay, question: bytes) -> list[str]:
-    """What the caller hears: the greeting, then the answer to each of four questions."""
+async def ask(relay: Relay, question: bytes, times: int = 4) -> list[str]:
+    """What the caller hears: the greeting, then the answer to each time it asks."""
     async with relay.call() as ws:
         caller = Caller(ws)
         heard = [await relay.tts.next()]
-        for _ in range(4):
+        for _ in range(times):
             await caller.say(question)
             heard.append(await relay.tts.next())
         await caller.hang_up()
@@ -397,7 +397,7 @@ def test_a_final_that_never_comes_costs_only_its_own_turn(
     stt = ScriptedSTT(steps=[None, "first", "second", "third"])
     relay = Relay(stt, final_timeout_s=0.3)
 
-    assert run(ask_four_times(relay, question)) == [GREETING, SORRY, ANSWER, ANSWER, ANSWER]
+    assert run(ask(relay, question)) == [GREETING, SORRY, ANSWER, ANSWER, ANSWER]
     assert relay.agents[0].transcripts == ["first", "second", "third"]
     assert len(stt_failures(caplog)) == 1
 
@@ -410,7 +410,7 @@ def test_without_meaningful_times_a_lost_final_costs_at_most_one_more_turn(
     stt = ScriptedSTT(steps=[None, "first", "second", "third"], timed=False)
     relay = Relay(stt, final_timeout_s=0.3)
 
-    assert run(ask_four_times(relay, question)) == [GREETING, SORRY, SORRY, ANSWER, ANSWER]
+    assert run(ask(relay, question)) == [GREETING, SORRY, SORRY, ANSWER, ANSWER]
     assert relay.agents[0].transcripts == ["second", "third"]
 
 
@@ -422,19 +422,7 @@ def test_a_late_final_that_comes_while_the_next_turn_waits_is_not_its_text(
     stt = ScriptedSTT(steps=[None, ("words of the turn that gave up", QUESTION), "next"])
     relay = Relay(stt, final_timeout_s=0.3)
 
-    async def main() -> None:
-        async with relay.call() as ws:
-            caller = Caller(ws)
-            assert await relay.tts.next() == GREETING
-            await caller.say(question)
-            assert await relay.tts.next() == SORRY
-            await caller.say(question)
-            assert await relay.tts.next() == ANSWER
-            await caller.say(question)
-            assert await relay.tts.next() == ANSWER
-            await caller.hang_up()
-
-    run(main())
+    assert run(ask(relay, question, 3)) == [GREETING, SORRY, ANSWER, ANSWER]
     assert relay.agents[0].transcripts == [QUESTION, "next"]
 
 
