@@ -95,26 +95,23 @@ impl PyJitterBuffer {
         let frame_ms = non_negative("frame_ms", frame_ms, u32max)? as u32;
         let max_delay_ms = non_negative("max_delay_ms", max_delay_ms, u32max)? as u32;
         let reorder_window = non_negative("reorder_window", reorder_window, 1 << 20)? as usize;
-        let max_packets = match max_packets {
-            Some(n) => non_negative("max_packets", n, 1 << 20)? as usize,
-            // Enough for max_delay_ms, and never fewer than 64 slots.
-            None if frame_ms > 0 => {
-                (max_delay_ms.div_ceil(frame_ms) as usize + reorder_window + 2).clamp(64, 4096)
-            }
-            None => 64,
-        };
-        let cfg = JitterConfig {
+        let max_packets = max_packets
+            .map(|n| non_negative("max_packets", n, 1 << 20).map(|n| n as usize))
+            .transpose()?;
+        let mut cfg = JitterConfig {
             sample_rate: non_negative("sample_rate", sample_rate, u32max)? as u32,
             frame_ms,
             codec,
             min_delay_ms: non_negative("min_delay_ms", min_delay_ms, u32max)? as u32,
             max_delay_ms,
-            max_packets,
+            max_packets: 0,
             quantile,
             forget_factor,
             reorder_window,
             initial_delay_ms: non_negative("initial_delay_ms", initial_delay_ms, u32max)? as u32,
         };
+        // Unless given: enough for max_delay_ms, and never fewer than 64 slots.
+        cfg.max_packets = max_packets.unwrap_or_else(|| cfg.packets_default());
         let inner = JitterBuffer::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let clock = py.import("time")?.getattr("monotonic")?.unbind();
         Ok(PyJitterBuffer {
