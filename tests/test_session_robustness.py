@@ -60,13 +60,6 @@ def the_session(server: RelayServer) -> Session:
     return session
 
 
-async def session_gone(server: RelayServer, session: Session) -> None:
-    """Until the server has let go of `session` (records kept, counters filed)."""
-    ended = server._ended.get(session)
-    if ended is not None:
-        await ended.wait()
-
-
 def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if text in r.getMessage()]
 
@@ -593,7 +586,7 @@ def test_unauthorised_stream_does_not_replace_a_finished_calls_records() -> None
             intruder = Recording.calls[1]
             assert isinstance(intruder, Session)
             assert CALL not in server.live_call_sids
-            await asyncio.wait_for(session_gone(server, intruder), 5)
+            await server.wait_until(lambda: intruder not in server.sessions)
             assert await server.turn_records(CALL) == expected
             assert not intruder.started
 
@@ -950,10 +943,10 @@ def test_a_failed_close_after_bad_frames_drops_the_connection(
 def test_close_reasons_with_lone_surrogates_are_sent_with_replacements(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from voxrelay.session import _close_reason
+    from voxrelay.httpd import close_reason
 
-    assert _close_reason("bye \ud800 now") == "bye ? now"
-    assert _close_reason("café") == "café"
+    assert close_reason("bye \ud800 now") == "bye ? now"
+    assert close_reason("café") == "café"
     Hanger.hangups.clear()
     monkeypatch.setattr(Hanger, "reason", "bye \udcff")
 

@@ -60,6 +60,16 @@ HEALTH_PATH: Final = "/healthz"
 TURNS_PATH: Final = re.compile(r"/calls/([A-Za-z0-9_-]{1,64})/turns")
 MAX_TURNS_WAIT_S: Final = 10.0
 _SNIFF_MAX: Final = 16  # longer than any method name
+# RFC 6455: a close frame's reason is at most 123 bytes of UTF-8.
+_MAX_REASON_BYTES: Final = 123
+
+
+def close_reason(reason: str) -> str:
+    """`reason` cut to what a close frame can carry, on a character boundary."""
+    data = reason.encode("utf-8", "replace")  # a lone surrogate (which cannot be sent) -> "?"
+    if len(data) <= _MAX_REASON_BYTES:
+        return data.decode("utf-8")
+    return data[:_MAX_REASON_BYTES].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,17 +449,23 @@ class RelayConnection(ServerConnection):
         self._end(1011, "internal error")
 
     def _end(self, code: int, reason: str) -> None:
-        """Stop delivering messages and close with `code` (the task is kept, not dropped)."""
+        """Stop delivering messages and close with `code`."""
         call = getattr(self.sink, "call_sid", "-")
         self._frag = None
         self.detach()
+        self.close_soon(code, reason, call)
+
+    def close_soon(self, code: int, reason: str, call: str) -> None:
+        """Start the closing handshake from a callback (once per connection; the task is kept,
+        not dropped), with `reason` cut to what a close frame can carry."""
         if self._close_task is None:
-            task = self._close_task = self.loop.create_task(self.close(code, reason))
+            task = self._close_task = self.loop.create_task(self.close(code, close_reason(reason)))
             task.add_done_callback(lambda t: self._close_done(t, call))
 
     def _close_done(self, task: asyncio.Task[None], call: str) -> None:
         """The closing handshake could not even start: drop the connection (logged once; there
-        is one close task per connection), or it would wait for a close that never comes."""
+        is one close task per connection), or the call (and anyone awaiting its `hangup`)
+        would wait for a close that never comes."""
         if task.cancelled():
             return
         e = task.exception()

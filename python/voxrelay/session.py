@@ -54,7 +54,7 @@ from voxrelay.protocols.twilio import (
 from voxrelay.protocols.twilio import Dtmf as DtmfMsg
 from voxrelay.protocols.twilio import Mark as MarkMsg
 from voxrelay.settings import Settings
-from voxrelay.turns import BARGE_IN, ENDED, PAUSED, STARTED, TurnDetector
+from voxrelay.turns import BARGE_IN, ENDED, PAUSED, STARTED
 
 if TYPE_CHECKING:
     from voxrelay.httpd import RelayConnection
@@ -71,16 +71,6 @@ FRAME_S: Final = 0.020
 _AGENT_QUEUE: Final = 256
 # A peer that stops reading while we keep writing gets closed before it costs real memory.
 _MAX_WRITE_BUFFER: Final = 1 << 20
-# RFC 6455: a close frame's reason is at most 123 bytes of UTF-8.
-_MAX_REASON_BYTES: Final = 123
-
-
-def _close_reason(reason: str) -> str:
-    """`reason` cut to what a close frame can carry, on a character boundary."""
-    data = reason.encode("utf-8", "replace")  # a lone surrogate (which cannot be sent) -> "?"
-    if len(data) <= _MAX_REASON_BYTES:
-        return data.decode("utf-8")
-    return data[:_MAX_REASON_BYTES].decode("utf-8", "ignore")
 
 
 def _text_header(n: int) -> bytes:
@@ -140,7 +130,6 @@ class Session:
         self.started = False
         """True once an authorised `start` began the stream (only such calls keep records)."""
         self._closed = False
-        self._close_task: asyncio.Task[None] | None = None
         # Barge-ins cleared on the media path whose BargeIn the agent has not been handed yet:
         # while any is, agent audio is dropped (it was meant for the reply just cut off).
         self._barge_pending = 0
@@ -161,7 +150,6 @@ class Session:
             "utterances": 0,
             "agent_events_dropped": 0,
             "audio_dropped_ms": 0,
-            "marks_dropped": 0,
             "reply_us_max": 0,
         }
         self.agent: Agent = agent_factory(self)
@@ -178,14 +166,7 @@ class Session:
         self.agent_rate = rate
         self.inbound = media.TwilioInbound(out_rate=rate, max_message_bytes=s.max_message_bytes)
         self._process = self.inbound.process
-        self.turns = TurnDetector(
-            rate=rate,
-            start_ms=s.speech_start_ms,
-            end_ms=s.speech_end_ms,
-            barge_in_ms=s.barge_in_ms,
-            preroll_ms=s.preroll_ms,
-            max_utterance_ms=s.max_utterance_ms,
-        )
+        self.turns = s.turn_detector(rate)
         self._feed = self.turns.feed
         self.turns.configure(**self._turn_config)
 
@@ -201,7 +182,11 @@ class Session:
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"media_in": self.media_in + self.ws.media_frames, **self._counts}
+        return {
+            "media_in": self.media_in + self.ws.media_frames,
+            **self._counts,
+            "marks_dropped": self.tracker.dropped_marks,
+        }
 
     # -- CallControl: what the agent may do -----------------------------------------------------
 
@@ -352,19 +337,7 @@ class Session:
         self._closed = True
         self._ending = self._ending or why
         self._stop_pacer()
-        task = self._close_task = self._loop.create_task(self.ws.close(code, _close_reason(reason)))
-        task.add_done_callback(self._close_done)
-
-    def _close_done(self, task: asyncio.Task[None]) -> None:
-        """The closing handshake could not even start: drop the connection, or the call (and
-        anyone awaiting `hangup`) would wait for a close that never comes."""
-        if task.cancelled():
-            return
-        e = task.exception()
-        if e is None:
-            return
-        log.warning("call %s: close failed (%r); dropping the connection", self.call_sid, e)
-        self.ws.transport.abort()
+        self.ws.close_soon(code, reason, self.call_sid)
 
     @property
     def _received(self) -> int:
@@ -597,7 +570,8 @@ class Session:
     # -- agent events -------------------------------------------------------------------------
 
     def _post(self, ev: AgentEvent, *, force: bool = False) -> bool:
-        """Queue `ev` for the agent; False if it was dropped (the agent is far behind)."""
+        """Queue `ev` for the agent; False if it was dropped (the agent is far behind). Forced,
+        the oldest queued event is dropped instead."""
         try:
             self._events.put_nowait(ev)
         except asyncio.QueueFull:
@@ -736,7 +710,6 @@ class Session:
                     len(t.pending),
                 )
             t.drop_oldest(now * 1000)
-            self._counts["marks_dropped"] += 1
         t.sent(name, self._sent_ms)
 
     def _clear(self) -> Cleared:

@@ -165,6 +165,17 @@ class Settings:
                     "ws(s):// URL such as https://voice.example.com (or unset)"
                 ) from e
 
+    def turn_detector(self, rate: int) -> TurnDetector:
+        """A call's turn detector at `rate`, with these settings' timings."""
+        return TurnDetector(
+            rate=rate,
+            start_ms=self.speech_start_ms,
+            end_ms=self.speech_end_ms,
+            barge_in_ms=self.barge_in_ms,
+            preroll_ms=self.preroll_ms,
+            max_utterance_ms=self.max_utterance_ms,
+        )
+
     def _check_turn_timing(self) -> None:
         """The media engine's own limits on the timings each call's turn detector gets (at
         the call's start, and from the conversation agent): checked once here by building one,
@@ -173,22 +184,14 @@ class Settings:
         def named(e: ValueError, names: dict[str, str]) -> ValueError:
             text = str(e)
             for param, setting in names.items():
-                if text.startswith(param + " ") or text.startswith(param + "="):
+                if text.startswith(param + " "):
                     text = setting + text[len(param) :]
             return ValueError(text)
 
         try:
-            det = TurnDetector(
-                rate=16000,
-                start_ms=self.speech_start_ms,
-                end_ms=self.speech_end_ms,
-                barge_in_ms=self.barge_in_ms,
-                preroll_ms=self.preroll_ms,
-                max_utterance_ms=self.max_utterance_ms,
-            )
+            det = self.turn_detector(16000)
         except ValueError as e:
-            names = {"start_ms": "speech_start_ms", "end_ms": "speech_end_ms"}
-            raise named(e, names) from e
+            raise named(e, {"start_ms": "speech_start_ms", "end_ms": "speech_end_ms"}) from e
         try:
             det.configure(
                 end_ms=self.turn_incomplete_ms,
