@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,13 @@ import numpy as np
 import pytest
 from voxrelay.server import RelayServer
 from voxrelay.settings import Settings
-from voxrelay.simulator import CallOptions, CallResult, read_wav, run_call
+from voxrelay.simulator import CallOptions, CallResult, run_call
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from call_support import speak  # the tests' espeak-ng speech
 
 CALLS = 5
 BARGE_IN_MS = 300
-
-
-def speak(text: str) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "u.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
-        return read_wav(path)
 
 
 async def calls(audio: bytes, n: int) -> list[CallResult]:
