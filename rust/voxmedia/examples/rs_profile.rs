@@ -4,7 +4,8 @@
 //!     cargo run -p voxmedia --profile profiling --example rs_profile -- 48000 8000 [chunk_ms]
 //!
 //! The quality is `voice` unless the environment sets `QUALITY` (`phone`, `high`); with `HOLD`
-//! set, the resampler holds partial groups (`Resampler::hold_partial_groups`).
+//! set, the resampler holds partial groups (`Resampler::hold_partial_groups`); `ROUNDS` sets
+//! how many times the 500 chunks are resampled.
 use std::hint::black_box;
 use voxmedia::resample::{Quality, Resampler};
 fn main() {
@@ -28,7 +29,11 @@ fn main() {
     rs.hold_partial_groups(hold);
     let mut o = vec![0i16; rs.output_len_max(chunk)];
     let t = std::time::Instant::now();
-    let rounds = 40_000 / ms as usize;
+    // `ROUNDS` (of 500 chunks) for a shorter run, e.g. under `valgrind --tool=callgrind`.
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(40_000 / ms as usize);
     for _ in 0..rounds {
         for c in pcm.chunks_exact(chunk) {
             black_box(rs.process_into(black_box(c), &mut o).unwrap());
