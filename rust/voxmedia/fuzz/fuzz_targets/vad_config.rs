@@ -22,7 +22,7 @@ struct Case {
 }
 
 fuzz_target!(|c: Case| {
-    let rate = if c.rate % 2 == 0 {
+    let rate = if c.rate.is_multiple_of(2) {
         [8000, 16000, 24000, 48000][(c.rate / 2 % 4) as usize]
     } else {
         c.rate
