@@ -1,6 +1,7 @@
 //! The inbound hot path on any sequence of messages: arbitrary bytes and well-formed media
 //! messages with arbitrary counters, timestamps and payloads. It never panics, a message
-//! releases a bounded number of frames, and the PCM it returns is exactly those frames.
+//! releases a bounded number of frames, and the PCM it returns is those frames: exactly at
+//! 8 kHz, never more than they make when resampled.
 #![no_main]
 
 use arbitrary::Arbitrary;
