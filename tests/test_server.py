@@ -785,12 +785,14 @@ class PhoneRateListener:
         self.call = call
         self.heard = bytearray()
         self.ended: list[SpeechEnded] = []
+        self.listening = asyncio.Event()
         self.done = asyncio.Event()
         self.instances.append(self)
 
     async def on_event(self, event: AgentEvent) -> None:
         if type(event).__name__ == "CallStarted":
             self.call.set_audio_sink(self.heard.extend)
+            self.listening.set()
         elif isinstance(event, SpeechEnded):
             self.ended.append(event)
             self.done.set()
@@ -845,9 +847,14 @@ def test_agent_at_the_phone_rate_gets_the_wire_audio_untouched(hello: bytes) -> 
         try:
             async with connect(ws_url(server)) as ws:
                 await start_call(ws)
+                # The frames go out in one burst, far faster than a phone's 50 a second: were
+                # the sink set after the whole utterance had ended, it would hear none of it.
+                await server.wait_until(lambda: len(server.sessions) == 1)
+                agent = PhoneRateListener.instances[0]
+                await asyncio.wait_for(agent.listening.wait(), 10)
                 for m in media_frames(hello + silence(0.8), SID):
                     await ws.send(m)
-                await asyncio.wait_for(PhoneRateListener.instances[0].done.wait(), 10)
+                await asyncio.wait_for(agent.done.wait(), 10)
         finally:
             await server.shutdown(drain_timeout_s=0.0)
 
